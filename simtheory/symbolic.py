@@ -1,0 +1,211 @@
+"""The symbolic toolkit that every module in ``derivations/`` builds on.
+
+A derivation is a subclass of :class:`Derivation`. It builds its SymPy expressions from the
+model and the loss in :meth:`Derivation.build`, states its assumptions, and checks itself in
+:meth:`Derivation.checks`. Each check is a claim ``expr == 0``; :func:`check_zero` first
+tries to prove it symbolically (``expand``/``simplify``) and only when SymPy cannot, falls
+back to evaluating the expression at random points with 40-digit arithmetic, and says so.
+
+SymPy is imported by this module, so import it lazily from code that must start fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+from dataclasses import dataclass, field
+
+import sympy as sp
+
+SYMBOLIC = "symbolic"
+NUMERIC = "numeric"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One verified (or failed) claim of a derivation."""
+
+    name: str
+    passed: bool
+    method: str  # SYMBOLIC or NUMERIC
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The result of :meth:`Derivation.verify`."""
+
+    derivation: str
+    checks: tuple[Check, ...]
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and all(c.passed for c in self.checks)
+
+    @property
+    def status(self) -> str:
+        if not self.passed:
+            failed = [c.name for c in self.checks if not c.passed]
+            return "FAILED: " + ", ".join(failed) if failed else "FAILED: no checks"
+        n_num = sum(c.method == NUMERIC for c in self.checks)
+        if n_num == 0:
+            return f"verified ({len(self.checks)} symbolic checks)"
+        return (
+            f"verified ({len(self.checks) - n_num} symbolic, {n_num} numeric at random points)"
+        )
+
+    def __str__(self) -> str:
+        lines = [f"{self.derivation}: {self.status}"]
+        for c in self.checks:
+            mark = "ok " if c.passed else "FAIL"
+            lines.append(f"  [{mark}] {c.name} ({c.method}){': ' + c.detail if c.detail else ''}")
+        return "\n".join(lines)
+
+
+def _sample_value(sym: sp.Symbol, rng: random.Random) -> sp.Expr:
+    """A random rational value respecting the symbol's assumptions."""
+    if sym.is_integer:
+        lo = 0 if sym.is_nonnegative else -5
+        return sp.Integer(rng.randint(max(lo, 1 if sym.is_positive else lo), 7))
+    if sym.is_positive:
+        return sp.Rational(rng.randint(1, 10**6), 10**5) + sp.Rational(1, 10**3)
+    if sym.is_nonnegative:
+        return sp.Rational(rng.randint(0, 10**6), 10**5)
+    return sp.Rational(rng.randint(-(10**6), 10**6), 10**5)
+
+
+def check_zero(
+    name: str,
+    expr,
+    *,
+    points: int = 12,
+    seed: int = 0,
+    simplify: bool = True,
+    constraint=None,
+) -> Check:
+    """Check that ``expr`` (a scalar or a Matrix) is identically zero.
+
+    Symbolic first: ``expand`` then (optionally) ``simplify`` on every entry. When an entry
+    does not reduce to 0 symbolically, evaluate it at ``points`` random points (40 digits;
+    values drawn from each symbol's assumptions, optionally filtered by ``constraint``, a
+    callable ``subs -> bool``) and pass if every value is below ``1e-25`` relative to the
+    entry's scale. The method used is recorded in the returned :class:`Check`.
+    """
+    entries = list(expr) if isinstance(expr, sp.MatrixBase) else [sp.sympify(expr)]
+    residual = []
+    for e in entries:
+        e = sp.expand(e)
+        if e != 0 and simplify:
+            e = sp.simplify(e)
+        if e != 0:
+            residual.append(e)
+    if not residual:
+        return Check(name, True, SYMBOLIC)
+    rng = random.Random(seed)
+    worst = 0.0
+    for e in residual:
+        syms = sorted(e.free_symbols, key=lambda s: s.name)
+        done = 0
+        tries = 0
+        while done < points and tries < 50 * points:
+            tries += 1
+            subs = {s: _sample_value(s, rng) for s in syms}
+            if constraint is not None and not constraint(subs):
+                continue
+            val = sp.N(e.subs(subs), 40)
+            scale = max(
+                1.0,
+                max((abs(float(sp.N(a.subs(subs), 20))) for a in sp.Add.make_args(sp.expand(e))), default=1.0),
+            )
+            if not val.is_number:
+                return Check(name, False, NUMERIC, f"non-numeric residual {val}")
+            worst = max(worst, abs(complex(val)) / scale)
+            done += 1
+        if done < points:
+            return Check(name, False, NUMERIC, f"only {done} admissible random points found")
+    passed = worst < 1e-25
+    return Check(name, passed, NUMERIC, f"{points} random points per entry, max relative residual {worst:.1e}")
+
+
+def check_true(name: str, claim, detail: str = "") -> Check:
+    """A symbolic claim that SymPy decides directly (e.g. an inequality under assumptions)."""
+    ok = bool(claim is True or claim == sp.true)
+    return Check(name, ok, SYMBOLIC, detail if ok else f"{detail} (SymPy could not decide: {claim})")
+
+
+@dataclass(frozen=True)
+class Formula:
+    """A named closed form: ``lhs = rhs``, with the symbols a compiled predictor takes by name."""
+
+    lhs: object
+    rhs: object
+    args: tuple = field(default=())
+    description: str = ""
+
+    def latex(self) -> str:
+        return sp.latex(sp.Eq(self.lhs, self.rhs, evaluate=False))
+
+
+class Derivation:
+    """Base class for one result of the theory. Subclasses live in ``derivations/``.
+
+    Subclasses set ``name``, ``title``, ``reference`` and ``assumptions`` and implement
+    :meth:`build` (returning named :class:`Formula` objects, built from the model and the
+    loss) and :meth:`checks` (returning :class:`Check` objects).
+    """
+
+    name: str = ""
+    title: str = ""
+    reference: str = ""
+    assumptions: tuple[str, ...] = ()
+
+    def build(self) -> dict[str, Formula]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def checks(self, f: dict[str, Formula]) -> list[Check]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @functools.cached_property
+    def formulas(self) -> dict[str, Formula]:
+        return self.build()
+
+    def latex(self) -> dict[str, str]:
+        """LaTeX of every formula, keyed by formula name."""
+        return {k: f.latex() for k, f in self.formulas.items()}
+
+    def verify(self) -> Verification:
+        """Run every check (symbolic where SymPy can, numeric at random points otherwise)."""
+        return Verification(self.name, tuple(self.checks(self.formulas)))
+
+
+# -- shared model builders -----------------------------------------------------------------
+
+def diag_symbols(prefix: str, d: int, **assumptions) -> list[sp.Symbol]:
+    return [sp.Symbol(f"{prefix}_{i + 1}", **assumptions) for i in range(d)]
+
+
+def matrix_symbols(prefix: str, rows: int, cols: int, *, symmetric: bool = False) -> sp.Matrix:
+    def entry(i, j):
+        if symmetric and i > j:
+            i, j = j, i
+        return sp.Symbol(f"{prefix}_{i + 1}{j + 1}", real=True)
+
+    return sp.Matrix(rows, cols, entry)
+
+
+def identity_loss(W: sp.Matrix, A: sp.Matrix) -> sp.Expr:
+    """``L = 1/2 tr((W - I) A (W - I)^T)``: the SIM loss of an input-linear model f(x) = W x."""
+    E = W - sp.eye(W.shape[0])
+    return sp.Rational(1, 2) * (E * A * E.T).trace()
+
+
+def gradient(L: sp.Expr, M: sp.Matrix) -> sp.Matrix:
+    """Matrix of partial derivatives ``dL/dM_ij`` (M a matrix of independent symbols)."""
+    return M.applyfunc(lambda m: sp.diff(L, m))
+
+
+def at(expr, params: sp.Matrix, values: sp.Matrix):
+    """Evaluate an expression derived with symbolic ``params`` at other (possibly non-symbol) ``values``."""
+    if params.shape != values.shape:
+        raise ValueError(f"shape mismatch: {params.shape} vs {values.shape}")
+    return expr.subs(dict(zip(list(params), list(values))), simultaneous=True)
