@@ -1,0 +1,49 @@
+"""simtheory: learning dynamics of the Structured Identity Mapping (SIM) task.
+
+SymPy derives the closed forms (``derivations/``, each verified), they compile to NumPy
+predictors (:mod:`simtheory.theory`), and results travel as frozen :class:`Curves`.
+
+Importing ``simtheory`` is cheap: SymPy, SciPy, matplotlib and torch are imported only by the
+functions that need them.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .task import SIMTask, empirical_second_moment
+
+__version__ = "0.1.0"
+
+# public name -> submodule that defines it (loaded on first access)
+_LAZY = {
+    "linear_flow": "theory",
+    "linear_gd": "theory",
+    "symmetric_flow": "theory",
+    "symmetric_init": "theory",
+    "untied_flow": "theory",
+    "train_loss": "theory",
+    "ood_loss": "theory",
+    "ood_output": "theory",
+    "CONVENTIONS": "theory",
+    "Curves": "curves",
+    "predict": "curves",
+    "turning_points": "swingby",
+    "classify": "swingby",
+    "predict_swingby": "swingby",
+}
+
+__all__ = ["SIMTask", "empirical_second_moment", "__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'simtheory' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

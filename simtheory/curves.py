@@ -1,0 +1,229 @@
+"""Frozen prediction results (:class:`Curves`) and their export to CSV and NPZ + JSON sidecar."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import _checks, theory
+from .task import SIMTask
+
+MODELS = ("linear-flow", "linear-gd", "symmetric", "untied")
+
+_FORMULAS = {  # which derivations a model's curves come from (for the LaTeX record)
+    "linear-flow": [("one_layer_flow", "matrix"), ("one_layer_flow", "entry")],
+    "linear-gd": [("one_layer_gd", "entry")],
+    "symmetric": [("symmetric", "V"), ("symmetric", "logistic")],
+    "untied": [("untied", "flow_W1"), ("untied", "flow_W2"), ("untied", "mode")],
+}
+
+
+def _frozen(a) -> np.ndarray:
+    a = np.array(a, dtype=np.float64)
+    a.setflags(write=False)
+    return a
+
+
+@dataclass(frozen=True, eq=False)
+class Curves:
+    """Predicted (or simulated) learning curves of one setting or a batch of settings.
+
+    Attributes
+    ----------
+    times : (T,) gradient-flow time (lr x steps) unless ``convention`` says otherwise
+    W : (*batch, T, d, d) input-output map
+    ood_output : (*batch, T, d) ``W x_OOD``
+    ood_loss, train_loss : (*batch, T)
+    convention, model : how the curves were computed
+    task : the :class:`SIMTask`
+    latex : LaTeX of the expressions used, keyed ``derivation.formula``
+    meta : free-form provenance (JSON-serialisable)
+    """
+
+    times: np.ndarray
+    W: np.ndarray
+    ood_output: np.ndarray
+    ood_loss: np.ndarray
+    train_loss: np.ndarray
+    convention: str
+    model: str
+    task: SIMTask
+    latex: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_W(cls, task: SIMTask, times, W, *, model: str, convention: str = "gradient-flow",
+               latex: dict | None = None, meta: dict | None = None) -> "Curves":
+        """Build curves from a trajectory ``W`` of shape (*batch, T, d, d) on ``task``."""
+        if not isinstance(task, SIMTask):
+            raise ValueError(f"task must be a SIMTask, got {type(task).__name__}")
+        times = _checks.times(times, "times")
+        W = _checks.square_batch(W, "W", task.d)
+        if W.ndim < 3 or W.shape[-3] != times.size:
+            raise ValueError(f"W must have shape (*batch, len(times) = {times.size}, d, d), got {W.shape}")
+        return cls(
+            times=_frozen(times), W=_frozen(W),
+            ood_output=_frozen(theory.ood_output(task, W)), ood_loss=_frozen(theory.ood_loss(task, W)),
+            train_loss=_frozen(theory.train_loss(task, W)),  # the task's own loss, whatever the convention
+            convention=convention, model=model, task=task, latex=dict(latex or {}), meta=dict(meta or {}),
+        )
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        return self.W.shape[:-3]
+
+    def loss_at(self, v) -> np.ndarray:
+        """Loss at composition(s) ``v`` over time (see :func:`simtheory.ood_loss`)."""
+        return theory.ood_loss(self.task, self.W, v)
+
+    # -- export -------------------------------------------------------------------------------
+    def _rows(self):
+        d = self.task.d
+        header = ["setting", "t", "train_loss", "ood_loss"]
+        header += [f"ood_output_{k + 1}" for k in range(d)]
+        header += [f"w_{i + 1}{j + 1}" for i in range(d) for j in range(d)]
+        flatW = self.W.reshape(-1, self.times.size, d * d)
+        flatO = self.ood_output.reshape(-1, self.times.size, d)
+        flatL = self.ood_loss.reshape(-1, self.times.size)
+        flatT = self.train_loss.reshape(-1, self.times.size)
+        rows = []
+        for b in range(flatW.shape[0]):
+            for k, tk in enumerate(self.times):
+                rows.append([b, tk, flatT[b, k], flatL[b, k], *flatO[b, k], *flatW[b, k]])
+        return header, rows
+
+    def to_csv(self, path) -> Path:
+        """One row per (setting, time): losses, OOD output and every entry of W (full precision)."""
+        header, rows = self._rows()
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(header)
+        for r in rows:
+            writer.writerow([r[0]] + [repr(float(x)) for x in r[1:]])
+        return atomic_write_text(path, buf.getvalue())
+
+    def sidecar(self) -> dict:
+        return {
+            "model": self.model,
+            "convention": self.convention,
+            "time_unit": "gradient-flow time (lr x steps)" if self.convention == "gradient-flow"
+            else "paper time (dW/dt = V), half the gradient-flow speed",
+            "task": self.task.to_dict(),
+            "batch_shape": list(self.batch_shape),
+            "latex": self.latex,
+            "meta": self.meta,
+            "provenance": provenance(),
+        }
+
+    def to_npz(self, path) -> tuple[Path, Path]:
+        """Float64 arrays in ``path`` (.npz) and a JSON sidecar next to it (same stem, .json)."""
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_suffix(".npz")
+        buf = io.BytesIO()
+        np.savez(buf, times=self.times, W=self.W, ood_output=self.ood_output,
+                 ood_loss=self.ood_loss, train_loss=self.train_loss)
+        atomic_write_bytes(path, buf.getvalue())
+        side = atomic_write_text(path.with_suffix(".json"), json.dumps(self.sidecar(), indent=2))
+        return path, side
+
+    @classmethod
+    def load(cls, path) -> "Curves":
+        """Read curves written by :meth:`to_npz` (no pickles: ``allow_pickle=False``)."""
+        path = Path(path)
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        side = json.loads(path.with_suffix(".json").read_text())
+        return cls(
+            times=_frozen(arrays["times"]), W=_frozen(arrays["W"]), ood_output=_frozen(arrays["ood_output"]),
+            ood_loss=_frozen(arrays["ood_loss"]), train_loss=_frozen(arrays["train_loss"]),
+            convention=side["convention"], model=side["model"], task=SIMTask.from_dict(side["task"]),
+            latex=side.get("latex", {}), meta=side.get("meta", {}),
+        )
+
+
+def predict(task: SIMTask, W0, t, model: str = "symmetric", convention: str = "gradient-flow", **kwargs) -> Curves:
+    """Predicted :class:`Curves` of ``model`` on ``task`` from ``W0`` over times ``t``.
+
+    ``model``: "linear-flow", "symmetric" (``convention`` applies) or "untied" (``W0`` is then a
+    pair ``(W1_0, W2_0)``). ``linear-gd`` is :func:`simtheory.linear_gd` (it takes steps, not times).
+    """
+    from ._compile import compiled
+
+    if model not in ("linear-flow", "symmetric", "untied"):
+        raise ValueError(f"model must be 'linear-flow', 'symmetric' or 'untied', got {model!r}")
+    if model != "symmetric" and convention != "gradient-flow":
+        raise ValueError(f"convention applies to the symmetric model only; {model} uses 'gradient-flow'")
+    t = _checks.times(t)
+    if model == "linear-flow":
+        W = theory.linear_flow(task, W0, t)
+    elif model == "symmetric":
+        W = theory.symmetric_flow(task, W0, t, convention=convention, **kwargs)
+    else:
+        if not (isinstance(W0, (tuple, list)) and len(W0) == 2):
+            raise ValueError("W0 must be a pair (W1_0, W2_0) for the untied model")
+        W = theory.untied_flow(task, W0[0], W0[1], t, **kwargs).W
+    latex = {f"{d}.{f}": compiled_latex(d, f) for d, f in _FORMULAS[model]}
+    return Curves.from_W(task, t, W, model=model, convention=convention, latex=latex)
+
+
+def compiled_latex(derivation: str, formula: str) -> str:
+    import derivations
+
+    return derivations.get(derivation).formulas[formula].latex()
+
+
+# -- provenance and atomic writes -------------------------------------------------------------
+
+def provenance() -> dict:
+    import sys
+
+    import numpy
+
+    info = {"python": sys.version.split()[0], "numpy": numpy.__version__, "platform": platform.platform()}
+    for mod in ("sympy", "scipy", "torch"):
+        m = sys.modules.get(mod)
+        if m is not None:
+            info[mod] = getattr(m, "__version__", "?")
+    from . import __version__
+
+    info["simtheory"] = __version__
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        if sha.returncode == 0:
+            info["git_sha"] = sha.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
+
+
+def atomic_write_bytes(path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` via a temporary file and ``os.replace`` (never a partial file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))

@@ -1,0 +1,313 @@
+"""Predictors compiled from the derivations, vectorised over time grids and batches of settings.
+
+Conventions (they decide whether numbers match a simulation):
+
+* Time ``t`` is **gradient-flow time**, ``t = learning rate x steps`` of full-batch GD on the
+  loss ``L = 1/2 mean ||f(x) - x||^2`` (sum over coordinates), unless a ``convention`` says
+  otherwise (:data:`CONVENTIONS`).
+* Every predictor takes a :class:`~simtheory.SIMTask` (population ``A = diag(a)``) or an explicit
+  second-moment matrix ``A`` of shape ``(d, d)`` or ``(..., d, d)`` (symmetric PSD, possibly
+  non-diagonal: use :func:`~simtheory.empirical_second_moment` for exact finite-sample predictions).
+* Shapes: batch axes of ``A`` and of the initial weights broadcast together to ``batch``; a
+  predictor returns ``(*batch, len(t), d, d)``. With no batch axes that is ``(len(t), d, d)``.
+
+The closed forms are the ones in ``derivations/`` (compiled with :mod:`simtheory._compile`):
+``linear_flow`` and ``linear_gd`` apply the one-layer solutions in the eigenbasis of A (exact for
+any symmetric A); ``symmetric_flow`` uses the decoupled logistic solution whenever W0 commutes
+with A and integrates ``dW/dt = kappa V(W)`` numerically otherwise; ``untied_flow`` uses the
+mode-wise sigmoid for balanced diagonal starts and integrates otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from . import _checks, _solvers
+from ._compile import compiled
+from .task import SIMTask, second_moment
+
+#: time conventions of :func:`symmetric_flow`: name -> (speed kappa, square A elementwise)
+CONVENTIONS = {
+    "gradient-flow": (2.0, False),  # dW/dt = 2 V(W): gradient flow on U, t = lr x steps
+    "paper": (1.0, False),          # dW/dt = V(W): the paper's text (half speed)
+    "paper-code": (1.0, True),      # dW/dt = V(W) with A replaced by A∘A: the published scripts
+}
+
+
+def _convention(convention: str) -> tuple[float, bool]:
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {sorted(CONVENTIONS)}, got {convention!r}")
+    return CONVENTIONS[convention]
+
+
+def effective_A(task_or_A, convention: str = "gradient-flow") -> tuple[np.ndarray, float]:
+    """The matrix and speed a convention integrates: ``dW/dt = kappa V_{A_eff}(W)``."""
+    kappa, square = _convention(convention)
+    A = second_moment(task_or_A)
+    return (A * A if square else A), kappa
+
+
+def _prepare(task_or_A, W0, name: str = "W0"):
+    """Validated A and W0 broadcast to a flat batch (B, d, d), plus the batch shape."""
+    A = second_moment(task_or_A)
+    d = A.shape[-1]
+    W0 = _checks.square_batch(W0, name, d)
+    try:
+        batch = np.broadcast_shapes(A.shape[:-2], W0.shape[:-2])
+    except ValueError:
+        raise ValueError(
+            f"batch shapes of task_or_A {A.shape[:-2]} and {name} {W0.shape[:-2]} do not broadcast"
+        ) from None
+    B = int(np.prod(batch, dtype=np.int64))
+    A = np.broadcast_to(A, batch + (d, d)).reshape(B, d, d)
+    W0 = np.broadcast_to(W0, batch + (d, d)).reshape(B, d, d)
+    return A, W0, batch
+
+
+def _modal_sum(C: np.ndarray, G: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """``C + sum_i G_i(t) left_i right_i^T`` for a batch: C (B,d,d), G (B,T,d) -> (B,T,d,d).
+
+    ``left_i``/``right_i`` are the columns of ``left``/``right`` (B, d, d). Done as one batched
+    GEMM over rank-one modes, which is what makes the closed forms fast on long time grids.
+    """
+    B, T, d = G.shape
+    R = np.einsum("bki,bli->bikl", left, right).reshape(B, d, d * d)
+    return C[:, None] + (G @ R).reshape(B, T, d, d)
+
+
+def _eig(A: np.ndarray):
+    lam, Q = np.linalg.eigh(A)
+    return np.clip(lam, 0.0, None), Q
+
+
+# -- one layer --------------------------------------------------------------------------------
+
+def linear_flow(task_or_A, W0, t) -> np.ndarray:
+    """Gradient flow of the one-layer model f(x) = W x: ``W(t) = I - (I - W0) expm(-A t)``.
+
+    Exact for any symmetric PSD A (paper Theorem 4.1 in A's eigenbasis). ``t``: gradient-flow
+    time (lr x steps), scalar or 1-d. Returns ``(*batch, len(t), d, d)``.
+    """
+    A, W0, batch = _prepare(task_or_A, W0)
+    t = _checks.times(t)
+    lam, Q = _eig(A)
+    learned = compiled("one_layer_flow", "entry")  # fraction of each eigen-direction learned
+    G = learned(a=lam[:, None, :], t=t[None, :, None], w0=0.0, delta=1.0)
+    d = A.shape[-1]
+    W = _modal_sum(W0, G, (np.eye(d) - W0) @ Q, Q)
+    return W.reshape(batch + W.shape[1:])
+
+
+def linear_gd(task_or_A, W0, lr, steps) -> np.ndarray:
+    """Exact full-batch GD of the one-layer model: ``W_k = I - (I - W0)(I - lr A)^k``.
+
+    ``lr`` (scalar or broadcastable to the batch) must satisfy ``0 < lr < 2 / max eig(A)``;
+    ``steps``: non-negative integers (scalar or 1-d). Returns ``(*batch, len(steps), d, d)``.
+    """
+    A, W0, batch = _prepare(task_or_A, W0)
+    steps_arr = np.atleast_1d(np.asarray(steps))
+    if steps_arr.ndim != 1 or steps_arr.size == 0 or not np.issubdtype(steps_arr.dtype, np.integer):
+        raise ValueError(f"steps must be a non-negative integer or 1-d array of them, got {steps!r}")
+    if np.any(steps_arr < 0):
+        raise ValueError(f"steps must be >= 0, got min {steps_arr.min()}")
+    lr_arr = _checks.as_float_array(lr, "lr")
+    try:
+        lr_b = np.broadcast_to(lr_arr, batch).reshape(-1)
+    except ValueError:
+        raise ValueError(f"lr must be a scalar or broadcast to the batch shape {batch}, got {lr_arr.shape}") from None
+    lam, Q = _eig(A)
+    if np.any(lr_b <= 0):
+        raise ValueError(f"lr must be > 0, got {lr_arr.tolist()}")
+    bound = 2.0 / np.maximum(lam.max(axis=-1), 1e-300)
+    if np.any(lr_b >= bound):
+        b = int(np.argmax(lr_b / bound))
+        raise ValueError(
+            f"lr must be < 2 / max eigenvalue of A = {bound[b]:.6g} for GD to be stable, got {lr_b[b]:.6g}"
+        )
+    learned = compiled("one_layer_gd", "entry")
+    G = learned(a=lam[:, None, :], lr=lr_b[:, None, None], k=steps_arr[None, :, None], w0=0.0, delta=1.0)
+    d = A.shape[-1]
+    W = _modal_sum(W0, np.asarray(G, dtype=np.float64), (np.eye(d) - W0) @ Q, Q)
+    return W.reshape(batch + W.shape[1:])
+
+
+# -- symmetric U U^T -------------------------------------------------------------------------------
+
+_GOLDEN = 0.6180339887498949
+
+
+def _joint_basis(A: np.ndarray, W0: np.ndarray, tol: float = 1e-10):
+    """For each batch item: an orthonormal basis diagonalising both A and W0 when they commute.
+
+    Returns (P, ok): P (B, d, d) and a boolean mask of the items where P diagonalises both
+    to within ``tol`` (relative). Uses the eigenvectors of ``A + c W0`` for an irrational c.
+    """
+    nA = np.linalg.norm(A, axis=(-2, -1))
+    nW = np.linalg.norm(W0, axis=(-2, -1))
+    c = _GOLDEN * (nA + 1e-300) / (nW + 1e-300)
+    _, P = np.linalg.eigh(A + c[:, None, None] * W0)
+
+    def offdiag(M):
+        R = np.swapaxes(P, -1, -2) @ M @ P
+        return np.linalg.norm(R - np.einsum("bii->bi", R)[..., None] * np.eye(M.shape[-1]), axis=(-2, -1))
+
+    ok = (offdiag(A) <= tol * np.maximum(nA, 1e-300)) & (offdiag(W0) <= tol * np.maximum(nW, 1e-300))
+    return P, ok
+
+
+def symmetric_flow(task_or_A, W0, t, convention: str = "gradient-flow", *,
+                   method: str = "auto", rtol: float = 1e-10, atol: float = 1e-12) -> np.ndarray:
+    """Flow of W = U U^T for the symmetric two-layer model f(x) = U U^T x.
+
+    ``dW/dt = kappa V(W)`` with ``V(W) = WA + AW - 1/2 (A W^2 + W^2 A + 2 W A W)``; the
+    ``convention`` fixes time and rates:
+
+    * ``"gradient-flow"`` (default): kappa = 2, gradient flow on U; t = lr x steps of GD on U.
+    * ``"paper"``: kappa = 1, the paper's dW/dt = V (its time runs at half speed).
+    * ``"paper-code"``: kappa = 1 and A replaced by A∘A (rates a_i^2), as the paper's
+      published scripts integrate it.
+
+    ``W0`` must be symmetric positive semi-definite (it is U0 U0^T). Where W0 commutes with A
+    the closed-form logistic solution is used (exact); otherwise the flow is integrated with
+    ``scipy.integrate.solve_ivp`` (``method="auto"``: DOP853, or Radau with the analytic sparse
+    Jacobian when stiff) at tolerances ``rtol``/``atol``. Returns ``(*batch, len(t), d, d)``.
+    """
+    kappa, square = _convention(convention)
+    A, W0, batch = _prepare(task_or_A, W0)
+    W0 = _checks.psd(W0, "W0")
+    for name, val in (("rtol", rtol), ("atol", atol)):
+        if not (np.isfinite(val) and val > 0):
+            raise ValueError(f"{name} must be a finite number > 0, got {val!r}")
+    if method not in ("auto", "DOP853", "RK45", "Radau", "BDF", "LSODA"):
+        raise ValueError(f"method must be 'auto' or a solve_ivp method name, got {method!r}")
+    t = _checks.times(t)
+    if square:
+        A = A * A
+    B, d = W0.shape[0], W0.shape[-1]
+    out = np.empty((B, t.size, d, d))
+    P, ok = _joint_basis(A, W0)
+    if ok.any():
+        Pk = P[ok]
+        lam = np.clip(np.einsum("bji,bjk,bki->bi", Pk, A[ok], Pk), 0.0, None)
+        w = np.clip(np.einsum("bji,bjk,bki->bi", Pk, W0[ok], Pk), 0.0, None)
+        logistic = compiled("symmetric", "logistic")
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            U = logistic(a=lam[:, None, :], t=t[None, :, None], w0=w[:, None, :], kappa=kappa)
+        U = np.where(w[:, None, :] > 0, U, 0.0)  # w0 = 0 is a fixed point (avoids 0/0 at huge t)
+        out[ok] = _modal_sum(np.zeros_like(W0[ok]), U, Pk, Pk)
+    if (~ok).any():
+        out[~ok] = _solvers.solve_symmetric(A[~ok], W0[~ok], t, kappa, method=method, rtol=rtol, atol=atol)
+    return out.reshape(batch + out.shape[1:])
+
+
+def symmetric_init(U0) -> np.ndarray:
+    """``W0 = U0 U0^T`` for a (batch of) square or rectangular first-layer matrices U0 (..., d, h)."""
+    U0 = _checks.as_float_array(U0, "U0")
+    if U0.ndim < 2:
+        raise ValueError(f"U0 must have shape (..., d, h), got {U0.shape}")
+    return U0 @ np.swapaxes(U0, -1, -2)
+
+
+# -- untied W2 W1 ----------------------------------------------------------------------------------
+
+class UntiedSolution(NamedTuple):
+    """Untied flow: layers W1 (*batch, T, h, d), W2 (*batch, T, d, h) and product W = W2 W1."""
+
+    W1: np.ndarray
+    W2: np.ndarray
+    W: np.ndarray
+
+
+def untied_flow(task_or_A, W1_0, W2_0, t, *, method: str = "auto",
+                rtol: float = 1e-10, atol: float = 1e-12) -> UntiedSolution:
+    """Gradient flow of the untied two-layer model f(x) = W2 W1 x (t = lr x steps).
+
+    ``W1_0``: (..., h, d), ``W2_0``: (..., d, h). Balanced diagonal starts with diagonal A
+    (``h = d``, ``W1_0 = W2_0^T = diag(sqrt(u0))``, ``u0 > 0``) use the mode-wise sigmoid of
+    ``derivations.untied``; everything else is integrated numerically.
+    """
+    A = second_moment(task_or_A)
+    d = A.shape[-1]
+    W1_0 = _checks.as_float_array(W1_0, "W1_0")
+    W2_0 = _checks.as_float_array(W2_0, "W2_0")
+    if W1_0.ndim < 2 or W1_0.shape[-1] != d:
+        raise ValueError(f"W1_0 must have shape (..., h, d) with d = {d}, got {W1_0.shape}")
+    h = W1_0.shape[-2]
+    if W2_0.ndim < 2 or W2_0.shape[-2:] != (d, h):
+        raise ValueError(f"W2_0 must have shape (..., {d}, {h}) to match W1_0, got {W2_0.shape}")
+    t = _checks.times(t)
+    try:
+        batch = np.broadcast_shapes(A.shape[:-2], W1_0.shape[:-2], W2_0.shape[:-2])
+    except ValueError:
+        raise ValueError("batch shapes of task_or_A, W1_0 and W2_0 do not broadcast") from None
+    B = int(np.prod(batch, dtype=np.int64))
+    A = np.broadcast_to(A, batch + (d, d)).reshape(B, d, d)
+    W1 = np.broadcast_to(W1_0, batch + (h, d)).reshape(B, h, d)
+    W2 = np.broadcast_to(W2_0, batch + (d, h)).reshape(B, d, h)
+    r1 = np.empty((B, t.size, h, d))
+    r2 = np.empty((B, t.size, d, h))
+    closed = np.zeros(B, dtype=bool)
+    if h == d:
+        eye = np.eye(d, dtype=bool)
+        diagA = np.all(np.where(eye, True, A == 0), axis=(-2, -1))
+        diag1 = np.all(np.where(eye, True, W1 == 0), axis=(-2, -1))
+        balanced = np.all(np.isclose(W1, np.swapaxes(W2, -1, -2), rtol=0, atol=1e-14), axis=(-2, -1))
+        positive = np.all(np.einsum("bii->bi", W1) > 0, axis=-1)
+        closed = diagA & diag1 & balanced & positive
+    if closed.any():
+        a = np.einsum("bii->bi", A[closed])
+        u0 = np.einsum("bii->bi", W1[closed]) ** 2
+        mode = compiled("untied", "mode")
+        u = mode(a=a[:, None, :], t=t[None, :, None], u0=u0[:, None, :])
+        root = np.sqrt(u)[..., None] * np.eye(d)
+        r1[closed] = root
+        r2[closed] = root
+    if (~closed).any():
+        s1, s2 = _solvers.solve_untied(A[~closed], W1[~closed], W2[~closed], t, method=method, rtol=rtol, atol=atol)
+        r1[~closed], r2[~closed] = s1, s2
+    W = r2 @ r1
+    shape = lambda x: x.reshape(batch + x.shape[1:])
+    return UntiedSolution(shape(r1), shape(r2), shape(W))
+
+
+# -- losses ------------------------------------------------------------------------------------------
+
+def train_loss(task_or_A, W) -> np.ndarray:
+    """``1/2 tr((W - I) A (W - I)^T)``, broadcast over the leading axes of W (and of A)."""
+    A = second_moment(task_or_A)
+    W = _checks.square_batch(W, "W", A.shape[-1])
+    E = W - np.eye(W.shape[-1])
+    return 0.5 * np.einsum("...ij,...jk,...ik->...", E, A, E)
+
+
+def _points(task: SIMTask, v) -> np.ndarray:
+    if not isinstance(task, SIMTask):
+        raise ValueError(f"task must be a SIMTask (test points need mu), got {type(task).__name__}")
+    if v is None:
+        return task.test_point()
+    v = np.asarray(v)
+    if v.ndim == 2:
+        return np.stack([task.test_point(row) for row in v])
+    return task.test_point(v)
+
+
+def ood_output(task: SIMTask, W, v=None) -> np.ndarray:
+    """``W x(v)`` (default v = all ones): (..., d), or (..., m, d) for m rows of v."""
+    x = _points(task, v)
+    W = _checks.square_batch(W, "W", task.d)
+    if x.ndim == 2:
+        return np.einsum("...ij,mj->...mi", W, x)
+    return W @ x
+
+
+def ood_loss(task: SIMTask, W, v=None) -> np.ndarray:
+    """``1/2 ||W x(v) - x(v)||^2`` at composition ``v`` (default: the OOD point, all ones).
+
+    Broadcast over the leading axes of W; with ``v`` of shape (m, s) the result gains a last
+    axis of length m (use ``task.compositions()`` for all 2^s points).
+    """
+    x = _points(task, v)
+    y = ood_output(task, W, v)
+    return 0.5 * np.sum((y - x) ** 2, axis=-1)
