@@ -1,0 +1,142 @@
+"""Command line: ``simtheory derive | predict | reproduce``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _cmd_derive(args) -> int:
+    import derivations
+
+    names = [args.name] if args.name else list(derivations.names())
+    ok = True
+    for name in names:
+        deriv = derivations.get(name)
+        print(f"== {deriv.name}: {deriv.title}")
+        print(f"   reference: {deriv.reference}")
+        for a in deriv.assumptions:
+            print(f"   assumes: {a}")
+        for key, formula in deriv.formulas.items():
+            print(f"   [{key}] {formula.latex()}")
+            if formula.description:
+                print(f"        ({formula.description})")
+        if args.no_verify:
+            print("   verification: skipped")
+        else:
+            v = deriv.verify()
+            ok &= v.passed
+            print("   " + str(v).replace("\n", "\n   "))
+        print()
+    return 0 if ok else 1
+
+
+def _initial(args, d: int):
+    if args.init_file:
+        W0 = np.load(args.init_file, allow_pickle=False)
+        return W0
+    rng = np.random.default_rng(args.seed)
+    if args.init == "rand":
+        U0 = rng.random((d, d)) * args.init_scale
+    elif args.init == "normal":
+        U0 = rng.standard_normal((d, d)) * args.init_scale
+    else:  # diag
+        U0 = np.eye(d) * args.init_scale
+    if args.model == "linear-flow":
+        return U0
+    if args.model == "untied":
+        return (U0, U0.T.copy())
+    return U0 @ U0.T
+
+
+def _cmd_predict(args) -> int:
+    from .curves import predict
+    from .swingby import classify
+    from .task import SIMTask
+
+    task = SIMTask(args.mu, args.sigma if len(args.sigma) > 1 else args.sigma[0], d=args.d, origin=args.origin)
+    if args.n_times < 2:
+        raise ValueError(f"--n-times must be >= 2, got {args.n_times}")
+    if not args.t_max > 0:
+        raise ValueError(f"--t-max must be > 0, got {args.t_max}")
+    if args.log_times:
+        t = np.concatenate([[0.0], np.geomspace(args.t_max * 1e-4, args.t_max, args.n_times - 1)])
+    else:
+        t = np.linspace(0.0, args.t_max, args.n_times)
+    curves = predict(task, _initial(args, task.d), t, model=args.model, convention=args.convention)
+    out = Path(args.out)
+    if out.suffix == ".npz":
+        paths = curves.to_npz(out)
+    else:
+        paths = (curves.to_csv(out),)
+    print(f"{args.model} ({args.convention}) on {task}: wrote {', '.join(str(p) for p in paths)}")
+    if curves.W.ndim == 3:
+        print("OOD loss: " + classify(curves.times, curves.ood_loss).summary())
+    return 0
+
+
+def _cmd_reproduce(args) -> int:
+    from .report import Config, reproduce
+
+    out = Path(args.out) if args.out else Path("runs") / time.strftime("reproduce-%Y%m%d-%H%M%S")
+    cfg = Config(out=out, seed=args.seed, n_seeds=args.n_seeds, n_agreement=args.n_agreement, verify=not args.no_verify)
+    if min(cfg.n_seeds, cfg.n_agreement) < 1:
+        raise ValueError("--n-seeds and --n-agreement must be >= 1")
+    path = reproduce(cfg, progress=not args.quiet)
+    print(f"report: {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="simtheory", description="Learning dynamics of the SIM task (Yang et al., ICLR 2025).")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("derive", help="show each derivation's LaTeX and verify it")
+    d.add_argument("name", nargs="?", help="one derivation (default: all)")
+    d.add_argument("--no-verify", action="store_true", help="print the formulas only")
+    d.set_defaults(func=_cmd_derive)
+
+    q = sub.add_parser("predict", help="predicted curves for one setting, to CSV or NPZ (+ JSON sidecar)")
+    q.add_argument("--mu", type=float, nargs="+", required=True, help="concept means (length s, > 0)")
+    q.add_argument("--sigma", type=float, nargs="+", default=[0.05], help="standard deviation(s): scalar, length s or d")
+    q.add_argument("--d", type=int, default=None, help="dimension (default s)")
+    q.add_argument("--origin", action="store_true", help="add a cluster at the origin")
+    q.add_argument("--model", choices=["symmetric", "linear-flow", "untied"], default="symmetric")
+    q.add_argument("--convention", choices=["gradient-flow", "paper", "paper-code"], default="gradient-flow")
+    q.add_argument("--init", choices=["rand", "normal", "diag"], default="rand",
+                   help="U0 = scale * rand / normal / identity; W0 = U0 U0^T (symmetric), U0 (linear), (U0, U0^T) (untied)")
+    q.add_argument("--init-scale", type=float, default=0.2)
+    q.add_argument("--init-file", help="a .npy file holding W0 (overrides --init)")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--t-max", type=float, default=50.0, help="last time (gradient-flow time unless --convention)")
+    q.add_argument("--n-times", type=int, default=500)
+    q.add_argument("--log-times", action="store_true", help="log-spaced times (plus t = 0)")
+    q.add_argument("--out", default="curves.csv", help=".csv or .npz")
+    q.set_defaults(func=_cmd_predict)
+
+    r = sub.add_parser("reproduce", help="the reproduction report: Markdown, PNG/PDF figures, CSV curves")
+    r.add_argument("--out", help="run directory (default runs/reproduce-TIMESTAMP)")
+    r.add_argument("--seed", type=int, default=2, help="U0 seed of the Figure 5 analogue")
+    r.add_argument("--n-seeds", type=int, default=200, help="random initialisations per setting")
+    r.add_argument("--n-agreement", type=int, default=200, help="random settings in the swing-by agreement study")
+    r.add_argument("--no-verify", action="store_true", help="skip the derivations' verification")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=_cmd_reproduce)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ValueError as exc:
+        print(f"simtheory {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Figures. Plotting only reads :class:`~simtheory.Curves` and plain arrays; no theory lives here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+# colour-blind-safe palette (Okabe & Ito)
+PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save(fig, stem) -> list[Path]:
+    """Save ``fig`` as ``stem.png`` and ``stem.pdf``; returns both paths."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    out = []
+    for ext in ("png", "pdf"):
+        p = stem.with_suffix(f".{ext}")
+        fig.savefig(p, dpi=150, bbox_inches="tight")
+        out.append(p)
+    _plt().close(fig)
+    return out
+
+
+def ood_loss_panels(panels: dict, stem, *, title: str = "", marks: dict | None = None) -> list[Path]:
+    """One panel per entry ``{label: Curves}`` (single setting each): OOD and training loss
+    against time (log x), with turning points ``marks[label]`` (list of (t, value)) marked."""
+    plt = _plt()
+    n = len(panels)
+    fig, axes = plt.subplots(1, n, figsize=(3.4 * n, 2.8), squeeze=False)
+    for ax, (label, c) in zip(axes[0], panels.items()):
+        t = c.times
+        sel = t > 0
+        ax.plot(t[sel], c.ood_loss[sel], color=PALETTE[0], label="OOD loss")
+        ax.plot(t[sel], c.train_loss[sel], color=PALETTE[1], ls="--", label="train loss")
+        for tm, v in (marks or {}).get(label, []):
+            ax.plot([tm], [v], "o", ms=4, color=PALETTE[3])
+        ax.set_xscale("log")
+        ax.set_xlabel("t (" + ("gradient-flow" if c.convention == "gradient-flow" else c.convention) + " time)")
+        ax.set_title(label, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("loss")
+    axes[0][0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save(fig, stem)
+
+
+def entries(c, stem, *, title: str = "") -> list[Path]:
+    """Entries of W over time for one setting (diagonal solid, off-diagonal dashed)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.2, 3.0))
+    t = c.times
+    sel = t > 0
+    s = c.task.s
+    k = 0
+    for i in range(s):
+        for j in range(i, s):
+            ax.plot(t[sel], c.W[sel, i, j], ls="-" if i == j else "--", color=PALETTE[k % len(PALETTE)],
+                    label=f"$w_{{{i + 1}{j + 1}}}$")
+            k += 1
+    ax.set_xscale("log")
+    ax.set_xlabel("t")
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return save(fig, stem)
+
+
+def sweep(x, series: dict, stem, *, xlabel: str, ylabel: str, title: str = "", logy: bool = True) -> list[Path]:
+    """Line plot of several named series over a swept parameter."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.2, 3.0))
+    for k, (label, y) in enumerate(series.items()):
+        ax.plot(x, y, "o-", color=PALETTE[k % len(PALETTE)], label=label)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return save(fig, stem)
+
+
+def compositions(c, stem, *, title: str = "") -> list[Path]:
+    """Loss at every composition v in {0,1}^s over time (one line per v, coloured by |v|)."""
+    plt = _plt()
+    V = c.task.compositions()
+    L = c.loss_at(V)
+    fig, ax = plt.subplots(figsize=(4.2, 3.0))
+    sel = c.times > 0
+    for m, v in enumerate(V):
+        ax.plot(c.times[sel], L[sel, m], color=PALETTE[int(v.sum()) % len(PALETTE)], lw=1,
+                label=f"|v|={int(v.sum())}" if m == int(np.argmax(V.sum(1) == v.sum())) else None)
+    ax.set_xscale("log")
+    ax.set_xlabel("t")
+    ax.set_ylabel("loss at x(v)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return save(fig, stem)
