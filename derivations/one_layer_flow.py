@@ -86,7 +86,8 @@ class OneLayerFlow(Derivation):
         avec = diag_symbols("a", d, positive=True)
         A_diag = sp.diag(*avec)
         W0 = matrix_symbols("v", d, d)
-        Wt = sp.Matrix(d, d, lambda k, i: entry(avec[i], t, W0[k, i], 1 if k == i else 0))
+        sol = f["entry"].rhs
+        Wt = sp.Matrix(d, d, lambda k, i: sol.subs({a: avec[i], w0: W0[k, i], delta: 1 if k == i else 0}, simultaneous=True))
         out.append(check_zero("closed form satisfies dW/dt = -dL/dW (diagonal A, d = 3)", Wt.diff(t) - flow(Wt, A_diag)))
         out.append(check_zero("closed form has W(0) = W0", Wt.subs(t, 0) - W0))
         # 3. Covariance under rotations: Q^T F(W, A) Q = F(Q^T W Q, Q^T A Q), so the eigenbasis form is exact.
@@ -105,7 +106,7 @@ class OneLayerFlow(Derivation):
                               sp.diff(expected, t).is_negative))
         # 5. Concept p reaches relative error eps at t_p = log(1/eps)/a_p ...
         tp = f["time_to_eps"].rhs
-        err = (entry(a, tp, w0, 1) - 1) - eps * (w0 - 1)
+        err = (f["entry"].rhs.subs({t: tp, delta: 1}, simultaneous=True) - 1) - eps * (w0 - 1)
         out.append(check_zero("|w_pp(t_p) - 1| = eps |w_pp(0) - 1|", err))
         # ... so concepts are learned in decreasing order of a_p.
         h, da = sp.Symbol("h", positive=True), sp.Symbol("Delta", positive=True)

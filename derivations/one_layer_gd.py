@@ -74,7 +74,8 @@ class OneLayerGD(Derivation):
         avec = diag_symbols("a", d, positive=True)
         A = sp.diag(*avec)
         W0 = matrix_symbols("v", d, d)
-        Wk = sp.Matrix(d, d, lambda r, c: entry(avec[c], lr, k, W0[r, c], 1 if r == c else 0))
+        sol = f["entry"].rhs
+        Wk = sp.Matrix(d, d, lambda r, c: sol.subs({a: avec[c], w0: W0[r, c], delta: 1 if r == c else 0}, simultaneous=True))
         Wk1 = Wk.subs(k, k + 1)
         out.append(check_zero("W_{k+1} = W_k - lr dL/dW_k (derived gradient, diagonal A, d = 3)",
                               (Wk1 - gd_step(Wk, A, lr)).applyfunc(sp.powsimp)))
@@ -90,7 +91,7 @@ class OneLayerGD(Derivation):
                               self._stable_interval == expected,
                               f"solution set {self._stable_interval}"))
         n = sp.Symbol("n", positive=True, integer=True)
-        limit = sp.limit(entry(a, t / n, n, w0, delta), n, sp.oo)
+        limit = sp.limit(sol.subs({lr: t / n, k: n}, simultaneous=True), n, sp.oo)
         out.append(check_zero("lr = t/n, n -> oo recovers the gradient-flow entry", limit - (delta + sp.exp(-a * t) * (w0 - delta))))
         out.append(check_zero("first-order GD-flow gap = -(a^2 t/2) e^{-a t} (w0 - delta) lr",
                               f["flow_gap"].rhs + a**2 * t / 2 * sp.exp(-a * t) * (w0 - delta) * lr))

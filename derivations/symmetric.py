@@ -136,7 +136,7 @@ class Symmetric(Derivation):
         wd = diag_symbols("w", d, positive=True)
         Vd = V_matrix(sp.diag(*wd), sp.diag(*avec))
         out.append(check_zero("V(diagonal W) is diagonal (decoupling)", Vd - sp.diag(*[Vd[i, i] for i in range(d)])))
-        wt = [logistic(avec[i], t, wd[i], kappa) for i in range(d)]
+        wt = [f["logistic"].rhs.subs({a: avec[i], w0: wd[i]}, simultaneous=True) for i in range(d)]
         Vt = V_matrix(sp.diag(*wt), sp.diag(*avec))
         out.append(check_zero("logistic solution satisfies dw_ii/dt = kappa V_ii(W(t))",
                               sp.Matrix([sp.diff(wt[i], t) - kappa * Vt[i, i] for i in range(d)])))
@@ -152,7 +152,8 @@ class Symmetric(Derivation):
                               sp.diff(early, t) - kappa * (a_i + a_j) * early))
         # 4. Stage time: w_pp = 1/2 at t_p, and t_p ~ log(1/omega)/(2 kappa a_p) as omega -> 0.
         tp = f["stage_time"].rhs
-        out.append(check_zero("logistic reaches 1/2 at the stage time", logistic(a, tp, omega, kappa) - sp.Rational(1, 2)))
+        out.append(check_zero("logistic reaches 1/2 at the stage time",
+                              f["logistic"].rhs.subs({t: tp, w0: omega}, simultaneous=True) - sp.Rational(1, 2)))
         ratio = sp.limit(tp / (sp.log(1 / omega) / (2 * kappa * a)), omega, 0, "+")
         out.append(check_zero("stage time ~ log(1/omega)/(2 kappa a_p) as omega -> 0", ratio - 1))
         # 5. Minor entry rate: with d = 2 (no cross-talk), V_12 = w_12 * rate(w_11, w_22).

@@ -81,7 +81,7 @@ class Untied(Derivation):
         d = 3
         avec = diag_symbols("a", d, positive=True)
         us = diag_symbols("u0", d, positive=True)
-        root = sp.diag(*[sp.sqrt(mode(avec[i], t, us[i])) for i in range(d)])
+        root = sp.diag(*[sp.sqrt(f["mode"].rhs.subs({a: avec[i], u0: us[i]}, simultaneous=True)) for i in range(d)])
         g1, g2 = flow(root, root, sp.diag(*avec))
         out.append(check_zero("W1 = W2^T = diag(sqrt(u(t))) satisfies dW1/dt (d = 3)", root.diff(t) - g1))
         out.append(check_zero("W1 = W2^T = diag(sqrt(u(t))) satisfies dW2/dt (d = 3)", root.diff(t) - g2))

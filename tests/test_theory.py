@@ -1,0 +1,371 @@
+"""Predictors vs scipy's DOP853 (rtol = atol = 1e-10), fixed points, restarts, extremes, bad input."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy.integrate import solve_ivp
+
+import simtheory as sim
+from simtheory import _solvers
+from simtheory.testing import assert_curves_close, factor_inits, linear_inits, psd_inits, tasks
+
+T = np.array([0.0, 0.3, 1.0, 2.5, 7.0])
+
+
+def reference(field, W0, t):
+    """Independent reference: solve_ivp DOP853 on the flattened matrix, tolerances 1e-12 (tighter
+    than the predictors' 1e-10 so the comparison measures the predictor, not the reference).
+
+    Two things were found to make a 1e-10 reference itself wrong by 1e-7: an early phase (W ~ 1e-5)
+    below atol, hence atol scaled by the initial size; and long stiff tails where DOP853 steps at
+    its stability limit and its error control becomes erratic.
+    """
+    shape = W0.shape
+    scale = min(1.0, max(float(np.abs(W0).max()), 1e-8))
+    sol = solve_ivp(lambda _, y: field(y.reshape(shape)).ravel(), (0, t[-1]), W0.ravel(), method="DOP853",
+                    t_eval=t, rtol=1e-12, atol=1e-12 * scale)
+    assert sol.success
+    return sol.y.T.reshape((len(t),) + shape)
+
+
+def V(W, A):  # written out independently of simtheory (design reference)
+    return W @ A + A @ W - 0.5 * (A @ W @ W + W @ W @ A + 2 * W @ A @ W)
+
+
+# -- one layer -------------------------------------------------------------------------------
+
+@given(tasks(max_s=3, max_extra_d=1), st.data())
+def test_linear_flow_matches_solve_ivp(task, data):
+    W0 = data.draw(linear_inits(task.d))
+    A = task.A
+    ref = reference(lambda W: -(W - np.eye(task.d)) @ A, W0, T)
+    assert_curves_close(sim.linear_flow(task, W0, T), ref, rtol=1e-8, atol=1e-9)
+
+
+@given(tasks(max_s=2, max_extra_d=1), st.integers(0, 2**31))
+def test_linear_flow_exact_for_finite_sample_A(task, seed):
+    A_n = sim.empirical_second_moment(task.sample(7, seed=seed).inputs)  # not diagonal
+    W0 = np.random.default_rng(seed).normal(size=(task.d, task.d))
+    ref = reference(lambda W: -(W - np.eye(task.d)) @ A_n, W0, T)
+    assert_curves_close(sim.linear_flow(A_n, W0, T), ref, rtol=1e-8, atol=1e-9)
+
+
+@given(tasks(max_s=3), st.data())
+def test_linear_gd_equals_the_gd_loop(task, data):
+    W0 = data.draw(linear_inits(task.d))
+    lr = data.draw(st.floats(0.01, 0.99)) * 2 / task.a.max()
+    steps = np.array([0, 1, 2, 5, 17, 60])
+    got = sim.linear_gd(task, W0, lr, steps)
+    W, out = W0.copy(), []
+    for k in range(steps[-1] + 1):
+        if k in steps:
+            out.append(W.copy())
+        W = W - lr * (W - np.eye(task.d)) @ task.A
+    assert_curves_close(got, np.array(out), rtol=1e-9, atol=1e-11)
+
+
+def test_gd_error_is_first_order_in_lr():
+    task = sim.SIMTask([1.0, 2.0], 0.1)
+    W0 = np.array([[0.1, 0.3], [-0.2, 0.05]])
+    t_end = 2.0
+    flow = sim.linear_flow(task, W0, t_end)[0]
+    errs = []
+    lrs = [0.04, 0.02, 0.01, 0.005]
+    for lr in lrs:
+        errs.append(np.linalg.norm(sim.linear_gd(task, W0, lr, int(round(t_end / lr)))[0] - flow))
+    slope = np.polyfit(np.log(lrs), np.log(errs), 1)[0]
+    assert 0.95 < slope < 1.05
+
+
+# -- symmetric ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("convention, kappa, square", [("gradient-flow", 2, False), ("paper", 1, False), ("paper-code", 1, True)])
+@given(task=tasks(min_s=2, max_s=3, max_extra_d=1), data=st.data())
+def test_symmetric_flow_numeric_matches_solve_ivp(convention, kappa, square, task, data):
+    """Reference: gradient flow on the drawn factor U0 itself (dU/dt = -(kappa/2)(EA + AE)U)."""
+    U0 = data.draw(factor_inits(task.d))
+    A = task.A * task.A if square else task.A
+
+    def dU(U):
+        E = U @ U.T - np.eye(task.d)
+        return -0.5 * kappa * (E @ A + A @ E) @ U
+
+    ref_U = reference(dU, U0, T)
+    ref = ref_U @ np.swapaxes(ref_U, -1, -2)
+    assert_curves_close(sim.symmetric_flow(task, U0 @ U0.T, T, convention=convention), ref, rtol=1e-7, atol=1e-9)
+
+
+@given(tasks(min_s=2, max_s=2, max_extra_d=1), st.data())
+def test_symmetric_flow_matches_W_space_reference_for_full_rank_init(task, data):
+    U0 = data.draw(factor_inits(task.d, scale=(0.05, 0.3)))
+    W0 = U0 @ U0.T + 1e-2 * np.eye(task.d)  # well inside the PSD cone: W-space integration is well-conditioned
+    ref = reference(lambda W: 2 * V(W, task.A), W0, T)
+    assert_curves_close(sim.symmetric_flow(task, W0, T), ref, rtol=1e-7, atol=1e-9)
+
+
+@given(tasks(max_s=3, max_extra_d=1), st.data())
+def test_symmetric_closed_form_matches_solve_ivp(task, data):
+    w = np.asarray(data.draw(st.lists(st.floats(1e-6, 2.0), min_size=task.d, max_size=task.d)))
+    W0 = np.diag(w)
+    ref = reference(lambda W: 2 * V(W, task.A), W0, T)
+    assert_curves_close(sim.symmetric_flow(task, W0, T), ref, rtol=1e-7, atol=1e-9)
+
+
+def test_symmetric_closed_form_for_commuting_non_diagonal_A():
+    rng = np.random.default_rng(0)
+    Q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    A = Q @ np.diag([0.4, 1.3, 2.0]) @ Q.T
+    W0 = Q @ np.diag([0.01, 0.2, 0.03]) @ Q.T  # commutes with A
+    ref = reference(lambda W: 2 * V(W, A), W0, T)
+    P, ok = sim.theory._joint_basis(A[None], W0[None])
+    assert ok.all()
+    assert_curves_close(sim.symmetric_flow(A, W0, T), ref, rtol=1e-7, atol=1e-9)
+
+
+def test_stiff_path_matches_explicit_path():
+    task = sim.SIMTask([1.0, 1.5], 0.05, d=3)
+    W0 = sim.symmetric_init(np.random.default_rng(1).random((3, 3)) / 5)
+    t = np.array([0.0, 0.5, 2.0, 6.0])
+    assert_curves_close(sim.symmetric_flow(task, W0, t, method="Radau"), sim.symmetric_flow(task, W0, t, method="DOP853"),
+                        rtol=1e-6, atol=1e-8)
+
+
+def test_analytic_jacobian_matches_finite_differences():
+    rng = np.random.default_rng(0)
+    U = rng.normal(size=(2, 3, 3)) * 0.5
+    A = sim.symmetric_init(rng.normal(size=(2, 3, 3)))
+    J = _solvers.factor_jacobian(U, A, 2.0)
+    h = 1e-6
+    for b in range(2):
+        for n in range(9):
+            dU = np.zeros(9)
+            dU[n] = h
+            dU = dU.reshape(3, 3)
+            fd = (_solvers.factor_field(U[b] + dU, A[b], 2.0) - _solvers.factor_field(U[b] - dU, A[b], 2.0)) / (2 * h)
+            np.testing.assert_allclose(J[b][:, n], fd.ravel(), atol=1e-7)
+
+
+def test_factor_field_moves_W_by_kappa_V():
+    rng = np.random.default_rng(1)
+    U = rng.normal(size=(3, 3))
+    A = sim.symmetric_init(rng.normal(size=(3, 3)))
+    dU = _solvers.factor_field(U, A, 2.0)
+    np.testing.assert_allclose(dU @ U.T + U @ dU.T, _solvers.symmetric_field(U @ U.T, A, 2.0), atol=1e-12)
+
+
+def test_rank_deficient_init_keeps_its_rank():
+    """W0 = u u^T sits on the stable manifold of a saddle: W(t) must stay rank one."""
+    task = sim.SIMTask([1.0, 2.0], 0.0)
+    W = sim.symmetric_flow(task, np.full((2, 2), 0.0625), [7.0])[0]
+    assert abs(np.linalg.det(W)) < 1e-14
+    np.testing.assert_allclose(W[0, 0], W[0, 1] ** 2 / W[1, 1], rtol=1e-6)
+
+
+def test_numeric_field_is_the_derived_V():
+    """The solver's right-hand side equals the derivation's V (lambdified from SymPy)."""
+    import sympy as sp
+
+    from derivations import symmetric as S
+
+    d = 3
+    Wsym = sp.Matrix(d, d, lambda i, j: sp.Symbol(f"w{min(i, j)}{max(i, j)}"))
+    avec = sp.symbols("a0:3")
+    V_expr = S.V_gsn(Wsym, avec)
+    rng = np.random.default_rng(2)
+    W = sim.symmetric_init(rng.normal(size=(d, d)))
+    a = rng.random(d) + 0.1
+    subs = {Wsym[i, j]: W[i, j] for i in range(d) for j in range(d)} | dict(zip(avec, a))
+    V_sym = np.array(V_expr.subs(subs).evalf(), dtype=float)
+    np.testing.assert_allclose(_solvers.symmetric_field(W, np.diag(a), 1.0), V_sym, rtol=1e-12)
+
+
+def test_paper_time_is_half_speed():
+    task = sim.SIMTask([1.0, 1.5], 0.05, d=3)
+    W0 = sim.symmetric_init(np.random.default_rng(3).random((3, 3)) / 5)
+    assert_curves_close(sim.symmetric_flow(task, W0, 2 * T, convention="paper"), sim.symmetric_flow(task, W0, T))
+
+
+# -- untied --------------------------------------------------------------------------------------
+
+def untied_reference(A, W1, W2, t):
+    h, d = W1.shape
+
+    def f(_, y):
+        P, Q = y[: h * d].reshape(h, d), y[h * d:].reshape(d, h)
+        E = Q @ P - np.eye(d)
+        return np.concatenate([(-Q.T @ E @ A).ravel(), (-E @ A @ P.T).ravel()])
+
+    y0 = np.concatenate([W1.ravel(), W2.ravel()])
+    scale = min(1.0, max(float(np.abs(y0).max()), 1e-8))
+    sol = solve_ivp(f, (0, t[-1]), y0, method="DOP853", t_eval=t, rtol=1e-12, atol=1e-12 * scale)
+    return sol.y.T[:, : h * d].reshape(-1, h, d), sol.y.T[:, h * d:].reshape(-1, d, h)
+
+
+@given(tasks(max_s=2, max_extra_d=1), st.integers(1, 4), st.integers(0, 1000))
+def test_untied_numeric_matches_solve_ivp(task, h, seed):
+    rng = np.random.default_rng(seed)
+    W1, W2 = 0.3 * rng.normal(size=(h, task.d)), 0.3 * rng.normal(size=(task.d, h))
+    r1, r2 = untied_reference(task.A, W1, W2, T)
+    sol = sim.untied_flow(task, W1, W2, T)
+    assert_curves_close(sol.W1, r1, rtol=1e-7, atol=1e-9)
+    assert_curves_close(sol.W2, r2, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(sol.W, sol.W2 @ sol.W1)
+
+
+@given(tasks(max_s=3), st.data())
+def test_untied_sigmoid_matches_solve_ivp(task, data):
+    u0 = np.asarray(data.draw(st.lists(st.floats(1e-6, 1.5), min_size=task.d, max_size=task.d)))
+    W1 = np.diag(np.sqrt(u0))
+    r1, r2 = untied_reference(task.A, W1, W1.T, T)
+    sol = sim.untied_flow(task, W1, W1.T, T)
+    assert_curves_close(sol.W1, r1, rtol=1e-7, atol=1e-9)
+    assert_curves_close(sol.W, r2 @ r1, rtol=1e-7, atol=1e-9)
+
+
+# -- properties shared by all predictors -------------------------------------------------------
+
+def _predictors(task, W0):
+    W1 = np.linalg.cholesky(W0 + 1e-3 * np.eye(task.d)).T
+    return {
+        "linear": lambda t: sim.linear_flow(task, W0, t),
+        "symmetric": lambda t: sim.symmetric_flow(task, W0, t),
+        "symmetric-closed": lambda t: sim.symmetric_flow(task, np.diag(np.diag(W0)), t),
+        "untied": lambda t: sim.untied_flow(task, W1, W1.T, t).W,
+    }
+
+
+@pytest.fixture
+def setting():
+    task = sim.SIMTask([1.0, 1.5], 0.05, d=3)
+    return task, sim.symmetric_init(np.random.default_rng(0).random((3, 3)) / 5)
+
+
+@pytest.mark.parametrize("name", ["linear", "symmetric", "symmetric-closed", "untied"])
+def test_t0_gives_initial_state_and_large_t_the_fixed_point(setting, name):
+    task, W0 = setting
+    f = _predictors(task, W0)[name]
+    W = f(np.array([0.0, 1e4]))
+    start = {"linear": W0, "symmetric": W0, "symmetric-closed": np.diag(np.diag(W0))}.get(name)
+    if start is not None:
+        np.testing.assert_allclose(W[0], start, atol=1e-14)
+    np.testing.assert_allclose(W[1], np.eye(3), atol=1e-8)
+
+
+@pytest.mark.parametrize("name", ["linear", "symmetric", "symmetric-closed", "untied"])
+def test_time_array_equals_per_time_calls(setting, name):
+    task, W0 = setting
+    f = _predictors(task, W0)[name]
+    t = np.array([3.0, 0.5, 0.0, 1.5, 0.5])  # unsorted, with a repeat
+    joint = f(t)
+    single = np.stack([f(tk)[0] for tk in t])
+    assert_curves_close(joint, single, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["linear", "symmetric", "symmetric-closed"])
+def test_restart_equals_one_long_run(setting, name):
+    task, W0 = setting
+    t1, t2 = 0.8, 1.7
+    if name == "linear":
+        f = lambda W, t: sim.linear_flow(task, W, t)
+    else:
+        W0 = W0 if name == "symmetric" else np.diag(np.diag(W0))
+        f = lambda W, t: sim.symmetric_flow(task, W, t)
+    W1 = f(W0, t1)[0]
+    assert_curves_close(f(W1, t2), f(W0, t1 + t2), rtol=1e-8, atol=1e-10)
+
+
+def test_batches_equal_separate_calls():
+    rng = np.random.default_rng(4)
+    tasks_ = [sim.SIMTask(rng.uniform(0.5, 2, 2), 0.1, d=3) for _ in range(4)]
+    A = np.stack([t.A for t in tasks_])
+    W0 = sim.symmetric_init(rng.random((4, 3, 3)) / 5)
+    W0[1] = np.diag([0.01, 0.02, 0.03])  # mixes closed-form and numeric items in one batch
+    batch = sim.symmetric_flow(A, W0, T)
+    assert batch.shape == (4, T.size, 3, 3)
+    for b in range(4):
+        assert_curves_close(batch[b], sim.symmetric_flow(tasks_[b], W0[b], T), rtol=1e-7, atol=1e-9)
+    lin = sim.linear_flow(A, W0, T)
+    for b in range(4):
+        np.testing.assert_allclose(lin[b], sim.linear_flow(A[b], W0[b], T), atol=1e-14)
+
+
+# -- extreme but valid inputs -------------------------------------------------------------------
+
+def test_extreme_inputs_are_finite_and_correct():
+    big = sim.SIMTask([1e3, 1.0], [0.0, 0.01], d=3)  # a spans 5e5 .. 0 (third axis: zero variance)
+    W0 = 1e-12 * np.eye(3)
+    t = np.array([0.0, 1e-6, 1.0, 1e3, 1e6])
+    lin = sim.linear_flow(big, W0, t)
+    assert np.all(np.isfinite(lin))
+    np.testing.assert_allclose(lin[-1], np.diag([1.0, 1.0, 1e-12]), atol=1e-12)
+    sym = sim.symmetric_flow(big, W0, t)  # closed form, w0 = 1e-12
+    assert np.all(np.isfinite(sym))
+    np.testing.assert_allclose(sym[-1], np.diag([1.0, 1.0, 1e-12]), rtol=1e-12, atol=0)
+    # logistic from 1e-12 at rate 4 a: crosses 1/2 at log(1e12) / (4 a)
+    a1 = big.a[0]
+    t_half = np.log((1 - 1e-12) / 1e-12) / (4 * a1)
+    np.testing.assert_allclose(sim.symmetric_flow(big, W0, t_half)[0, 0, 0], 0.5, rtol=1e-10)
+    zero = sim.symmetric_flow(big, np.zeros((3, 3)), t)  # W = 0 is a fixed point
+    np.testing.assert_array_equal(zero, 0.0)
+    # non-diagonal, stiff: numeric path with Radau over a long horizon
+    W0n = sim.symmetric_init(np.full((3, 3), 1e-4) + 1e-5 * np.eye(3))
+    stiff = sim.symmetric_flow(sim.SIMTask([30.0, 1.0], 0.1, d=3), W0n, np.array([0.0, 1.0, 1e3, 1e6]))
+    assert np.all(np.isfinite(stiff))
+    np.testing.assert_allclose(stiff[-1], np.eye(3), atol=1e-6)
+    lr = 1.9 / big.a.max()
+    gd = sim.linear_gd(big, np.zeros((3, 3)), lr, np.array([0, 10**6]))
+    np.testing.assert_allclose(np.diag(gd[-1]), 1 - (1 - lr * big.a) ** 10**6, rtol=1e-9)
+    assert gd[-1][0, 0] == pytest.approx(1.0, abs=1e-12)  # the oscillating fast mode has converged
+
+
+# -- invalid input ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda tk: sim.linear_flow(tk, np.eye(3), [-1.0]), "t must be >= 0"),
+        (lambda tk: sim.linear_flow(tk, np.eye(3), [np.nan]), "t must be finite"),
+        (lambda tk: sim.linear_flow(tk, np.eye(3), []), "at least one time"),
+        (lambda tk: sim.linear_flow(tk, np.eye(2), [1.0]), "W0 must be 3 x 3"),
+        (lambda tk: sim.linear_flow(tk, np.ones(3), [1.0]), r"W0 must have shape \(..., d, d\)"),
+        (lambda tk: sim.linear_flow(np.array([[1.0, 2.0], [0.0, 1.0]]), np.eye(2), [1.0]), "task_or_A must be symmetric"),
+        (lambda tk: sim.linear_flow(-np.eye(3), np.eye(3), [1.0]), "positive semi-definite"),
+        (lambda tk: sim.linear_flow(tk, np.full((3, 3), np.inf), [1.0]), "W0 must be finite"),
+        (lambda tk: sim.symmetric_flow(tk, -np.eye(3), [1.0]), "W0 must be positive semi-definite"),
+        (lambda tk: sim.symmetric_flow(tk, np.triu(np.ones((3, 3))), [1.0]), "W0 must be symmetric"),
+        (lambda tk: sim.symmetric_flow(tk, np.eye(3), [1.0], convention="nope"), "convention must be one of"),
+        (lambda tk: sim.symmetric_flow(tk, np.eye(3), [1.0], rtol=0), "rtol must be"),
+        (lambda tk: sim.symmetric_flow(tk, np.eye(3), [1.0], method="Euler"), "method must be"),
+        (lambda tk: sim.symmetric_flow(np.stack([tk.A] * 2), np.stack([np.eye(3)] * 3), [1.0]), "do not broadcast"),
+        (lambda tk: sim.linear_gd(tk, np.eye(3), 10.0, [1]), "lr must be < 2 / max eigenvalue"),
+        (lambda tk: sim.linear_gd(tk, np.eye(3), -0.1, [1]), "lr must be > 0"),
+        (lambda tk: sim.linear_gd(tk, np.eye(3), 0.1, [1.5]), "steps must be a non-negative integer"),
+        (lambda tk: sim.linear_gd(tk, np.eye(3), 0.1, [-1]), "steps must be >= 0"),
+        (lambda tk: sim.untied_flow(tk, np.eye(3), np.ones((3, 2)), [1.0]), "W2_0 must have shape"),
+        (lambda tk: sim.untied_flow(tk, np.ones((2, 2)), np.ones((3, 2)), [1.0]), "W1_0 must have shape"),
+        (lambda tk: sim.ood_loss(tk.A, np.eye(3)), "task must be a SIMTask"),
+        (lambda tk: sim.train_loss(tk, np.eye(2)), "W must be 3 x 3"),
+    ],
+)
+def test_invalid_inputs_raise_clear_errors(call, match):
+    task = sim.SIMTask([1.0, 1.5], 0.05, d=3)
+    with pytest.raises(ValueError, match=match):
+        call(task)
+
+
+# -- losses --------------------------------------------------------------------------------------
+
+def test_losses_match_their_definitions_on_samples():
+    task = sim.SIMTask([1.0, 2.0], [0.3, 0.2])
+    X = task.sample(50, seed=0).inputs
+    W = np.array([[0.5, 0.1], [-0.2, 0.9]])
+    A_n = sim.empirical_second_moment(X)
+    direct = 0.5 * np.mean(np.sum((X @ W.T - X) ** 2, axis=1))
+    np.testing.assert_allclose(sim.train_loss(A_n, W), direct, rtol=1e-12)
+    x = task.test_point()
+    np.testing.assert_allclose(sim.ood_loss(task, W), 0.5 * np.sum((W @ x - x) ** 2))
+    all_v = sim.ood_loss(task, np.stack([W, np.eye(2)]), task.compositions())
+    assert all_v.shape == (2, 4)
+    np.testing.assert_allclose(all_v[1], 0.0)
+    np.testing.assert_allclose(all_v[0, -1], sim.ood_loss(task, W))
