@@ -1,0 +1,85 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+
+import simtheory as sim
+from simtheory.curves import atomic_write_text
+
+
+@pytest.fixture
+def curves():
+    task = sim.SIMTask([1.0, 1.5], 0.05, d=3)
+    W0 = sim.symmetric_init(np.random.default_rng(0).random((3, 3)) / 5)
+    return sim.predict(task, W0, np.linspace(0, 10, 21), convention="paper-code")
+
+
+def test_curves_are_frozen_and_consistent(curves):
+    with pytest.raises(ValueError):
+        curves.W[0, 0, 0] = 1.0
+    with pytest.raises(AttributeError):
+        curves.model = "x"
+    np.testing.assert_allclose(curves.ood_loss, sim.ood_loss(curves.task, curves.W))
+    np.testing.assert_allclose(curves.train_loss, sim.train_loss(curves.task, curves.W))
+    assert "symmetric.V" in curves.latex and "\\" in curves.latex["symmetric.logistic"]
+
+
+def test_npz_round_trip_with_sidecar(curves, tmp_path):
+    path, side = curves.to_npz(tmp_path / "c.npz")
+    meta = json.loads(side.read_text())
+    assert meta["convention"] == "paper-code" and meta["task"]["mu"] == [1.0, 1.5]
+    assert "numpy" in meta["provenance"]
+    back = sim.Curves.load(path)
+    np.testing.assert_array_equal(back.W, curves.W)
+    np.testing.assert_array_equal(back.ood_loss, curves.ood_loss)
+    assert back.task == curves.task and back.convention == curves.convention
+
+
+def test_csv_has_one_row_per_time_at_full_precision(curves, tmp_path):
+    p = curves.to_csv(tmp_path / "c.csv")
+    rows = list(csv.DictReader(p.open()))
+    assert len(rows) == curves.times.size
+    assert float(rows[7]["ood_loss"]) == curves.ood_loss[7]
+    assert float(rows[7]["w_12"]) == curves.W[7, 0, 1]
+
+
+def test_batched_curves_export(tmp_path):
+    task = sim.SIMTask([1.0, 2.0], 0.1)
+    W0 = np.stack([np.diag([0.01, 0.02]), np.diag([0.1, 0.001])])
+    c = sim.predict(task, W0, [0.0, 1.0, 2.0])
+    assert c.batch_shape == (2,)
+    rows = list(csv.DictReader(c.to_csv(tmp_path / "b.csv").open()))
+    assert len(rows) == 6 and {r["setting"] for r in rows} == {"0", "1"}
+
+
+def test_predict_rejects_bad_model_and_convention():
+    task = sim.SIMTask([1.0], 0.1)
+    with pytest.raises(ValueError, match="model must be"):
+        sim.predict(task, np.eye(1), [1.0], model="mlp")
+    with pytest.raises(ValueError, match="convention applies to the symmetric model only"):
+        sim.predict(task, np.eye(1), [1.0], model="linear-flow", convention="paper")
+    with pytest.raises(ValueError, match="pair"):
+        sim.predict(task, np.eye(1), [1.0], model="untied")
+
+
+def test_untied_and_linear_predict(tmp_path):
+    task = sim.SIMTask([1.0, 2.0], 0.1)
+    c = sim.predict(task, (0.1 * np.eye(2), 0.1 * np.eye(2)), [0.0, 50.0], model="untied")
+    np.testing.assert_allclose(c.W[-1], np.eye(2), atol=1e-8)
+    lin = sim.predict(task, np.zeros((2, 2)), [0.0, 1.0], model="linear-flow")
+    np.testing.assert_allclose(lin.ood_loss[0], 0.5 * (1 + 4))
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    target = tmp_path / "out.txt"
+    atomic_write_text(target, "old")
+
+    def boom(*_):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("os.replace", boom)
+    with pytest.raises(OSError):
+        atomic_write_text(target, "new")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]

@@ -1,0 +1,90 @@
+import numpy as np
+import pytest
+
+import simtheory as sim
+from simtheory import swingby as sb
+
+t = np.linspace(0, 10, 1001)
+
+
+def test_turning_points_of_a_known_curve():
+    loss = np.exp(-t) + 0.3 * np.exp(-((t - 4) ** 2))  # fall, bump at ~4, fall
+    tps = sb.turning_points(t, loss)
+    assert [p.kind for p in tps] == ["min", "max"]
+    assert tps[1].time == pytest.approx(4.0, abs=0.05)
+    res = sb.classify(t, loss)
+    assert res.kind == "swing-by" and 0.15 < res.bump < 0.3
+
+
+def test_wiggles_below_tolerance_are_ignored():
+    loss = np.exp(-t) + 1e-6 * np.sin(50 * t)
+    assert sb.classify(t, loss).kind == "monotone"
+    assert sb.classify(t, np.exp(-t)).kind == "monotone"
+
+
+def test_multiple_descent_and_failure():
+    loss = np.exp(-t) + 0.2 * np.exp(-((t - 3) ** 2) * 4) + 0.2 * np.exp(-((t - 6) ** 2) * 4)
+    assert sb.classify(t, loss).kind == "multiple descent"
+    plateau = 0.5 + np.exp(-t)
+    res = sb.classify(t, plateau)
+    assert res.kind == "failure" and res.converged
+
+
+def test_not_converged_is_flagged():
+    res = sb.classify(t, np.exp(-t / 20))
+    assert not res.converged and res.kind == "monotone"
+
+
+@pytest.mark.parametrize("bad, match", [(dict(loss=np.ones(3)), "same length"), (dict(rel_tol=2.0), "rel_tol")])
+def test_bad_analysis_input(bad, match):
+    kwargs = dict(t=t, loss=np.exp(-t)) | bad
+    with pytest.raises(ValueError, match=match):
+        if "rel_tol" in bad:
+            sb.turning_points(**kwargs)
+        else:
+            sb.classify(**kwargs)
+
+
+def test_one_layer_never_swings_by():
+    """Theorem 4.1: from W0 = 0 the one-layer OOD loss is a sum of decaying exponentials."""
+    task = sim.SIMTask([1.0, 3.0], 0.05, d=3)
+    grid = sb.time_grid(50.0)
+    c = sim.predict(task, np.zeros((3, 3)), grid, model="linear-flow")
+    assert sb.classify(grid, c.ood_loss).kind == "monotone"
+
+
+def test_symmetric_swing_by_and_the_training_loss_stays_monotone():
+    """Figure 5 analogue (paper-code, seed 2): OOD loss non-monotone, training loss monotone."""
+    task = sim.SIMTask([1.0, 1.5], 0.05, d=3)
+    W0 = sim.symmetric_init(np.random.default_rng(2).random((3, 3)) / 5)
+    grid = sb.time_grid(sb.horizon(task, W0, "paper-code"))
+    c = sim.predict(task, W0, grid, convention="paper-code")
+    res = sb.classify(grid, c.ood_loss)
+    assert res.kind == "swing-by" and res.bump > 0.05
+    assert np.all(np.diff(c.train_loss) <= 1e-12)  # gradient flow never increases its own loss
+    # the minor entry rises then is suppressed, as the theory describes
+    w12 = c.W[:, 0, 1]
+    peak = np.argmax(w12)
+    assert w12[peak] > 2 * W0[0, 1] and abs(w12[-1]) < 1e-3
+
+
+def test_prediction_conditions():
+    task = sim.SIMTask([1.0, 2.5], 0.05, d=2)  # a_2 / a_1 = 6.2
+    small_pos = np.array([[0.01, 0.005], [0.005, 0.01]])
+    assert sb.predict_swingby(task, small_pos).nonmonotone
+    assert sb.predict_swingby(task, small_pos).pairs == ((0, 1),)
+    assert not sb.predict_swingby(task, np.array([[0.01, -0.005], [-0.005, 0.01]])).nonmonotone  # sign
+    assert not sb.predict_swingby(task, 0.5 * np.eye(2) + 0.1).nonmonotone  # large init
+    close = sim.SIMTask([1.0, 1.2], 0.05, d=2)
+    assert not sb.predict_swingby(close, small_pos).nonmonotone  # ratio 1.44 < 3
+    fig5 = sim.SIMTask([1.0, 1.5], 0.05)  # a_2 / a_1 = 2.24: below 3 with A, 5.03 with A∘A
+    assert not sb.predict_swingby(fig5, small_pos).nonmonotone
+    assert sb.predict_swingby(fig5, small_pos, "paper-code").nonmonotone
+
+
+def test_prediction_matches_the_rule_it_states_over_random_settings():
+    res = sb.agreement_study(12, seed=1)
+    assert res["n"] == 12 and sum(res["confusion"].values()) == 12
+    assert 0.0 <= res["agreement"] <= 1.0
+    again = sb.agreement_study(12, seed=1)
+    assert again["agreement"] == res["agreement"]  # seeded
