@@ -62,7 +62,12 @@ class OneLayerFlow(Derivation):
         W = sp.Matrix(2, 2, lambda k, i: entry(avec[i], t, 0, 1 if k == i else 0))
         x = sp.Matrix(mus)
         loss = sp.Rational(1, 2) * ((W * x - x).T * (W * x - x))[0, 0]
+        V0 = matrix_symbols("w", 2, 2)
+        W_gen = sp.Matrix(2, 2, lambda k, i: entry(avec[i], t, V0[k, i], 1 if k == i else 0))
+        y1 = sp.Function(r"\hat{y}_1")(t)
         return {
+            "ood_output": Formula(y1, sp.collect(sp.expand((W_gen * x)[0]), [sp.exp(-avec[0] * t), sp.exp(-avec[1] * t)]),
+                                  description="OOD output, coordinate 1 (s = 2, any W(0)): sum_p w_1p(t) mu_p"),
             "flow": Formula(sp.Symbol(r"\dot{W}"), -(sp.MatrixSymbol("W", 2, 2) - sp.Identity(2)) * sp.MatrixSymbol("A", 2, 2),
                             description="gradient flow of the loss"),
             "entry": Formula(wt, entry(a, t, w0, delta), args=(a, t, w0, delta),
@@ -104,6 +109,11 @@ class OneLayerFlow(Derivation):
         out.append(check_zero("OOD loss = 1/2 sum_p mu_p^2 exp(-2 a_p t) (W0 = 0, s = 2)", f["ood_loss_zero_init"].rhs - expected))
         out.append(check_true("OOD loss is strictly decreasing (no swing-by in one layer)",
                               sp.diff(expected, t).is_negative))
+        # 4b. OOD output coordinate 1 approaches mu_1 and the minor entry's contribution decays.
+        y1 = f["ood_output"].rhs
+        out.append(check_zero("OOD output -> mu_1 as t -> oo", sp.limit(y1, t, sp.oo) - mus[0]))
+        out.append(check_zero("OOD output at t = 0 is w_11(0) mu_1 + w_12(0) mu_2",
+                              y1.subs(t, 0) - (sp.Symbol("w_11", real=True) * mus[0] + sp.Symbol("w_12", real=True) * mus[1])))
         # 5. Concept p reaches relative error eps at t_p = log(1/eps)/a_p ...
         tp = f["time_to_eps"].rhs
         err = (f["entry"].rhs.subs({t: tp, delta: 1}, simultaneous=True) - 1) - eps * (w0 - 1)

@@ -32,6 +32,15 @@ def save(fig, stem) -> list[Path]:
     return out
 
 
+def _finish(fig, ax, stem, title: str, ncol: int = 1) -> list[Path]:
+    ax.legend(fontsize=7, ncol=ncol)
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return save(fig, stem)
+
+
 def ood_loss_panels(panels: dict, stem, *, title: str = "", marks: dict | None = None) -> list[Path]:
     """One panel per entry ``{label: Curves}`` (single setting each): OOD and training loss
     against time (log x), with turning points ``marks[label]`` (list of (t, value)) marked."""
@@ -72,12 +81,7 @@ def entries(c, stem, *, title: str = "") -> list[Path]:
             k += 1
     ax.set_xscale("log")
     ax.set_xlabel("t")
-    ax.legend(fontsize=7, ncol=2)
-    ax.grid(alpha=0.3)
-    if title:
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    return save(fig, stem)
+    return _finish(fig, ax, stem, title, ncol=2)
 
 
 def sweep(x, series: dict, stem, *, xlabel: str, ylabel: str, title: str = "", logy: bool = True) -> list[Path]:
@@ -90,12 +94,7 @@ def sweep(x, series: dict, stem, *, xlabel: str, ylabel: str, title: str = "", l
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    if title:
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    return save(fig, stem)
+    return _finish(fig, ax, stem, title)
 
 
 def compositions(c, stem, *, title: str = "") -> list[Path]:
@@ -111,9 +110,4 @@ def compositions(c, stem, *, title: str = "") -> list[Path]:
     ax.set_xscale("log")
     ax.set_xlabel("t")
     ax.set_ylabel("loss at x(v)")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    if title:
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    return save(fig, stem)
+    return _finish(fig, ax, stem, title)
