@@ -67,11 +67,16 @@ def symmetric_field(W: np.ndarray, A: np.ndarray, kappa: float) -> np.ndarray:
 def factor_field(U: np.ndarray, A: np.ndarray, kappa: float) -> np.ndarray:
     """``dU/dt = -(kappa/2) (E A + A E) U`` with ``E = U U^T - I``; then ``d(U U^T)/dt = kappa V(U U^T)``.
 
+    ``A`` is a matrix (..., d, d) or, for diagonal A, its diagonal (..., d).
+
     For kappa = 2 this is gradient flow on U itself (``-dL/dU``, derivations.symmetric).
     """
     d = U.shape[-1]
     E = U @ np.swapaxes(U, -1, -2) - np.eye(d)
-    EA = E @ A
+    if A.shape[-1] == d and A.ndim == U.ndim:
+        EA = E @ A
+    else:  # A given by its diagonal (..., d): E A is a column scaling
+        EA = E * A[..., None, :]
     return -0.5 * kappa * (EA + np.swapaxes(EA, -1, -2)) @ U
 
 
@@ -128,8 +133,11 @@ def solve_symmetric(A: np.ndarray, W0: np.ndarray, t: np.ndarray, kappa: float, 
     method = choose_method(method, rate, float(np.max(t)))
     U0 = psd_factor(W0)
 
+    diagonal = bool(np.all(A == np.einsum("bii->bi", A)[..., None] * np.eye(d)))
+    A_rhs = np.einsum("bii->bi", A).copy() if diagonal else A  # cheaper right-hand side for diagonal A
+
     def fun(_, y):
-        return factor_field(y.reshape(B, d, d), A, kappa).reshape(-1)
+        return factor_field(y.reshape(B, d, d), A_rhs, kappa).reshape(-1)
 
     jac = None
     if method in ("Radau", "BDF"):

@@ -74,7 +74,9 @@ def _modal_sum(C: np.ndarray, G: np.ndarray, left: np.ndarray, right: np.ndarray
     """
     B, T, d = G.shape
     R = np.einsum("bki,bli->bikl", left, right).reshape(B, d, d * d)
-    return C[:, None] + (G @ R).reshape(B, T, d, d)
+    out = np.matmul(G, R).reshape(B, T, d, d)
+    out += C[:, None]  # in place: the result can be hundreds of MiB
+    return out
 
 
 def _eig(A: np.ndarray):
