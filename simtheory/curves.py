@@ -47,6 +47,8 @@ class Curves:
     task : the :class:`SIMTask`
     latex : LaTeX of the expressions used, keyed ``derivation.formula``
     meta : free-form provenance (JSON-serialisable)
+    composition_outputs : (*batch, T, 2^s, d) model outputs at every composition x(v), in the
+        order of ``task.compositions()`` (for input-linear models ``W x(v)``)
     """
 
     times: np.ndarray
@@ -59,6 +61,7 @@ class Curves:
     task: SIMTask
     latex: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
+    composition_outputs: np.ndarray | None = None
 
     @classmethod
     def from_W(cls, task: SIMTask, times, W, *, model: str, convention: str = "gradient-flow",
@@ -75,14 +78,31 @@ class Curves:
             ood_output=_frozen(theory.ood_output(task, W)), ood_loss=_frozen(theory.ood_loss(task, W)),
             train_loss=_frozen(theory.train_loss(task, W)),  # the task's own loss, whatever the convention
             convention=convention, model=model, task=task, latex=dict(latex or {}), meta=dict(meta or {}),
+            composition_outputs=_frozen(np.einsum("...ij,mj->...mi", W, task.test_points())),
         )
 
     @property
     def batch_shape(self) -> tuple[int, ...]:
         return self.W.shape[:-3]
 
+    def select(self, index) -> "Curves":
+        """The curves of one setting (or a sub-batch): ``index`` indexes the batch axes."""
+        if not self.batch_shape:
+            raise ValueError("these curves have no batch axis to select from")
+        pick = lambda a: None if a is None else _frozen(np.asarray(a)[index])
+        return Curves(times=self.times, W=pick(self.W), ood_output=pick(self.ood_output), ood_loss=pick(self.ood_loss),
+                      train_loss=pick(self.train_loss), convention=self.convention, model=self.model, task=self.task,
+                      latex=dict(self.latex), meta=dict(self.meta), composition_outputs=pick(self.composition_outputs))
+
+    def composition_losses(self) -> np.ndarray:
+        """``1/2 ||f(x(v)) - x(v)||^2`` for every composition v, shape (*batch, T, 2^s), from the
+        recorded model outputs (exact for nonlinear models too)."""
+        if self.composition_outputs is None:
+            return theory.ood_loss(self.task, self.W, self.task.compositions())
+        return 0.5 * np.sum((self.composition_outputs - self.task.test_points()) ** 2, axis=-1)
+
     def loss_at(self, v) -> np.ndarray:
-        """Loss at composition(s) ``v`` over time (see :func:`simtheory.ood_loss`)."""
+        """Loss at composition(s) ``v`` over time, from the input-output map W (see :func:`simtheory.ood_loss`)."""
         return theory.ood_loss(self.task, self.W, v)
 
     # -- export -------------------------------------------------------------------------------
@@ -130,8 +150,9 @@ class Curves:
         if path.suffix != ".npz":
             path = path.with_suffix(".npz")
         buf = io.BytesIO()
+        extra = {} if self.composition_outputs is None else {"composition_outputs": self.composition_outputs}
         np.savez(buf, times=self.times, W=self.W, ood_output=self.ood_output,
-                 ood_loss=self.ood_loss, train_loss=self.train_loss)
+                 ood_loss=self.ood_loss, train_loss=self.train_loss, **extra)
         atomic_write_bytes(path, buf.getvalue())
         side = atomic_write_text(path.with_suffix(".json"), json.dumps(self.sidecar(), indent=2))
         return path, side
@@ -148,6 +169,7 @@ class Curves:
             ood_loss=_frozen(arrays["ood_loss"]), train_loss=_frozen(arrays["train_loss"]),
             convention=side["convention"], model=side["model"], task=SIMTask.from_dict(side["task"]),
             latex=side.get("latex", {}), meta=side.get("meta", {}),
+            composition_outputs=_frozen(arrays["composition_outputs"]) if "composition_outputs" in arrays else None,
         )
 
 

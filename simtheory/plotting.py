@@ -84,7 +84,8 @@ def entries(c, stem, *, title: str = "") -> list[Path]:
     return _finish(fig, ax, stem, title, ncol=2)
 
 
-def sweep(x, series: dict, stem, *, xlabel: str, ylabel: str, title: str = "", logy: bool = True) -> list[Path]:
+def sweep(x, series: dict, stem, *, xlabel: str, ylabel: str, title: str = "", logy: bool = True,
+          logx: bool = False) -> list[Path]:
     """Line plot of several named series over a swept parameter."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(4.2, 3.0))
@@ -92,6 +93,8 @@ def sweep(x, series: dict, stem, *, xlabel: str, ylabel: str, title: str = "", l
         ax.plot(x, y, "o-", color=PALETTE[k % len(PALETTE)], label=label)
     if logy:
         ax.set_yscale("log")
+    if logx:
+        ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     return _finish(fig, ax, stem, title)

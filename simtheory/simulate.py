@@ -1,0 +1,314 @@
+"""Gradient-descent training on SIM data with PyTorch, as batched ensembles.
+
+Many independent models (over seeds and settings) are trained at once: every parameter has a
+leading ensemble axis ``E`` and each member sees its own data, so one forward/backward pass serves
+the whole ensemble (the members' losses are summed; their gradients do not interact).
+
+Conventions (see the design reference):
+
+* Loss ``"sim"``: ``L = 1/2 mean_n ||f(x_n) - x_n||^2`` (sum over coordinates). Gradient-flow time is
+  ``t = lr x steps``. Loss ``"mse"`` is ``F.mse_loss`` (mean over samples *and* coordinates), as the
+  paper's published code: it equals ``(2/d) L``, so ``t = lr x steps x 2/d``.
+* Models: ``linear`` (W), ``symmetric`` (U U^T), ``untied`` (W2 W1), ``deep`` (W_L ... W_1, any
+  widths), ``mlp`` (ReLU between layers, optional biases).
+* Initialisations: ``gaussian`` (entries N(0, scale^2)), ``uniform`` (uniform[0, 1) x scale;
+  ``scale = 1/5`` is the paper's Figure 5), ``default`` (PyTorch's nn.Linear default:
+  U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases), ``given`` (arrays).
+* Records at chosen steps: the input-output Jacobian W (for the MLP at the OOD point), outputs at
+  all 2^s compositions, the training loss and the OOD loss, as :class:`~simtheory.Curves`.
+
+torch is imported when this module is imported; ``import simtheory`` alone does not import it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from . import _checks
+from .curves import Curves
+from .task import SIMTask, empirical_second_moment
+
+MODELS = ("linear", "symmetric", "untied", "deep", "mlp")
+INITS = ("gaussian", "uniform", "default", "given")
+LOSSES = ("sim", "mse")
+
+
+@dataclass(frozen=True)
+class Model:
+    """Architecture. ``widths``: hidden widths (symmetric: (h,) for U of shape d x h, default d;
+    untied: (h,); deep/mlp: one per hidden layer, so L layers have L - 1 widths)."""
+
+    kind: str
+    widths: tuple[int, ...] = ()
+    bias: bool = False
+
+    def __post_init__(self):
+        if self.kind not in MODELS:
+            raise ValueError(f"model kind must be one of {MODELS}, got {self.kind!r}")
+        widths = tuple(_checks.positive_int(w, "widths") for w in self.widths)
+        object.__setattr__(self, "widths", widths)
+        if self.kind == "linear" and widths:
+            raise ValueError("widths must be empty for the one-layer linear model")
+        if self.kind in ("symmetric", "untied") and len(widths) > 1:
+            raise ValueError(f"{self.kind} takes at most one width (the hidden size), got {widths}")
+        if self.kind in ("deep", "mlp") and not widths:
+            raise ValueError(f"{self.kind} needs at least one hidden width (L layers have L - 1 widths)")
+        if self.bias and self.kind != "mlp":
+            raise ValueError("bias is only available for the mlp model")
+
+    def shapes(self, d: int) -> list[tuple[int, int]]:
+        """(out, in) of every weight matrix, first layer first (symmetric: the single U, d x h)."""
+        if self.kind == "linear":
+            return [(d, d)]
+        if self.kind == "symmetric":
+            return [(d, self.widths[0] if self.widths else d)]
+        if self.kind == "untied":
+            h = self.widths[0] if self.widths else d
+            return [(h, d), (d, h)]
+        sizes = (d, *self.widths, d)
+        return [(sizes[i + 1], sizes[i]) for i in range(len(sizes) - 1)]
+
+
+@dataclass(frozen=True)
+class Init:
+    """Initialisation (see the module docstring). ``arrays``: for ``given``, one array per weight
+    matrix, shape (out, in) or (E, out, in); biases (if any) start at zero."""
+
+    kind: str = "gaussian"
+    scale: float = 1e-3
+    arrays: tuple = field(default=(), compare=False)
+
+    def __post_init__(self):
+        if self.kind not in INITS:
+            raise ValueError(f"init kind must be one of {INITS}, got {self.kind!r}")
+        if not (np.isfinite(self.scale) and self.scale > 0):
+            raise ValueError(f"init scale must be a finite number > 0, got {self.scale!r}")
+        if self.kind == "given" and not self.arrays:
+            raise ValueError("init kind 'given' needs arrays (one per weight matrix)")
+
+
+@dataclass(frozen=True)
+class Run:
+    """Result of :func:`train`: curves (batch axis = ensemble member), the training inputs
+    (E, N, d), their exact second moments A_n (E, d, d), and the final parameters."""
+
+    curves: Curves
+    inputs: np.ndarray
+    A_n: np.ndarray
+    params: tuple
+
+
+def _dtype(dtype) -> torch.dtype:
+    table = {"float64": torch.float64, "float32": torch.float32, torch.float64: torch.float64, torch.float32: torch.float32}
+    if dtype not in table:
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return table[dtype]
+
+
+def init_params(model: Model, init: Init, d: int, seeds, dtype=torch.float64, device="cpu"):
+    """Weights (E, out, in) and biases (E, out) for members seeded by ``seeds`` (one int each)."""
+    seeds = [_checks.seed_value(s, "seeds") for s in seeds]
+    E = len(seeds)
+    shapes = model.shapes(d)
+    weights, biases = [], []
+    if init.kind == "given":
+        if len(init.arrays) != len(shapes):
+            raise ValueError(f"init arrays must hold {len(shapes)} matrices for {model.kind}, got {len(init.arrays)}")
+        for k, (arr, shp) in enumerate(zip(init.arrays, shapes)):
+            a = _checks.as_float_array(arr, f"init.arrays[{k}]")
+            if a.shape[-2:] != shp or a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[0] != E):
+                raise ValueError(f"init.arrays[{k}] must have shape {shp} or ({E}, *{shp}), got {a.shape}")
+            weights.append(torch.as_tensor(np.broadcast_to(a, (E, *shp)).copy(), dtype=dtype, device=device))
+    else:
+        per_member = []
+        for s in seeds:
+            g = torch.Generator().manual_seed(s)
+            mats = []
+            for out_, in_ in shapes:
+                if init.kind == "gaussian":
+                    mats.append(torch.randn(out_, in_, generator=g, dtype=torch.float64) * init.scale)
+                elif init.kind == "uniform":
+                    mats.append(torch.rand(out_, in_, generator=g, dtype=torch.float64) * init.scale)
+                else:  # PyTorch nn.Linear default
+                    bound = 1.0 / np.sqrt(in_)
+                    mats.append((torch.rand(out_, in_, generator=g, dtype=torch.float64) * 2 - 1) * bound)
+            per_member.append(mats)
+        weights = [torch.stack([m[k] for m in per_member]).to(dtype=dtype, device=device) for k in range(len(shapes))]
+    if model.bias:
+        for k, (out_, in_) in enumerate(shapes):
+            if init.kind == "default":
+                g = [torch.Generator().manual_seed(s + 7919 * (k + 1)) for s in seeds]
+                b = torch.stack([(torch.rand(out_, generator=gi, dtype=torch.float64) * 2 - 1) / np.sqrt(in_) for gi in g])
+            else:
+                b = torch.zeros(E, out_, dtype=torch.float64)
+            biases.append(b.to(dtype=dtype, device=device))
+    return weights, biases
+
+
+def forward(model: Model, weights, biases, X: torch.Tensor) -> torch.Tensor:
+    """Batched forward pass: X (E, N, d) -> (E, N, d)."""
+    if model.kind == "symmetric":
+        U = weights[0]
+        return X @ U @ U.transpose(1, 2)
+    h = X
+    last = len(weights) - 1
+    for k, W in enumerate(weights):
+        h = h @ W.transpose(1, 2)
+        if biases:
+            h = h + biases[k][:, None, :]
+        if model.kind == "mlp" and k < last:
+            h = torch.relu(h)
+    return h
+
+
+def jacobian(model: Model, weights, biases, x: torch.Tensor) -> torch.Tensor:
+    """Input-output Jacobian at points x (E, d): (E, d, d). Exact (the models are piecewise linear)."""
+    if model.kind == "symmetric":
+        U = weights[0]
+        return U @ U.transpose(1, 2)
+    E, d = x.shape
+    J = torch.eye(d, dtype=x.dtype, device=x.device).expand(E, d, d)
+    h = x[:, None, :]
+    last = len(weights) - 1
+    for k, W in enumerate(weights):
+        J = W @ J
+        h = h @ W.transpose(1, 2)
+        if biases:
+            h = h + biases[k][:, None, :]
+        if model.kind == "mlp" and k < last:
+            mask = (h[:, 0, :] > 0).to(x.dtype)
+            J = J * mask[:, :, None]
+            h = torch.relu(h)
+    return J
+
+
+def _loss(Y, X, kind):
+    sq = (Y - X) ** 2
+    if kind == "sim":
+        return 0.5 * sq.sum(dim=-1).mean(dim=-1)  # (E,)
+    return sq.mean(dim=(-2, -1))
+
+
+def train(tasks, model: Model, init: Init, *, lr: float, steps: int, record=None, n: int = 100,
+          seeds=(0,), data_seeds=None, inputs=None, batch_size: int | None = None, loss: str = "sim",
+          dtype="float64", device="cpu", progress: bool = False, max_growth: float = 1e6) -> Run:
+    """Train an ensemble and record its curves.
+
+    ``tasks``: one :class:`SIMTask` or a list (one per member; same s, d and origin). ``seeds``:
+    one init seed per member (its length is the ensemble size E; a single task is shared).
+    ``data_seeds``: seeds of each member's training set (default: the init seeds); ``n`` points per
+    cluster; or ``inputs`` (E, N, d) / (N, d) to train on given data. ``batch_size=None`` is
+    full-batch GD, an int is minibatch SGD (sampling without replacement each step, seeded).
+    ``record``: step indices to record (default 60 log-spaced steps and 0). Raises ``ValueError``
+    for bad input and ``RuntimeError`` naming the member and step when the loss diverges.
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    tdtype = _dtype(dtype)
+    seeds = list(seeds)
+    E = len(seeds)
+    if E == 0:
+        raise ValueError("seeds must hold at least one seed (one per ensemble member)")
+    task_list = [tasks] * E if isinstance(tasks, SIMTask) else list(tasks)
+    if len(task_list) != E or not all(isinstance(t, SIMTask) for t in task_list):
+        raise ValueError(f"tasks must be a SIMTask or a list of {E} SIMTasks (one per seed)")
+    ref = task_list[0]
+    if any((t.s, t.d, t.origin) != (ref.s, ref.d, ref.origin) for t in task_list):
+        raise ValueError("all tasks of an ensemble must share s, d and origin")
+    lr = float(_checks.as_float_array(lr, "lr", ndim=0))
+    if lr <= 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+    steps = _checks.positive_int(steps, "steps", minimum=0)
+    if record is None:
+        record = np.unique(np.concatenate([[0], np.geomspace(1, max(steps, 1), 60).astype(np.int64), [steps]]))
+    record = np.unique(np.asarray(record))
+    if record.size == 0 or not np.issubdtype(record.dtype, np.integer) or record.min() < 0 or record.max() > steps:
+        raise ValueError(f"record must be integer steps in [0, steps = {steps}], got {record!r}")
+    d = ref.d
+    if inputs is not None:
+        X_np = _checks.as_float_array(inputs, "inputs")
+        if X_np.ndim == 2:
+            X_np = np.broadcast_to(X_np, (E, *X_np.shape))
+        if X_np.ndim != 3 or X_np.shape[0] != E or X_np.shape[2] != d or X_np.shape[1] == 0:
+            raise ValueError(f"inputs must have shape (N, {d}) or ({E}, N, {d}), got {np.shape(inputs)}")
+    else:
+        n = _checks.positive_int(n, "n")
+        dseeds = seeds if data_seeds is None else list(data_seeds)
+        if len(dseeds) != E:
+            raise ValueError(f"data_seeds must hold {E} seeds, got {len(dseeds)}")
+        X_np = np.stack([t.sample(n, seed=s).inputs for t, s in zip(task_list, dseeds)])
+    N = X_np.shape[1]
+    if batch_size is not None:
+        batch_size = _checks.positive_int(batch_size, "batch_size")
+        if batch_size > N:
+            raise ValueError(f"batch_size must be <= N = {N}, got {batch_size}")
+    X = torch.as_tensor(np.array(X_np, dtype=np.float64), dtype=tdtype, device=device)
+    weights, biases = init_params(model, init, d, seeds, tdtype, device)
+    params = [p.requires_grad_(True) for p in (*weights, *biases)]
+    ood = torch.as_tensor(np.stack([t.test_point() for t in task_list]), dtype=tdtype, device=device)
+    comps = torch.as_tensor(np.stack([t.test_points() for t in task_list]), dtype=tdtype, device=device)
+    gen = torch.Generator(device="cpu").manual_seed(int(seeds[0]) * 1_000_003 + 17)
+
+    T = record.size
+    rec_W = np.empty((E, T, d, d))
+    rec_out = np.empty((E, T, comps.shape[1], d))
+    rec_train = np.empty((E, T))
+    it = range(steps + 1)
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, desc=f"train {model.kind} x{E}", unit="step")
+    r = 0
+    initial = None
+    for k in it:
+        if r < T and record[r] == k:
+            with torch.no_grad():
+                rec_W[:, r] = jacobian(model, weights, biases, ood).double().cpu().numpy()
+                rec_out[:, r] = forward(model, weights, biases, comps).double().cpu().numpy()
+                rec_train[:, r] = _loss(forward(model, weights, biases, X), X, "sim").double().cpu().numpy()
+            r += 1
+        if k == steps:
+            break
+        if batch_size is None:
+            Xb = X
+        else:
+            idx = torch.stack([torch.randperm(N, generator=gen)[:batch_size] for _ in range(E)]).to(device)
+            Xb = torch.gather(X, 1, idx[..., None].expand(-1, -1, d))
+        L = _loss(forward(model, weights, biases, Xb), Xb, loss)
+        if initial is None:
+            initial = L.detach().clone()
+        bad = ~torch.isfinite(L) | (L > max_growth * (initial + 1.0))
+        if bool(bad.any()):
+            e = int(torch.nonzero(bad)[0])
+            raise RuntimeError(f"training diverged: member {e} (seed {seeds[e]}) has loss {float(L[e]):.3g} at step {k} "
+                               f"with lr = {lr}; lower lr (GD on a quadratic is stable only for lr < 2 / curvature)")
+        grads = torch.autograd.grad(L.sum(), params)
+        with torch.no_grad():
+            for p, g in zip(params, grads):
+                p -= lr * g
+    factor = 2.0 / d if loss == "mse" else 1.0
+    times = record.astype(np.float64) * lr * factor
+    x_ood = np.stack([t.test_point() for t in task_list])
+    ood_out = rec_out[:, :, -1, :]  # the last composition is the all-ones OOD point
+    curves = Curves(
+        times=_frozen(times), W=_frozen(rec_W), ood_output=_frozen(ood_out),
+        ood_loss=_frozen(0.5 * np.sum((ood_out - x_ood[:, None, :]) ** 2, axis=-1)),
+        train_loss=_frozen(rec_train), convention="gradient-flow", model=f"gd-{model.kind}", task=ref,
+        latex={}, composition_outputs=_frozen(rec_out),
+        meta={"lr": lr, "steps": record.tolist(), "loss": loss, "batch_size": batch_size, "dtype": str(dtype),
+              "seeds": [int(s) for s in seeds], "model": {"kind": model.kind, "widths": list(model.widths), "bias": model.bias},
+              "init": {"kind": init.kind, "scale": init.scale}, "time_factor": factor,
+              "tasks": [t.to_dict() for t in task_list] if not isinstance(tasks, SIMTask) else None},
+    )
+    A_n = np.stack([empirical_second_moment(x) for x in X_np])
+    final = tuple(p.detach().cpu().numpy().copy() for p in params)
+    return Run(curves, np.asarray(X_np), A_n, final)
+
+
+def _frozen(a):
+    a = np.array(a, dtype=np.float64)
+    a.setflags(write=False)
+    return a
