@@ -104,7 +104,7 @@ def compositions(c, stem, *, title: str = "") -> list[Path]:
     """Loss at every composition v in {0,1}^s over time (one line per v, coloured by |v|)."""
     plt = _plt()
     V = c.task.compositions()
-    L = c.loss_at(V)
+    L = c.composition_losses()
     fig, ax = plt.subplots(figsize=(4.2, 3.0))
     sel = c.times > 0
     for m, v in enumerate(V):
