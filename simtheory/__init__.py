@@ -36,7 +36,12 @@ _LAZY = {
 __all__ = ["SIMTask", "empirical_second_moment", "__version__", *_LAZY]
 
 
+_SUBMODULES = ("theory", "curves", "swingby", "simulate", "testing", "plotting", "report", "symbolic", "cli")
+
+
 def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     if name in _LAZY:
         module = importlib.import_module(f".{_LAZY[name]}", __name__)
         value = getattr(module, name)

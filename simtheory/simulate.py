@@ -283,7 +283,7 @@ def train(tasks, model: Model, init: Init, *, lr: float, steps: int, record=None
         bad = ~torch.isfinite(L) | (L > max_growth * (initial + 1.0))
         if bool(bad.any()):
             e = int(torch.nonzero(bad)[0])
-            raise RuntimeError(f"training diverged: member {e} (seed {seeds[e]}) has loss {float(L[e]):.3g} at step {k} "
+            raise RuntimeError(f"training diverged: member {e} (seed {seeds[e]}) has loss {float(L[e].detach()):.3g} at step {k} "
                                f"with lr = {lr}; lower lr (GD on a quadratic is stable only for lr < 2 / curvature)")
         grads = torch.autograd.grad(L.sum(), params)
         with torch.no_grad():

@@ -1,0 +1,102 @@
+import numpy as np
+import pytest
+import torch
+
+import simtheory as sim
+from simtheory.simulate import Init, Model, forward, init_params, jacobian, train
+
+TASK = sim.SIMTask([1.0, 1.5], 0.05, d=3)
+
+
+def test_same_seed_same_numbers_and_members_are_independent():
+    a = train(TASK, Model("symmetric"), Init("gaussian", 0.1), lr=0.05, steps=50, seeds=[3, 4], n=20)
+    b = train(TASK, Model("symmetric"), Init("gaussian", 0.1), lr=0.05, steps=50, seeds=[3, 4], n=20)
+    np.testing.assert_array_equal(a.curves.W, b.curves.W)
+    alone = train(TASK, Model("symmetric"), Init("gaussian", 0.1), lr=0.05, steps=50, seeds=[4], n=20)
+    np.testing.assert_allclose(a.curves.W[1], alone.curves.W[0], rtol=1e-12, atol=1e-14)
+
+
+def test_linear_gd_is_exact_and_float32_is_close():
+    run = train(TASK, Model("linear"), Init("gaussian", 0.3), lr=0.1, steps=80, seeds=[0, 1], n=30)
+    W0 = init_params(Model("linear"), Init("gaussian", 0.3), 3, [0, 1])[0][0].numpy()
+    exact = sim.linear_gd(run.A_n, W0, 0.1, np.asarray(run.curves.meta["steps"]))
+    np.testing.assert_allclose(run.curves.W, exact, rtol=0, atol=1e-12)
+    r32 = train(TASK, Model("linear"), Init("gaussian", 0.3), lr=0.1, steps=80, seeds=[0, 1], n=30, dtype="float32")
+    sim.testing.assert_curves_close(r32.curves.W.astype(np.float32), exact, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("model", [Model("untied", (5,)), Model("deep", (4, 6)), Model("mlp", (7,), bias=True),
+                                   Model("mlp", (5, 5))])
+def test_jacobian_matches_autograd(model):
+    w, b = init_params(model, Init("default"), 3, [0, 1])
+    x = torch.tensor([[1.0, 1.5, 0.0], [0.3, -0.2, 0.1]], dtype=torch.float64)
+    J = jacobian(model, w, b, x)
+    for e in range(2):
+        f = lambda z: forward(model, [p[e:e + 1] for p in w], [p[e:e + 1] for p in b], z[None, None, :])[0, 0]
+        ref = torch.autograd.functional.jacobian(f, x[e])
+        torch.testing.assert_close(J[e], ref)
+
+
+def test_mse_loss_time_convention():
+    """F.mse_loss = (2/d) L, so lr x steps x 2/d is the gradient-flow time."""
+    sim_run = train(TASK, Model("linear"), Init("gaussian", 0.1), lr=0.03, steps=100, record=[100], seeds=[0], n=30)
+    mse_run = train(TASK, Model("linear"), Init("gaussian", 0.1), lr=0.03 * 3 / 2, steps=100, record=[100], seeds=[0], n=30,
+                    loss="mse")
+    assert mse_run.curves.times[-1] == pytest.approx(sim_run.curves.times[-1])
+    np.testing.assert_allclose(mse_run.curves.W, sim_run.curves.W, atol=1e-12)
+
+
+def test_sgd_is_seeded_and_approaches_gd():
+    kw = dict(lr=0.02, steps=400, record=[400], seeds=[0], n=50)
+    s1 = train(TASK, Model("linear"), Init("gaussian", 0.1), batch_size=32, **kw)
+    s2 = train(TASK, Model("linear"), Init("gaussian", 0.1), batch_size=32, **kw)
+    gd = train(TASK, Model("linear"), Init("gaussian", 0.1), **kw)
+    np.testing.assert_array_equal(s1.curves.W, s2.curves.W)
+    assert np.linalg.norm(s1.curves.W - gd.curves.W) < 0.05
+
+
+def test_records_outputs_at_all_compositions():
+    run = train(sim.SIMTask([1.0, 2.0, 3.0], 0.1), Model("mlp", (8,), bias=True), Init("default"), lr=0.01, steps=10,
+                seeds=[0], n=10)
+    c = run.curves
+    assert c.composition_outputs.shape == (1, c.times.size, 8, 3)
+    np.testing.assert_allclose(c.ood_output, c.composition_outputs[:, :, -1])
+    np.testing.assert_allclose(c.composition_losses()[..., -1], c.ood_loss)
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (dict(lr=50.0), RuntimeError, "training diverged: member 0"),
+        (dict(inputs=np.full((10, 3), np.nan)), ValueError, "inputs must be finite"),
+        (dict(inputs=np.ones((10, 2))), ValueError, "inputs must have shape"),
+        (dict(lr=-0.1), ValueError, "lr must be > 0"),
+        (dict(batch_size=10_000), ValueError, "batch_size must be <= N"),
+        (dict(record=[5000]), ValueError, "record must be integer steps"),
+        (dict(loss="l1"), ValueError, "loss must be one of"),
+        (dict(dtype="float16"), ValueError, "dtype must be"),
+        (dict(seeds=[]), ValueError, "seeds must hold at least one seed"),
+        (dict(tasks=[TASK, sim.SIMTask([1.0], 0.1, d=3)], seeds=[0, 1]), ValueError, "share s, d and origin"),
+    ],
+)
+def test_bad_input_stops_with_a_clear_error(kwargs, exc, match):
+    args = dict(tasks=TASK, model=Model("linear"), init=Init("gaussian", 0.1), lr=0.1, steps=100, seeds=[0], n=10)
+    args.update(kwargs)
+    with pytest.raises(exc, match=match):
+        train(**args)
+
+
+@pytest.mark.parametrize("kwargs, match", [(dict(kind="cnn"), "model kind"), (dict(kind="deep"), "at least one hidden"),
+                                           (dict(kind="linear", bias=True), "bias is only"), (dict(kind="untied", widths=(2, 3)), "at most one")])
+def test_bad_model(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Model(**kwargs)
+
+
+def test_bad_init():
+    with pytest.raises(ValueError, match="init scale"):
+        Init("gaussian", -1.0)
+    with pytest.raises(ValueError, match="needs arrays"):
+        Init("given")
+    with pytest.raises(ValueError, match=r"init.arrays\[0\] must have shape"):
+        train(TASK, Model("linear"), Init("given", arrays=(np.eye(2),)), lr=0.1, steps=1, seeds=[0], n=5)

@@ -1,0 +1,31 @@
+"""The quick, seeded versions of every validation module must pass (the full ones are marked slow)."""
+
+import importlib
+
+import pytest
+
+import validation
+
+
+@pytest.mark.parametrize("name", validation.MODULES)
+def test_quick_validation_passes(name, tmp_path):
+    module = importlib.import_module(f"validation.{name}")
+    report = module.run(quick=True, out=tmp_path)
+    assert report.passed, str(report)
+    assert report.checks
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", validation.MODULES)
+def test_full_validation_passes(name, tmp_path):
+    module = importlib.import_module(f"validation.{name}")
+    report = module.run(quick=False, out=tmp_path)
+    assert report.passed, str(report)
+
+
+def test_cli_runner_exit_code(capsys):
+    from validation import linear
+    from validation._report import main
+
+    assert main(linear.run, []) == 0
+    assert "linear: PASS" in capsys.readouterr().out
