@@ -83,7 +83,8 @@ def _cmd_reproduce(args) -> int:
     from .report import Config, reproduce
 
     out = Path(args.out) if args.out else Path("runs") / time.strftime("reproduce-%Y%m%d-%H%M%S")
-    cfg = Config(out=out, seed=args.seed, n_seeds=args.n_seeds, n_agreement=args.n_agreement, verify=not args.no_verify)
+    cfg = Config(out=out, seed=args.seed, n_seeds=args.n_seeds, n_agreement=args.n_agreement, verify=not args.no_verify,
+                 gd=not args.no_gd, full=args.full)
     if min(cfg.n_seeds, cfg.n_agreement) < 1:
         raise ValueError("--n-seeds and --n-agreement must be >= 1")
     path = reproduce(cfg, progress=not args.quiet)
@@ -124,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--n-seeds", type=int, default=200, help="random initialisations per setting")
     r.add_argument("--n-agreement", type=int, default=200, help="random settings in the swing-by agreement study")
     r.add_argument("--no-verify", action="store_true", help="skip the derivations' verification")
+    r.add_argument("--no-gd", action="store_true", help="skip section 6 (PyTorch gradient-descent validations)")
+    r.add_argument("--full", action="store_true", help="full-size validations (the paper's sizes; slow)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=_cmd_reproduce)
     return p

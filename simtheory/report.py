@@ -29,6 +29,8 @@ class Config:
     n_agreement: int = 200   # random settings for the swing-by prediction agreement study
     sigma: float = 0.05
     verify: bool = True      # run every derivation's verification (about 15 s)
+    gd: bool = True          # section 6: the validation modules (PyTorch GD runs)
+    full: bool = False       # full-size validations (paper sizes; slow)
 
 
 def _u0(rng, shape, d):
@@ -169,7 +171,7 @@ def _section_multiple(r: _Report):
     task = SIMTask(settings["failure (Fig 10)"], cfg.sigma, d=3)
     W0s = _u0(np.random.default_rng(20_003), (cfg.n_seeds,), 3)
     budget = 20.0  # lr 0.01 x 2000 steps in the paper's time
-    t = swingby.time_grid(2000.0, 1200)
+    t = swingby.time_grid(2000.0, 600)
     plateau = 0.5 * task.mu[0] ** 2
     r.md("", f"**Failure mode** (mu = (0.7, 1.7, 3)): the weak concept's diagonal entry w_11 is pushed down while the "
          f"strong concepts are learned, so the OOD loss sits on a plateau near 1/2 mu_1^2 = {plateau:.3g}.", "",
@@ -268,6 +270,58 @@ def _section_agreement(r: _Report):
     r.summary["agreement"] = out
 
 
+def _section_gd(r: _Report):
+    import importlib
+
+    import validation
+
+    cfg = r.cfg
+    r.md("## 6. Theory against gradient descent (PyTorch)", "",
+         f"Each claim is checked by a module of `validation/` ({'full' if cfg.full else 'quick'} size; run one with "
+         "`python -m validation.NAME [--full]`). Predictions use the training set's exact second moment A_n "
+         "where the theory allows it.", "")
+    out = {}
+    figdir = cfg.out / "figures"
+    for name in validation.MODULES:
+        module = importlib.import_module(f"validation.{name}")
+        rep = module.run(quick=not cfg.full, out=figdir)
+        out[name] = rep.to_dict()
+        r.md(f"### `validation.{name}`: {'PASS' if rep.passed else 'FAIL'}", "", rep.claim, "",
+             "| check | measured | required | |", "|---|---|---|---|")
+        for c in rep.checks:
+            cell = lambda x: str(x).replace("|", "\\|")
+            r.md(f"| {cell(c.name)} | {c.value:.4g} | {cell(c.bound)} | {'pass' if c.passed else '**FAIL**'} |")
+        r.md("")
+        for k, v in rep.metrics.items():
+            if k == "variants":
+                cols = list(next(iter(v.values())))
+                r.md("| variant | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|")
+                for vname, row in v.items():
+                    r.md(f"| {vname} | " + " | ".join(f"{row[c]:.4g}" for c in cols) + " |")
+                r.md("")
+            else:
+                r.md(f"- {k}: {_fmt(v)}")
+        for note in rep.notes:
+            r.md(f"- {note}")
+        r.md("")
+        for fig in rep.figures:
+            png = Path(fig)
+            n_ok = sum(c.passed for c in rep.checks)
+            caption = f"validation.{name}: {rep.claim} ({n_ok}/{len(rep.checks)} checks pass; numbers in the table above)"
+            r.fig((png, png.with_suffix(".pdf")), caption)
+    r.summary["validation"] = out
+
+
+def _fmt(v):
+    if isinstance(v, dict):
+        return ", ".join(f"{k}: {_fmt(x)}" for k, x in v.items())
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_fmt(x) for x in v) + "]"
+    return str(v)
+
+
 SECTIONS = (_section_derivations, _section_figure5, _section_multiple, _section_learning_order, _section_agreement)
 
 
@@ -279,9 +333,10 @@ def reproduce(cfg: Config, progress: bool = True) -> Path:
     r = _Report(cfg)
     r.md("# simtheory reproduction report: theory side of Yang et al. (ICLR 2025)", "",
          "All curves are predictions of the compiled closed forms or of the numerically integrated flow "
-         "(no gradient-descent simulations in this report). Time is gradient-flow time (lr x steps) unless a "
-         "convention says otherwise.", "")
-    for section in tqdm(SECTIONS, desc="reproduce", unit="section", disable=not progress):
+         "(sections 1-5) and of PyTorch gradient-descent runs held against them (section 6). Time is gradient-flow "
+         "time (lr x steps) unless a convention says otherwise.", "")
+    sections = SECTIONS + ((_section_gd,) if cfg.gd else ())
+    for section in tqdm(sections, desc="reproduce", unit="section", disable=not progress):
         section(r)
     elapsed = time.perf_counter() - start
     r.md("---", f"Generated in {elapsed:.1f} s. Provenance: `{json.dumps(provenance())}`")

@@ -37,7 +37,8 @@ def test_predict_bad_input(tmp_path, capsys):
 
 def test_reproduce_small(tmp_path):
     out = tmp_path / "run"
-    assert main(["reproduce", "--out", str(out), "--n-seeds", "4", "--n-agreement", "4", "--no-verify", "--quiet"]) == 0
+    assert main(["reproduce", "--out", str(out), "--n-seeds", "4", "--n-agreement", "4", "--no-verify", "--no-gd",
+                 "--quiet"]) == 0
     report = (out / "report.md").read_text()
     for heading in ("Figure 5 analogue", "Triple and quadruple descent", "Learning order", "Predicting the swing-by"):
         assert heading in report
@@ -52,3 +53,17 @@ def test_import_is_lazy():
     code = ("import sys, simtheory; heavy = [m for m in ('sympy', 'torch', 'scipy', 'matplotlib') if m in sys.modules];"
             "print(heavy); assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_report_gd_section_embeds_validation_tables(tmp_path, monkeypatch):
+    import validation
+    from simtheory.report import Config, _Report, _section_gd
+
+    monkeypatch.setattr(validation, "MODULES", ("linear",))
+    r = _Report(Config(out=tmp_path, verify=False))
+    _section_gd(r)
+    text = "\n".join(r.lines)
+    assert "### `validation.linear`: PASS" in text
+    assert "max \\|W_GD" in text  # pipes escaped inside the table
+    assert (tmp_path / "figures" / "linear_convergence.png").exists()
+    assert r.summary["validation"]["linear"]["passed"]
