@@ -11,8 +11,10 @@ The a_p order assumes comparable initial scales per concept: the symmetric model
 log((1 - w_pp(0)) / w_pp(0)) / (4 a_p) (gradient-flow time), so a random Gaussian U0 (whose
 diagonal entries of W0 = U0 U0^T differ by large factors) can flip the order of concepts with close
 a_p. The symmetric model is therefore run twice: from a near-isotropic U0 = 0.01 (I + 0.1 noise),
-where the a_p order is required, and from a Gaussian U0, where the order predicted by the stage
-times of each member's own W0 is required and the plain a_p agreement is reported.
+where the a_p order and the logistic time to 0.9 (within 10%, median) are required, and from a
+Gaussian U0, where the agreement with the a_p order and with the decoupled logistic order of each
+member's own W0 are reported only (a 0.9 requirement on the latter was tried and found fragile: it
+passed or failed with the resolution of the recorded time grid).
 """
 
 from __future__ import annotations
@@ -69,8 +71,10 @@ def run(quick: bool = True, out=None) -> Report:
     E = len(tasks)
     noise = np.random.default_rng(0).normal(size=(E, 2, 2))
     isotropic = Init("given", arrays=(0.01 * (np.eye(2) + 0.1 * noise),))
+    record = np.unique(np.concatenate([[0], np.geomspace(1, steps, 400).astype(np.int64)]))
     for name, (model, init, lr) in MODELS.items():
-        run_ = train(tasks, model, init or isotropic, lr=lr, steps=steps, seeds=list(range(E)), n=64 if quick else 512)
+        run_ = train(tasks, model, init or isotropic, lr=lr, steps=steps, record=record, seeds=list(range(E)),
+                     n=64 if quick else 512)
         t = first_learned(run_.curves)
         decided = np.isfinite(t.min(axis=1)) & separated
         ok = (np.argmin(t, axis=1) == theory_first) & decided
@@ -78,18 +82,34 @@ def run(quick: bool = True, out=None) -> Report:
         rates[name] = {"agreement": rate, "decided": int(decided.sum()), "settings": E}
         if name in REQUIRED:
             r.check(f"{name}: agreement with the a_p order", rate, f">= {REQUIRED[name]}", rate >= REQUIRED[name])
+        if name == "symmetric":
+            # overlay: logistic time to w_pp = 0.9 from each member's own w_pp(0) (kappa = 2)
+            w0 = np.einsum("eii->ei", run_.curves.W[:, 0])[:, :2]
+            t_pred = np.log(9 * (1 - w0) / w0) / (4 * a)
+            rel = float(np.median(np.abs(t - t_pred) / t_pred))
+            r.check("symmetric: median |t_GD - t_logistic| / t_logistic (time to 0.9)", rel, "<= 0.1", rel <= 0.1)
+            sym_times = (a, t, t_pred)
         if name == "symmetric (gaussian init)":
             w0 = np.einsum("eii->ei", run_.curves.W[:, 0])[:, :2]
-            stage = np.log((1 - w0) / w0) / (4 * a)  # derivations.symmetric stage_time, kappa = 2
-            ok_stage = (np.argmin(t, axis=1) == np.argmin(stage, axis=1)) & np.isfinite(t.min(axis=1))
-            rate_stage = float(ok_stage.sum() / max(np.isfinite(t.min(axis=1)).sum(), 1))
-            rates[name]["agreement_stage_time"] = rate_stage
-            r.check("symmetric (gaussian init): agreement with the stage-time order of each W0", rate_stage, ">= 0.9",
-                    rate_stage >= 0.9)
+            t_pred = np.log(9 * (1 - w0) / w0) / (4 * a)  # decoupled logistic; ignores the off-diagonal coupling
+            done = np.isfinite(t.min(axis=1))
+            ok_pred = (np.argmin(t, axis=1) == np.argmin(t_pred, axis=1)) & done
+            rates[name]["agreement_logistic_order"] = float(ok_pred.sum() / max(done.sum(), 1))
     r.metrics["agreement"] = rates
+    if out is not None:
+        from simtheory import plotting
+
+        a_, t_, tp_ = sym_times
+        order = np.argsort(a_.ravel())
+        paths = plotting.sweep(a_.ravel()[order], {"GD, symmetric": t_.ravel()[order],
+                                                  "logistic prediction": tp_.ravel()[order]},
+                               out / "learning_order_time_vs_a", xlabel="a_p", ylabel="time to w_pp >= 0.9",
+                               title="Time to learn a concept against a_p (all sweep settings)", logx=True)
+        r.figures.append(str(paths[0]))
     g = rates["symmetric (gaussian init)"]
-    r.notes.append(f"symmetric from a Gaussian U0: a_p order in {g['agreement']:.0%} of settings, "
-                   f"stage-time order in {g['agreement_stage_time']:.0%}.")
+    r.notes.append(f"symmetric from a Gaussian U0 (reported, not required): a_p order in {g['agreement']:.0%} of "
+                   f"settings, order of the decoupled logistic times of each W0 in {g['agreement_logistic_order']:.0%}; "
+                   "the off-diagonal coupling of a random W0 is outside the decoupled solution.")
     r.notes.append(f"ReLU MLP (default init, biases) agrees in {rates['relu mlp']['agreement']:.0%} of "
                    f"{rates['relu mlp']['decided']} decided settings; the theory does not cover it.")
     return r

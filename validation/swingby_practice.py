@@ -37,13 +37,15 @@ def run(quick: bool = True, out=None) -> Report:
     steps = 4000 if quick else 20000
     n = 64 if quick else 5000
     seeds = list(range(E))
-    fractions, train_monotone, nonmono_total = {}, 0, 0
+    fractions, train_monotone, nonmono_total, panels = {}, 0, 0, {}
     for d in (2, 64):
         task = sim.SIMTask([1.0, 2.0], 0.05, d=d)
         run_ = train(task, Model("deep", (d, d, d)), Init("default"), lr=0.05, steps=steps, seeds=seeds, n=n)
         res = _kinds(run_.curves)
         nm = _nonmonotone(res)
         fractions[d] = float(nm.mean())
+        e = int(np.flatnonzero(nm)[0]) if nm.any() else 0
+        panels[f"d = {d}, seed {e}" + (" (non-monotone)" if nm.any() else " (all monotone)")] = run_.curves.select(e)
         for e in np.flatnonzero(nm):
             tl = run_.curves.train_loss[e]
             nonmono_total += 1
@@ -55,6 +57,12 @@ def run(quick: bool = True, out=None) -> Report:
     r.check(f"training loss monotone in the {nonmono_total} runs with non-monotone OOD loss", frac_mono, ">= 0.95",
             nonmono_total > 0 and frac_mono >= 0.95)
 
+    if out is not None:
+        from simtheory import plotting
+
+        paths = plotting.ood_loss_panels(panels, out / "four_layer_d2_vs_d64",
+                                         title="Four-layer linear, default init: OOD (solid) vs training (dashed) loss")
+        r.figures.append(str(paths[0]))
     three = train(sim.SIMTask([1.0, 2.0], 0.05, d=3), Model("deep", (3, 3)), Init("default"), lr=0.05, steps=steps,
                   seeds=seeds, n=n)
     r.metrics["non-monotone fraction, three-layer linear d = 3"] = float(_nonmonotone(_kinds(three.curves)).mean())
