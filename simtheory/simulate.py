@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from . import _checks
-from .curves import Curves
+from .curves import Curves, _frozen
 from .task import SIMTask, empirical_second_moment
 
 MODELS = ("linear", "symmetric", "untied", "deep", "mlp")
@@ -308,7 +308,8 @@ def train(tasks, model: Model, init: Init, *, lr: float, steps: int, record=None
     return Run(curves, np.asarray(X_np), A_n, final)
 
 
-def _frozen(a):
-    a = np.array(a, dtype=np.float64)
-    a.setflags(write=False)
-    return a
+def epoch_steps(n_points: int, batch_size: int, epochs: int) -> int:
+    """Steps of minibatch SGD that make ``epochs`` passes over ``n_points`` (ceil per epoch)."""
+    n_points = _checks.positive_int(n_points, "n_points")
+    batch_size = _checks.positive_int(batch_size, "batch_size")
+    return _checks.positive_int(epochs, "epochs") * -(-n_points // batch_size)

@@ -20,7 +20,7 @@ import numpy as np
 
 import simtheory as sim
 from simtheory import swingby
-from simtheory.simulate import Init, Model, train
+from simtheory.simulate import Init, Model, epoch_steps, train
 
 from ._report import Report, main
 from .learning_order import first_learned
@@ -36,7 +36,10 @@ def run(quick: bool = True, out=None) -> Report:
     r = Report("conventions", "what each difference between the paper's text and its code changes, in numbers")
     d = 16 if quick else 64
     mu, sigma = [1.0, 2.0], 0.05
-    steps, lr, E = (1500, 0.1, 8) if quick else (6000, 0.1, 32)
+    # quick: full-batch GD; full: the paper's runs (5000 points per cluster, SGD at batch 128 for 40 epochs)
+    n_pts, batch = (64, None) if quick else (5000, 128)
+    E = 8 if quick else 16
+    lr = 0.1
     seeds = list(range(E))
     variants = {
         "stated": dict(task=sim.SIMTask(mu, sigma, d=d), init=Init("gaussian", 0.01), loss="sim"),
@@ -49,8 +52,9 @@ def run(quick: bool = True, out=None) -> Report:
     rows = {}
     for name, v in variants.items():
         task = v["task"]
+        steps = 1500 if quick else epoch_steps(n_pts * task.n_clusters, batch, 40)
         run_ = train(task, Model("mlp", (64,), bias=True), v["init"], lr=lr, steps=steps, seeds=seeds,
-                     n=64 if quick else 1000, loss=v["loss"])
+                     n=n_pts, loss=v["loss"], batch_size=batch)
         c = run_.curves
         t_learn = first_learned(c)
         steps_learn = np.median(t_learn / (lr * c.meta["time_factor"]), axis=0)

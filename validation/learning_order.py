@@ -39,7 +39,7 @@ REQUIRED = {"linear": 1.0, "symmetric": 1.0, "untied": 1.0, "deep (3 layers)": 0
 
 def sweep(quick: bool):
     mus = [0.6, 1.0, 1.4, 1.8, 2.2] if quick else list(np.linspace(0.5, 2.5, 9))
-    sigmas = [0.05, 0.6, 1.2] if quick else [0.05, 0.3, 0.6, 0.9, 1.2, 1.5]
+    sigmas = [0.05, 0.6, 1.2] if quick else [0.05, 0.4, 0.8, 1.2]
     return [sim.SIMTask([m, 1.5], [s, 0.05], d=2) for m in mus for s in sigmas]
 
 
@@ -66,7 +66,7 @@ def run(quick: bool = True, out=None) -> Report:
     a = np.stack([t.a[:2] for t in tasks])
     separated = np.abs(a[:, 0] - a[:, 1]) > 0.1 * a.max(axis=1)
     theory_first = np.argmax(a, axis=1)
-    steps = 3000 if quick else 10000
+    steps = 3000 if quick else 5000
     rates = {}
     E = len(tasks)
     noise = np.random.default_rng(0).normal(size=(E, 2, 2))
@@ -74,7 +74,7 @@ def run(quick: bool = True, out=None) -> Report:
     record = np.unique(np.concatenate([[0], np.geomspace(1, steps, 400).astype(np.int64)]))
     for name, (model, init, lr) in MODELS.items():
         run_ = train(tasks, model, init or isotropic, lr=lr, steps=steps, record=record, seeds=list(range(E)),
-                     n=64 if quick else 512)
+                     n=64 if quick else 256)
         t = first_learned(run_.curves)
         decided = np.isfinite(t.min(axis=1)) & separated
         ok = (np.argmin(t, axis=1) == theory_first) & decided

@@ -4,10 +4,12 @@
    s = 2, mu = (1, 2), sigma = 0.05: the OOD loss is non-monotone far more often at d = 2
    (required: fraction(d = 2) >= fraction(d = 64) + 0.3).
 2. Figure 17: in every run whose OOD loss is non-monotone, the training loss falls monotonically
-   (required in >= 95% of those runs; relative tolerance 1e-9 per recorded step).
+   (required in >= 95% of those runs; tolerance 1e-9 relative per recorded step for GD, 1% of the
+   initial loss for SGD).
 3. Reported, not required: three-layer linear at d = 3 (Figures 13/14), and two-layer linear and
    ReLU networks over a sweep of mu_1 (Figures 11/12): fraction of non-monotone OOD losses.
-Not covered yet: the truncated-training-set runs (Figures 15/16).
+Quick: full-batch GD, 64 points per cluster. Full: 5000 points per cluster, SGD at batch 128 for
+40 epochs, as the paper's runs. Not covered yet: the truncated-training-set runs (Figures 15/16).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 
 import simtheory as sim
 from simtheory import swingby
-from simtheory.simulate import Init, Model, train
+from simtheory.simulate import Init, Model, epoch_steps, train
 
 from ._report import Report, main
 
@@ -33,14 +35,17 @@ def _nonmonotone(res):
 def run(quick: bool = True, out=None) -> Report:
     """Swing-by at low dimension, training loss monotone while the OOD loss is not."""
     r = Report("swingby_practice", "non-monotone OOD loss at d = 2, not at d = 64; training loss monotone")
-    E = 16 if quick else 64
-    steps = 4000 if quick else 20000
+    # quick: full-batch GD; full: the paper's sizes (5000 points per cluster, SGD at batch 128, 40 epochs)
+    E = 16 if quick else 32
     n = 64 if quick else 5000
+    batch = None if quick else 128
+    steps = 4000 if quick else epoch_steps(2 * n, 128, 40)
     seeds = list(range(E))
     fractions, train_monotone, nonmono_total, panels = {}, 0, 0, {}
     for d in (2, 64):
         task = sim.SIMTask([1.0, 2.0], 0.05, d=d)
-        run_ = train(task, Model("deep", (d, d, d)), Init("default"), lr=0.05, steps=steps, seeds=seeds, n=n)
+        run_ = train(task, Model("deep", (d, d, d)), Init("default"), lr=0.05, steps=steps, seeds=seeds, n=n,
+                     batch_size=batch)
         res = _kinds(run_.curves)
         nm = _nonmonotone(res)
         fractions[d] = float(nm.mean())
@@ -49,7 +54,8 @@ def run(quick: bool = True, out=None) -> Report:
         for e in np.flatnonzero(nm):
             tl = run_.curves.train_loss[e]
             nonmono_total += 1
-            train_monotone += bool(np.all(np.diff(tl) <= 1e-9 * tl[:-1]))
+            tol = 1e-9 * tl[:-1] if batch is None else 1e-2 * tl[0]  # SGD noise: 1% of the initial loss
+            train_monotone += bool(np.all(np.diff(tl) <= tol))
     r.check("non-monotone fraction d = 2 minus d = 64 (four-layer linear)", fractions[2] - fractions[64], ">= 0.3",
             fractions[2] - fractions[64] >= 0.3)
     r.metrics["non-monotone fraction, four-layer linear"] = fractions
@@ -64,13 +70,14 @@ def run(quick: bool = True, out=None) -> Report:
                                          title="Four-layer linear, default init: OOD (solid) vs training (dashed) loss")
         r.figures.append(str(paths[0]))
     three = train(sim.SIMTask([1.0, 2.0], 0.05, d=3), Model("deep", (3, 3)), Init("default"), lr=0.05, steps=steps,
-                  seeds=seeds, n=n)
+                  seeds=seeds, n=n, batch_size=batch)
     r.metrics["non-monotone fraction, three-layer linear d = 3"] = float(_nonmonotone(_kinds(three.curves)).mean())
     mus = [0.6, 1.0, 1.4] if quick else [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
     for name, model in (("two-layer linear", Model("untied", (16,))), ("two-layer ReLU", Model("mlp", (16,), bias=True))):
         row = {}
         for mu1 in mus:
-            rr = train(sim.SIMTask([mu1, 2.0], 0.05, d=2), model, Init("default"), lr=0.05, steps=steps, seeds=seeds, n=n)
+            rr = train(sim.SIMTask([mu1, 2.0], 0.05, d=2), model, Init("default"), lr=0.05, steps=steps, seeds=seeds,
+                       n=n, batch_size=batch)
             row[mu1] = float(_nonmonotone(_kinds(rr.curves)).mean())
         r.metrics[f"non-monotone fraction, {name}, d = 2, by mu_1 (mu_2 = 2)"] = row
     return r
