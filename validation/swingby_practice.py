@@ -73,6 +73,7 @@ def run(quick: bool = True, out=None) -> Report:
                   seeds=seeds, n=n, batch_size=batch)
     r.metrics["non-monotone fraction, three-layer linear d = 3"] = float(_nonmonotone(_kinds(three.curves)).mean())
     mus = [0.6, 1.0, 1.4] if quick else [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
+    sweeps = {}
     for name, model in (("two-layer linear", Model("untied", (16,))), ("two-layer ReLU", Model("mlp", (16,), bias=True))):
         row = {}
         for mu1 in mus:
@@ -80,6 +81,14 @@ def run(quick: bool = True, out=None) -> Report:
                        n=n, batch_size=batch)
             row[mu1] = float(_nonmonotone(_kinds(rr.curves)).mean())
         r.metrics[f"non-monotone fraction, {name}, d = 2, by mu_1 (mu_2 = 2)"] = row
+        sweeps[name] = [row[m] for m in mus]
+    if out is not None:
+        from simtheory import plotting
+
+        paths = plotting.sweep(mus, sweeps, out / "two_layer_sweeps", xlabel="mu_1 (mu_2 = 2, d = 2)",
+                               ylabel="fraction of runs with non-monotone OOD loss", logy=False,
+                               title=f"Two-layer networks, default init, {E} seeds per point")
+        r.figures.append(str(paths[0]))
     return r
 
 
