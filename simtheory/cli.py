@@ -92,6 +92,14 @@ def _cmd_reproduce(args) -> int:
     return 0
 
 
+def _cmd_export(args) -> int:
+    from .export import export
+
+    paths = export(args.run_dir, args.out)
+    print(f"wrote {len(paths)} files to {paths[0].parent}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="simtheory", description="Learning dynamics of the SIM task (Yang et al., ICLR 2025).")
     sub = p.add_subparsers(dest="command", required=True)
@@ -129,6 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--full", action="store_true", help="full-size validations (the paper's sizes; slow)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=_cmd_reproduce)
+    e = sub.add_parser("export", help="tidy CSV, pgfplots .dat and derivations.tex from a run directory")
+    e.add_argument("run_dir", help="a directory written by `simtheory reproduce` (or holding .npz curves)")
+    e.add_argument("--out", help="output directory (default RUN_DIR/export)")
+    e.set_defaults(func=_cmd_export)
     return p
 
 

@@ -131,6 +131,40 @@ class Curves:
             writer.writerow([r[0]] + [repr(float(x)) for x in r[1:]])
         return atomic_write_text(path, buf.getvalue())
 
+    def _quantities(self):
+        """(name, array (settings, T)) for every scalar quantity over time."""
+        d = self.task.d
+        T = self.times.size
+        out = [("train_loss", self.train_loss.reshape(-1, T)), ("ood_loss", self.ood_loss.reshape(-1, T))]
+        out += [(f"ood_output_{k + 1}", self.ood_output.reshape(-1, T, d)[..., k]) for k in range(d)]
+        W = self.W.reshape(-1, T, d, d)
+        out += [(f"w_{i + 1}{j + 1}", W[..., i, j]) for i in range(d) for j in range(d)]
+        return out
+
+    def to_tidy_csv(self, path) -> Path:
+        """Tidy (long) CSV: one row per (setting, time, quantity) with columns setting, t, quantity, value."""
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["setting", "t", "quantity", "value"])
+        for name, arr in self._quantities():
+            for b in range(arr.shape[0]):
+                for k, tk in enumerate(self.times):
+                    writer.writerow([b, repr(float(tk)), name, repr(float(arr[b, k]))])
+        return atomic_write_text(path, buf.getvalue())
+
+    def to_dat(self, path) -> Path:
+        """pgfplots-ready table (whitespace separated, header row; ``\\addplot table[x=t, y=ood_loss]``).
+
+        With a batch of settings every column but ``t`` gets the suffix ``_s<index>``."""
+        quantities = self._quantities()
+        n = quantities[0][1].shape[0]
+        cols = ["t"] + [name if n == 1 else f"{name}_s{b}" for name, arr in quantities for b in range(n)]
+        data = [self.times] + [arr[b] for _, arr in quantities for b in range(n)]
+        lines = [" ".join(cols)]
+        for k in range(self.times.size):
+            lines.append(" ".join(f"{float(col[k]):.17g}" for col in data))
+        return atomic_write_text(path, "\n".join(lines) + "\n")
+
     def sidecar(self) -> dict:
         return {
             "model": self.model,

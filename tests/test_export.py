@@ -1,0 +1,83 @@
+import csv
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+import simtheory as sim
+from simtheory.cli import main
+from simtheory.export import command_name, derivations_tex
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    task = sim.SIMTask([1.0, 1.5], 0.05, d=3)
+    W0 = sim.symmetric_init(np.random.default_rng(2).random((3, 3)) / 5)
+    c = sim.predict(task, W0, np.linspace(0, 5, 11), convention="paper-code")
+    c.to_npz(tmp_path / "curves" / "fig5.npz")
+    return tmp_path, c
+
+
+def test_export_writes_tidy_csv_dat_and_tex(run_dir, capsys):
+    path, c = run_dir
+    assert main(["export", str(path)]) == 0
+    out = path / "export"
+    rows = list(csv.DictReader((out / "fig5_tidy.csv").open()))
+    d = c.task.d
+    assert len(rows) == c.times.size * (2 + d + d * d)
+    ood = [r for r in rows if r["quantity"] == "ood_loss"]
+    np.testing.assert_array_equal([float(r["value"]) for r in ood], c.ood_loss)
+    lines = (out / "fig5.dat").read_text().splitlines()
+    header = lines[0].split()
+    assert header[:3] == ["t", "train_loss", "ood_loss"] and len(lines) == c.times.size + 1
+    table = np.array([[float(x) for x in line.split()] for line in lines[1:]])
+    np.testing.assert_array_equal(table[:, header.index("w_12")], c.W[:, 0, 1])
+    assert (out / "derivations.tex").exists()
+
+
+def test_dat_suffixes_columns_for_batches(tmp_path):
+    task = sim.SIMTask([1.0, 2.0], 0.1)
+    c = sim.predict(task, np.stack([np.diag([0.01, 0.02]), np.diag([0.1, 0.2])]), [0.0, 1.0])
+    header = c.to_dat(tmp_path / "b.dat").read_text().splitlines()[0].split()
+    assert "ood_loss_s0" in header and "ood_loss_s1" in header
+
+
+def _balanced(s: str) -> bool:
+    depth = 0
+    for ch in s:
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+def test_tex_commands_are_valid_and_unique():
+    tex = derivations_tex()
+    names = re.findall(r"\\newcommand\{\\([^}]*)\}", tex)
+    import derivations
+
+    n_formulas = sum(len(d.formulas) for d in derivations.all_derivations())
+    assert len(names) == len(set(names)) == n_formulas  # one command per closed form, no clashes
+    assert all(re.fullmatch(r"[A-Za-z]+", n) for n in names)
+    for line in tex.splitlines():
+        if line.startswith("\\newcommand"):
+            assert _balanced(line), line
+    assert command_name("one_layer_gd", "flow_gap") == "SimOneLayerGdFlowGap"
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="no LaTeX engine installed (parse-checked above)")
+def test_tex_compiles(tmp_path):
+    names = re.findall(r"\\newcommand\{\\([^}]*)\}", derivations_tex())
+    (tmp_path / "derivations.tex").write_text(derivations_tex())
+    body = "\n".join(f"\\[ \\{n} \\]" for n in names)
+    (tmp_path / "doc.tex").write_text("\\documentclass{article}\\usepackage{amsmath,amssymb}\\input{derivations.tex}"
+                                      f"\\begin{{document}}{body}\\end{{document}}")
+    subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path, check=True,
+                   capture_output=True)
+
+
+def test_export_bad_run_dir(tmp_path, capsys):
+    assert main(["export", str(tmp_path / "missing")]) == 2
+    assert "run_dir must be an existing directory" in capsys.readouterr().err
