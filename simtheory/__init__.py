@@ -26,6 +26,7 @@ _LAZY = {
     "ood_loss": "theory",
     "ood_output": "theory",
     "CONVENTIONS": "theory",
+    "compiled": "_compile",
     "Curves": "curves",
     "predict": "curves",
     "turning_points": "swingby",
