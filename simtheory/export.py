@@ -1,7 +1,8 @@
 """``simtheory export``: turn a run directory into files a LaTeX paper includes as they are.
 
 For every ``curves/*.npz`` (with its JSON sidecar) of a run directory: a tidy CSV (one row per
-setting x time x quantity) and a pgfplots ``.dat`` table; plus ``derivations.tex`` with one
+setting x time x quantity), a pgfplots ``.dat`` table and, for a single setting, paper-style PDF
+figures one and two columns wide that plot exactly the ``ood_loss`` and ``train_loss`` of that CSV; plus ``derivations.tex`` with one
 ``\\newcommand`` per closed form of every derivation (e.g. ``\\SimSymmetricLogistic``), to be used
 inside math mode.
 """
@@ -54,4 +55,9 @@ def export(run_dir, out=None) -> list[Path]:
         c = Curves.load(path)
         written.append(c.to_tidy_csv(out / f"{path.stem}_tidy.csv"))
         written.append(c.to_dat(out / f"{path.stem}.dat"))
+        if c.W.ndim == 3:  # one setting: paper-style figures, each next to the CSV of what it plots
+            from . import plotting
+
+            for width in plotting.WIDTHS:
+                written += plotting.paper_figure(c, out / f"{path.stem}_{width}", width=width)
     return written

@@ -114,3 +114,32 @@ def compositions(c, stem, *, title: str = "") -> list[Path]:
     ax.set_xlabel("t")
     ax.set_ylabel("loss at x(v)")
     return _finish(fig, ax, stem, title)
+
+
+#: figure widths in inches for a two-column paper (one column, full width)
+WIDTHS = {"one-column": 3.25, "two-column": 6.75}
+
+
+def paper_figure(c, stem, *, width: str = "one-column") -> list[Path]:
+    """Paper-style vector figure of one setting's OOD and training loss: width in inches from
+    :data:`WIDTHS`, 8-9 pt fonts, the colour-blind-safe palette; saved as PDF (and PNG)."""
+    if width not in WIDTHS:
+        raise ValueError(f"width must be one of {sorted(WIDTHS)}, got {width!r}")
+    if c.W.ndim != 3:
+        raise ValueError("paper_figure draws one setting: select one with Curves.select(i)")
+    plt = _plt()
+    w = WIDTHS[width]
+    with plt.rc_context({"font.size": 8, "axes.labelsize": 8, "legend.fontsize": 7, "xtick.labelsize": 7,
+                         "ytick.labelsize": 7, "pdf.fonttype": 42, "axes.prop_cycle": plt.cycler(color=PALETTE)}):
+        fig, ax = plt.subplots(figsize=(w, w * 0.62))
+        sel = c.times > 0
+        ax.plot(c.times[sel], c.ood_loss[sel], label="OOD loss")
+        ax.plot(c.times[sel], c.train_loss[sel], ls="--", label="training loss")
+        ax.set_xscale("log")
+        ax.set_xlabel("time $t$ (" + c.convention + ")")
+        ax.set_ylabel("loss")
+        ax.legend(frameon=False)
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(False)
+        fig.tight_layout(pad=0.3)
+        return save(fig, stem)

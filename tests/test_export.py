@@ -35,6 +35,9 @@ def test_export_writes_tidy_csv_dat_and_tex(run_dir, capsys):
     table = np.array([[float(x) for x in line.split()] for line in lines[1:]])
     np.testing.assert_array_equal(table[:, header.index("w_12")], c.W[:, 0, 1])
     assert (out / "derivations.tex").exists()
+    for width in ("one-column", "two-column"):
+        pdf = out / f"fig5_{width}.pdf"
+        assert pdf.read_bytes()[:4] == b"%PDF"
 
 
 def test_dat_suffixes_columns_for_batches(tmp_path):
@@ -81,3 +84,16 @@ def test_tex_compiles(tmp_path):
 def test_export_bad_run_dir(tmp_path, capsys):
     assert main(["export", str(tmp_path / "missing")]) == 2
     assert "run_dir must be an existing directory" in capsys.readouterr().err
+
+
+def test_paper_figure_sizes(tmp_path):
+    import matplotlib.image as mpimg
+
+    from simtheory import plotting
+
+    c = sim.predict(sim.SIMTask([1.0, 2.0], 0.1), np.diag([0.01, 0.02]), np.linspace(0, 5, 11))
+    png = plotting.paper_figure(c, tmp_path / "f", width="two-column")[0]
+    height, width_px = mpimg.imread(png).shape[:2]
+    assert width_px / 150 == pytest.approx(6.75, rel=0.05)  # saved at 150 dpi
+    with pytest.raises(ValueError, match="width must be one of"):
+        plotting.paper_figure(c, tmp_path / "g", width="poster")
