@@ -23,3 +23,8 @@ def test_template_is_not_registered():
 
     assert "my_result" not in derivations.names()
     assert "one_layer_weight_decay" in derivations.names()
+
+
+def test_docs_changelog_is_the_changelog():
+    root = Path(__file__).resolve().parents[1]
+    assert (root / "docs" / "changelog.md").read_text() == (root / "CHANGELOG.md").read_text()
