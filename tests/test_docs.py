@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-DOCS = sorted((Path(__file__).resolve().parents[1] / "docs").glob("*.md"))
+DOCS = sorted((Path(__file__).resolve().parents[1] / "docs").glob("tutorial_*.md"))
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=[d.name for d in DOCS])
