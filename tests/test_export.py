@@ -97,3 +97,27 @@ def test_paper_figure_sizes(tmp_path):
     assert width_px / 150 == pytest.approx(6.75, rel=0.05)  # saved at 150 dpi
     with pytest.raises(ValueError, match="width must be one of"):
         plotting.paper_figure(c, tmp_path / "g", width="poster")
+
+
+def _has_pgfplots() -> bool:
+    if shutil.which("kpsewhich") is None or shutil.which("pdflatex") is None:
+        return False
+    return bool(subprocess.run(["kpsewhich", "pgfplots.sty"], capture_output=True, text=True).stdout.strip())
+
+
+@pytest.mark.skipif(not _has_pgfplots(), reason="pdflatex with pgfplots not installed")
+def test_exported_files_go_into_a_paper_as_is(run_dir):
+    """A document that \\input s derivations.tex, plots the .dat with pgfplots and includes the PDF figure."""
+    path, _ = run_dir
+    assert main(["export", str(path)]) == 0
+    out = path / "export"
+    (out / "paper.tex").write_text(
+        "\\documentclass{article}\\usepackage{amsmath,amssymb,graphicx,pgfplots}\\pgfplotsset{compat=1.16}"
+        "\\input{derivations.tex}\\begin{document}"
+        "\\[ \\SimSymmetricLogistic \\]"
+        "\\begin{tikzpicture}\\begin{semilogxaxis}\\addplot table[x=t, y=ood_loss] {fig5.dat};"
+        "\\end{semilogxaxis}\\end{tikzpicture}"
+        "\\includegraphics{fig5_one-column.pdf}\\end{document}")
+    subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "paper.tex"], cwd=out, check=True,
+                   capture_output=True)
+    assert (out / "paper.pdf").stat().st_size > 1000
