@@ -71,7 +71,16 @@ def run(quick: bool = True, out=None) -> Report:
         r.figures.append(str(paths[0]))
     three = train(sim.SIMTask([1.0, 2.0], 0.05, d=3), Model("deep", (3, 3)), Init("default"), lr=0.05, steps=steps,
                   seeds=seeds, n=n, batch_size=batch)
-    r.metrics["non-monotone fraction, three-layer linear d = 3"] = float(_nonmonotone(_kinds(three.curves)).mean())
+    nm3 = _nonmonotone(_kinds(three.curves))
+    r.metrics["non-monotone fraction, three-layer linear d = 3"] = float(nm3.mean())
+    if out is not None:
+        from simtheory import plotting
+
+        picks = list(np.flatnonzero(nm3)[:2]) + list(np.flatnonzero(~nm3)[:1])
+        paths = plotting.ood_loss_panels({f"seed {e}" + (" (non-monotone)" if nm3[e] else " (monotone)"):
+                                          three.curves.select(int(e)) for e in picks},
+                                         out / "three_layer_d3", title="Three-layer linear, d = 3, default init")
+        r.figures.append(str(paths[0]))
     mus = [0.6, 1.0, 1.4] if quick else [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
     sweeps = {}
     for name, model in (("two-layer linear", Model("untied", (16,))), ("two-layer ReLU", Model("mlp", (16,), bias=True))):
