@@ -1,7 +1,7 @@
 """TEMPLATE for a new derivation: copy to ``derivations/<name>.py`` (no leading underscore).
 
 The module is discovered automatically (``derivations.names()``); nothing else needs editing.
-Fill in: the model and loss (derive vector fields by differentiating, never type them in), the
+Fill in: the model and loss (derive vector fields with ``descent(loss_of, *params)``, never type them in), the
 closed forms as named ``Formula`` objects whose ``args`` are the symbols a compiled predictor
 takes by name, and the checks that prove them. See docs/tutorial_new_derivation.md.
 """
@@ -10,7 +10,15 @@ from __future__ import annotations
 
 import sympy as sp
 
-from simtheory.symbolic import Derivation, Formula, at, check_zero, gradient, identity_loss, matrix_symbols
+from simtheory.symbolic import (
+    Derivation,
+    Formula,
+    at,
+    check_zero,
+    gradient,
+    identity_loss,
+    matrix_symbols,
+)
 
 t = sp.Symbol("t", nonnegative=True)
 

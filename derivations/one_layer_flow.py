@@ -17,11 +17,11 @@ import sympy as sp
 from simtheory.symbolic import (
     Derivation,
     Formula,
-    at,
+    check_rotation_covariance,
     check_true,
     check_zero,
+    descent,
     diag_symbols,
-    gradient,
     identity_loss,
     matrix_symbols,
 )
@@ -35,8 +35,7 @@ eps = sp.Symbol("epsilon", positive=True)
 
 def flow(W: sp.Matrix, A: sp.Matrix) -> sp.Matrix:
     """``dW/dt = -dL/dW`` at ``W``, obtained by differentiating the loss with respect to free symbols."""
-    Z = matrix_symbols("z", *W.shape)
-    return at(-gradient(identity_loss(Z, A), Z), Z, W)
+    return descent(lambda Z: identity_loss(Z, A), W)[0]
 
 
 def entry(a_, t_, w0_, delta_):
@@ -95,13 +94,8 @@ class OneLayerFlow(Derivation):
         Wt = sp.Matrix(d, d, lambda k, i: sol.subs({a: avec[i], w0: W0[k, i], delta: 1 if k == i else 0}, simultaneous=True))
         out.append(check_zero("closed form satisfies dW/dt = -dL/dW (diagonal A, d = 3)", Wt.diff(t) - flow(Wt, A_diag)))
         out.append(check_zero("closed form has W(0) = W0", Wt.subs(t, 0) - W0))
-        # 3. Covariance under rotations: Q^T F(W, A) Q = F(Q^T W Q, Q^T A Q), so the eigenbasis form is exact.
-        th = sp.Symbol("theta", real=True)
-        Q = sp.Matrix([[sp.cos(th), -sp.sin(th)], [sp.sin(th), sp.cos(th)]])
-        W2 = matrix_symbols("w", 2, 2)
-        A2 = matrix_symbols("A", 2, 2, symmetric=True)
-        out.append(check_zero("flow is covariant under orthogonal change of basis (d = 2)",
-                              (Q.T * flow(W2, A2) * Q - flow(Q.T * W2 * Q, Q.T * A2 * Q)).applyfunc(sp.trigsimp)))
+        # 3. Covariance under rotations, so the eigenbasis form is exact for any symmetric A.
+        out.append(check_rotation_covariance("flow is covariant under orthogonal change of basis (d = 2)", flow))
         # 4. OOD loss from zero init equals 1/2 sum_p mu_p^2 e^{-2 a_p t} and decreases monotonically.
         mus = diag_symbols("mu", 2, positive=True)
         a1, a2 = diag_symbols("a", 2, positive=True)

@@ -17,11 +17,11 @@ import sympy as sp
 from simtheory.symbolic import (
     Derivation,
     Formula,
-    at,
+    check_rotation_covariance,
     check_true,
     check_zero,
+    descent,
     diag_symbols,
-    gradient,
     identity_loss,
     matrix_symbols,
 )
@@ -40,8 +40,7 @@ def entry(a_, lr_, k_, w0_, delta_):
 
 def gd_step(W: sp.Matrix, A: sp.Matrix, lr_) -> sp.Matrix:
     """One GD step ``W - lr dL/dW`` with the gradient obtained by differentiating the loss."""
-    Z = matrix_symbols("z", *W.shape)
-    return W - lr_ * at(gradient(identity_loss(Z, A), Z), Z, W)
+    return W + lr_ * descent(lambda Z: identity_loss(Z, A), W)[0]
 
 
 class OneLayerGD(Derivation):
@@ -81,11 +80,8 @@ class OneLayerGD(Derivation):
                               (Wk1 - gd_step(Wk, A, lr)).applyfunc(sp.powsimp)))
         out.append(check_zero("W_0 = W0", Wk.subs(k, 0) - W0))
         # General symmetric A: the step is covariant under rotations (so the eigenbasis form is exact).
-        th = sp.Symbol("theta", real=True)
-        Q = sp.Matrix([[sp.cos(th), -sp.sin(th)], [sp.sin(th), sp.cos(th)]])
-        W2, A2 = matrix_symbols("w", 2, 2), matrix_symbols("A", 2, 2, symmetric=True)
-        out.append(check_zero("GD step is covariant under orthogonal change of basis (d = 2)",
-                              (Q.T * gd_step(W2, A2, lr) * Q - gd_step(Q.T * W2 * Q, Q.T * A2 * Q, lr)).applyfunc(sp.trigsimp)))
+        out.append(check_rotation_covariance("GD step is covariant under orthogonal change of basis (d = 2)",
+                                             lambda W, A: gd_step(W, A, lr)))
         expected = sp.Interval.open(0, 2 / a)
         out.append(check_true("|1 - lr a| < 1 iff 0 < lr < 2/a (over real lr)",
                               self._stable_interval == expected,

@@ -16,10 +16,9 @@ import sympy as sp
 from simtheory.symbolic import (
     Derivation,
     Formula,
-    at,
     check_zero,
+    descent,
     diag_symbols,
-    gradient,
     identity_loss,
     matrix_symbols,
 )
@@ -33,9 +32,7 @@ delta = sp.Symbol("delta", nonnegative=True)
 
 def flow(W: sp.Matrix, A: sp.Matrix) -> sp.Matrix:
     """-dL/dW of the penalised loss, by differentiation."""
-    Z = matrix_symbols("z", *W.shape)
-    L = identity_loss(Z, A) + lam / 2 * sum(z**2 for z in Z)
-    return at(-gradient(L, Z), Z, W)
+    return descent(lambda Z: identity_loss(Z, A) + lam / 2 * sum(z**2 for z in Z), W)[0]
 
 
 class OneLayerWeightDecay(Derivation):

@@ -21,11 +21,10 @@ import sympy as sp
 from simtheory.symbolic import (
     Derivation,
     Formula,
-    at,
     check_true,
     check_zero,
+    descent,
     diag_symbols,
-    gradient,
     identity_loss,
     matrix_symbols,
 )
@@ -61,8 +60,7 @@ def V_gsn(W: sp.Matrix, avec) -> sp.Matrix:
 
 def flow_from_loss(U: sp.Matrix, A: sp.Matrix) -> sp.Matrix:
     """dW/dt for W = U U^T under gradient flow dU/dt = -dL/dU, derived by differentiation."""
-    Z = matrix_symbols("z", *U.shape)
-    dU = at(-gradient(identity_loss(Z * Z.T, A), Z), Z, U)
+    dU = descent(lambda Z: identity_loss(Z * Z.T, A), U)[0]
     return dU * U.T + U * dU.T
 
 

@@ -21,10 +21,9 @@ import sympy as sp
 from simtheory.symbolic import (
     Derivation,
     Formula,
-    at,
     check_zero,
+    descent,
     diag_symbols,
-    gradient,
     identity_loss,
     matrix_symbols,
 )
@@ -36,10 +35,7 @@ u0 = sp.Symbol("u0", positive=True)
 
 def flow(W1: sp.Matrix, W2: sp.Matrix, A: sp.Matrix) -> tuple[sp.Matrix, sp.Matrix]:
     """(dW1/dt, dW2/dt) = -gradients of the loss, by differentiation."""
-    Z1, Z2 = matrix_symbols("y", *W1.shape), matrix_symbols("z", *W2.shape)
-    L = identity_loss(Z2 * Z1, A)
-    subs = lambda e: at(at(e, Z1, W1), Z2, W2)
-    return subs(-gradient(L, Z1)), subs(-gradient(L, Z2))
+    return descent(lambda Z1, Z2: identity_loss(Z2 * Z1, A), W1, W2)
 
 
 def mode(a_, t_, u0_):

@@ -213,7 +213,6 @@ def predict(task: SIMTask, W0, t, model: str = "symmetric", convention: str = "g
     ``model``: "linear-flow", "symmetric" (``convention`` applies) or "untied" (``W0`` is then a
     pair ``(W1_0, W2_0)``). ``linear-gd`` is :func:`simtheory.linear_gd` (it takes steps, not times).
     """
-    from ._compile import compiled
 
     if model not in ("linear-flow", "symmetric", "untied"):
         raise ValueError(f"model must be 'linear-flow', 'symmetric' or 'untied', got {model!r}")

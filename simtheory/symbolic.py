@@ -204,6 +204,30 @@ def gradient(L: sp.Expr, M: sp.Matrix) -> sp.Matrix:
     return M.applyfunc(lambda m: sp.diff(L, m))
 
 
+def descent(loss_of, *params: sp.Matrix) -> tuple[sp.Matrix, ...]:
+    """``-dL/dP`` for every parameter matrix, derived by differentiation and evaluated at ``params``.
+
+    ``loss_of`` takes one matrix of fresh symbols per parameter (same shapes) and returns the scalar
+    loss; the gradients are taken with respect to those symbols and then evaluated at the given
+    (possibly non-symbol) ``params``, so the vector field is derived, never typed in.
+    """
+    Zs = [matrix_symbols(f"z{k}", *P.shape) for k, P in enumerate(params)]
+    L = loss_of(*Zs)
+    values = {}
+    for Z, P in zip(Zs, params):
+        values.update(zip(list(Z), list(P)))
+    return tuple((-gradient(L, Z)).subs(values, simultaneous=True) for Z in Zs)
+
+
+def check_rotation_covariance(name: str, field) -> Check:
+    """Check ``Q^T F(W, A) Q = F(Q^T W Q, Q^T A Q)`` for a 2 x 2 rotation Q, generic W and
+    symmetric A: then a closed form for diagonal A holds for any symmetric A in its eigenbasis."""
+    th = sp.Symbol("theta", real=True)
+    Q = sp.Matrix([[sp.cos(th), -sp.sin(th)], [sp.sin(th), sp.cos(th)]])
+    W, A = matrix_symbols("w", 2, 2), matrix_symbols("A", 2, 2, symmetric=True)
+    return check_zero(name, (Q.T * field(W, A) * Q - field(Q.T * W * Q, Q.T * A * Q)).applyfunc(sp.trigsimp))
+
+
 def at(expr, params: sp.Matrix, values: sp.Matrix):
     """Evaluate an expression derived with symbolic ``params`` at other (possibly non-symbol) ``values``."""
     if params.shape != values.shape:
