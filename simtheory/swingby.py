@@ -126,6 +126,22 @@ def classify(t, loss, rel_tol: float = 1e-3, failure_frac: float = 0.05) -> Anal
     return Analysis(kind, tps, float(loss[0]), float(loss[-1]), converged, bump)
 
 
+def turning_point_gap(actual: Analysis, reference: Analysis) -> tuple[bool, float, float]:
+    """Compare the turning points of two analyses (e.g. a GD run against the prediction).
+
+    Returns (same kinds in the same order, max relative time difference, max relative value
+    difference); the differences are ``nan`` when the sequences of kinds differ.
+    """
+    a, b = actual.turning_points, reference.turning_points
+    if [p.kind for p in a] != [q.kind for q in b]:
+        return False, float("nan"), float("nan")
+    if not b:
+        return True, 0.0, 0.0
+    dt = max(abs(p.time - q.time) / q.time for p, q in zip(a, b))
+    dv = max(abs(p.value - q.value) / q.value for p, q in zip(a, b))
+    return True, float(dt), float(dv)
+
+
 @dataclass(frozen=True)
 class Prediction:
     """Condition-based prediction of a non-monotone OOD loss (see :func:`predict_swingby`)."""
