@@ -106,29 +106,16 @@ class Curves:
         return theory.ood_loss(self.task, self.W, v)
 
     # -- export -------------------------------------------------------------------------------
-    def _rows(self):
-        d = self.task.d
-        header = ["setting", "t", "train_loss", "ood_loss"]
-        header += [f"ood_output_{k + 1}" for k in range(d)]
-        header += [f"w_{i + 1}{j + 1}" for i in range(d) for j in range(d)]
-        flatW = self.W.reshape(-1, self.times.size, d * d)
-        flatO = self.ood_output.reshape(-1, self.times.size, d)
-        flatL = self.ood_loss.reshape(-1, self.times.size)
-        flatT = self.train_loss.reshape(-1, self.times.size)
-        rows = []
-        for b in range(flatW.shape[0]):
-            for k, tk in enumerate(self.times):
-                rows.append([b, tk, flatT[b, k], flatL[b, k], *flatO[b, k], *flatW[b, k]])
-        return header, rows
-
     def to_csv(self, path) -> Path:
         """One row per (setting, time): losses, OOD output and every entry of W (full precision)."""
-        header, rows = self._rows()
+        quantities = self._quantities()
+        values = np.stack([arr for _, arr in quantities], axis=-1)  # (settings, T, quantities)
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(header)
-        for r in rows:
-            writer.writerow([r[0]] + [repr(float(x)) for x in r[1:]])
+        writer.writerow(["setting", "t"] + [name for name, _ in quantities])
+        for b in range(values.shape[0]):
+            for k, tk in enumerate(self.times):
+                writer.writerow([b, repr(float(tk))] + [repr(float(x)) for x in values[b, k]])
         return atomic_write_text(path, buf.getvalue())
 
     def _quantities(self):
