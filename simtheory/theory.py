@@ -49,20 +49,25 @@ def effective_A(task_or_A, convention: str = "gradient-flow") -> tuple[np.ndarra
     return (A * A if square else A), kappa
 
 
+def _flat_batch(**named: np.ndarray):
+    """Broadcast the leading (batch) axes of matrices together and flatten them to one axis B.
+
+    Returns the flattened arrays (B, rows, cols), in the order given, and the batch shape."""
+    try:
+        batch = np.broadcast_shapes(*(a.shape[:-2] for a in named.values()))
+    except ValueError:
+        shapes = ", ".join(f"{k} {a.shape[:-2]}" for k, a in named.items())
+        raise ValueError(f"batch shapes of {shapes} do not broadcast") from None
+    B = int(np.prod(batch, dtype=np.int64))
+    flat = [np.broadcast_to(a, batch + a.shape[-2:]).reshape((B,) + a.shape[-2:]) for a in named.values()]
+    return flat, batch
+
+
 def _prepare(task_or_A, W0, name: str = "W0"):
     """Validated A and W0 broadcast to a flat batch (B, d, d), plus the batch shape."""
     A = second_moment(task_or_A)
-    d = A.shape[-1]
-    W0 = _checks.square_batch(W0, name, d)
-    try:
-        batch = np.broadcast_shapes(A.shape[:-2], W0.shape[:-2])
-    except ValueError:
-        raise ValueError(
-            f"batch shapes of task_or_A {A.shape[:-2]} and {name} {W0.shape[:-2]} do not broadcast"
-        ) from None
-    B = int(np.prod(batch, dtype=np.int64))
-    A = np.broadcast_to(A, batch + (d, d)).reshape(B, d, d)
-    W0 = np.broadcast_to(W0, batch + (d, d)).reshape(B, d, d)
+    W0 = _checks.square_batch(W0, name, A.shape[-1])
+    (A, W0), batch = _flat_batch(task_or_A=A, **{name: W0})
     return A, W0, batch
 
 
@@ -240,14 +245,8 @@ def untied_flow(task_or_A, W1_0, W2_0, t, *, method: str = "auto",
     if W2_0.ndim < 2 or W2_0.shape[-2:] != (d, h):
         raise ValueError(f"W2_0 must have shape (..., {d}, {h}) to match W1_0, got {W2_0.shape}")
     t = _checks.times(t)
-    try:
-        batch = np.broadcast_shapes(A.shape[:-2], W1_0.shape[:-2], W2_0.shape[:-2])
-    except ValueError:
-        raise ValueError("batch shapes of task_or_A, W1_0 and W2_0 do not broadcast") from None
-    B = int(np.prod(batch, dtype=np.int64))
-    A = np.broadcast_to(A, batch + (d, d)).reshape(B, d, d)
-    W1 = np.broadcast_to(W1_0, batch + (h, d)).reshape(B, h, d)
-    W2 = np.broadcast_to(W2_0, batch + (d, h)).reshape(B, d, h)
+    (A, W1, W2), batch = _flat_batch(task_or_A=A, W1_0=W1_0, W2_0=W2_0)
+    B = A.shape[0]
     r1 = np.empty((B, t.size, h, d))
     r2 = np.empty((B, t.size, d, h))
     closed = np.zeros(B, dtype=bool)
