@@ -248,7 +248,8 @@ def train(tasks, model: Model, init: Init, *, lr: float, steps: int, record=None
     X = torch.as_tensor(np.array(X_np, dtype=np.float64), dtype=tdtype, device=device)
     weights, biases = init_params(model, init, d, seeds, tdtype, device)
     params = [p.requires_grad_(True) for p in (*weights, *biases)]
-    ood = torch.as_tensor(np.stack([t.test_point() for t in task_list]), dtype=tdtype, device=device)
+    x_ood = np.stack([t.test_point() for t in task_list])
+    ood = torch.as_tensor(x_ood, dtype=tdtype, device=device)
     comps = torch.as_tensor(np.stack([t.test_points() for t in task_list]), dtype=tdtype, device=device)
     gen = torch.Generator(device="cpu").manual_seed(int(seeds[0]) * 1_000_003 + 17)
 
@@ -291,7 +292,6 @@ def train(tasks, model: Model, init: Init, *, lr: float, steps: int, record=None
                 p -= lr * g
     factor = 2.0 / d if loss == "mse" else 1.0
     times = record.astype(np.float64) * lr * factor
-    x_ood = np.stack([t.test_point() for t in task_list])
     ood_out = rec_out[:, :, -1, :]  # the last composition is the all-ones OOD point
     curves = Curves(
         times=_frozen(times), W=_frozen(rec_W), ood_output=_frozen(ood_out),
