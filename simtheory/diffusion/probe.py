@@ -1,0 +1,149 @@
+"""Probes that map images to concept space ``C = (P(blue), P(small), ...)``.
+
+* :class:`Probe`: a small CNN with one softmax head per concept, trained on all ``2^s`` classes
+  (rendered fresh from a seed at each of the colour signals it will be used for). It measures its
+  held-out accuracy per concept and per delta and refuses to run below ``min_accuracy`` (99%).
+* :func:`analytic_probe`: colour and area read from the pixels, as a cross-check that needs no
+  training (it knows the rendering rules and delta).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .data import ImageSpec, class_labels, classes, render
+
+
+class ProbeAccuracyError(RuntimeError):
+    """Raised when a probe below its accuracy threshold is asked to classify."""
+
+
+class ProbeNet(nn.Module):
+    def __init__(self, n_concepts: int, width: int = 32):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, width, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.ReLU(),
+        )
+        self.heads = nn.Linear(4 * width, 2 * n_concepts)  # mean- and max-pooled features
+        self.n_concepts = n_concepts
+
+    def forward(self, x):
+        h = self.features(x * 2 - 1)
+        h = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
+        return self.heads(h).reshape(-1, self.n_concepts, 2)  # logits per concept
+
+
+class Probe:
+    """Trained concept classifier; ``probe(images)`` -> ``P(value 1)`` per concept, ``(n, s)``."""
+
+    def __init__(self, net: ProbeNet, accuracy: dict, min_accuracy: float = 0.99):
+        self.net = net.eval()
+        self.accuracy = accuracy  # {"delta=0.6": {"colour": 0.998, "size": 0.995}, ...}
+        self.min_accuracy = min_accuracy
+
+    @property
+    def worst_accuracy(self) -> float:
+        return min(a for per in self.accuracy.values() for a in per.values())
+
+    def require(self) -> "Probe":
+        """Raise :class:`ProbeAccuracyError` unless every held-out accuracy reaches ``min_accuracy``."""
+        if self.worst_accuracy < self.min_accuracy:
+            raise ProbeAccuracyError(
+                f"probe held-out accuracy {self.worst_accuracy:.4f} is below min_accuracy = {self.min_accuracy}; "
+                f"per delta and concept: {self.accuracy}. Train it longer (steps) or on more data.")
+        return self
+
+    def __call__(self, images) -> np.ndarray:
+        self.require()
+        x = torch.as_tensor(np.asarray(images, dtype=np.float32))
+        out = []
+        with torch.no_grad():
+            for lo in range(0, len(x), 512):
+                out.append(self.net(x[lo:lo + 512]).softmax(-1)[..., 1])
+        return torch.cat(out).numpy().astype(np.float64)
+
+    def save(self, path) -> None:
+        from simtheory.curves import atomic_write_bytes
+        import io
+
+        buf = io.BytesIO()
+        torch.save({"state": self.net.state_dict(), "accuracy": self.accuracy, "n_concepts": self.net.n_concepts,
+                    "min_accuracy": self.min_accuracy}, buf)
+        atomic_write_bytes(path, buf.getvalue())
+
+    @classmethod
+    def load(cls, path) -> "Probe":
+        blob = torch.load(path, weights_only=True)
+        net = ProbeNet(blob["n_concepts"])
+        net.load_state_dict(blob["state"])
+        return cls(net, blob["accuracy"], blob["min_accuracy"])
+
+
+def train_probe(spec: ImageSpec, deltas=None, *, seed: int = 0, steps: int = 1500, n_per_class: int = 1024,
+                n_test: int = 256, batch: int = 128, lr: float = 2e-3, min_accuracy: float = 0.99) -> Probe:
+    """Train a :class:`Probe` on all classes at each colour signal in ``deltas`` (default:
+    ``spec.delta``); held-out accuracy is measured on a fresh scene seed for every delta."""
+    deltas = tuple(deltas) if deltas is not None else (spec.delta,)
+    s = len(spec.concepts)
+    labs = class_labels(classes(s), n_per_class)
+    xs, ys = [], []
+    for j, d in enumerate(deltas):
+        sp = ImageSpec(spec.resolution, d, spec.concepts)
+        xs.append(render(sp, labs, seed=10_000 * seed + j))
+        ys.append(labs)
+    x, y = torch.as_tensor(np.concatenate(xs)), torch.as_tensor(np.concatenate(ys))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = ProbeNet(s)
+        g = torch.Generator().manual_seed(seed)
+        opt = torch.optim.Adam(net.parameters(), lr)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps)
+        for _ in range(steps):
+            idx = torch.randint(len(x), (batch,), generator=g)
+            logits = net(x[idx])
+            loss = F.cross_entropy(logits.reshape(-1, 2), y[idx].reshape(-1))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    net.eval()
+    accuracy = {}
+    test_labs = class_labels(classes(s), n_test)
+    for j, d in enumerate(deltas):
+        xt = render(ImageSpec(spec.resolution, d, spec.concepts), test_labs, seed=10_000 * seed + 5_000 + j)
+        with torch.no_grad():
+            pred = net(torch.as_tensor(xt)).argmax(-1).numpy()
+        accuracy[f"delta={d:g}"] = {c: float(np.mean(pred[:, p] == test_labs[:, p])) for p, c in enumerate(spec.concepts)}
+    return Probe(net, accuracy, min_accuracy)
+
+
+def analytic_probe(images, spec: ImageSpec) -> np.ndarray:
+    """``(P(blue), P(small))`` read from pixels, ``(n, 2)``; needs no training.
+
+    The green channel is ``0.5 - delta/2`` inside the shape for both colours and at least 0.8 in
+    the background, so ``m = (bg_G - G) / (bg_G - (0.5 - delta/2))`` is the shape's coverage of a
+    pixel (``bg`` per image: the median of the pixels the shape does not cover). Area
+    ``sum(m)`` gives the radius (small below 0.45, logistic of width 0.025); the shape's colour
+    ``(x - bg (1 - m)) / m``, weighted by ``m^4`` (well-covered pixels), gives ``B - R`` (blue at ``+delta``, red at
+    ``-delta``; logistic of width ``delta/4``).
+    """
+    x = np.asarray(images, dtype=np.float64)
+    H = x.shape[-1]
+    g_obj = 0.5 - spec.delta / 2
+    G = x[:, 1]
+    bg = np.quantile(x.reshape(len(x), 3, -1), 0.9, axis=-1)  # background covers >= ~45% of pixels
+    m = np.clip((bg[:, 1, None, None] - G) / (bg[:, 1, None, None] - g_obj), 0, 1)
+    area = m.sum(axis=(1, 2)) * (2.0 / H) ** 2
+    radius = np.sqrt(area / np.pi)
+    w = m**4  # weight the well-covered pixels (never all zero)
+    col = (x - bg[:, :, None, None] * (1 - m[:, None])) / np.maximum(m[:, None], 1e-3)
+    br = ((col[:, 2] - col[:, 0]) * w).sum(axis=(1, 2)) / np.maximum(w.sum(axis=(1, 2)), 1e-9)
+    z_blue = np.clip(br / (spec.delta / 4), -50, 50)
+    z_small = np.clip((0.45 - radius) / 0.025, -50, 50)
+    return np.stack([1 / (1 + np.exp(-z_blue)), 1 / (1 + np.exp(-z_small))], axis=1)

@@ -1,0 +1,282 @@
+"""Training runs: an ensemble of text-conditioned diffusion models over (delta, seed), with
+checkpointed concept-space measurements, atomic saves and exact resume.
+
+Members of an ensemble share the architecture and the scene geometry (``data_seed``); member
+``(delta, seed)`` sees images rendered at colour signal ``delta`` and starts from the
+initialisation and minibatch/noise stream of ``seed``. So two members that differ in delta
+differ in nothing else. AdamW over the stacked parameters is exactly one AdamW per member
+(it is elementwise and the loss is a sum of per-member losses).
+
+At each of about 60 checkpoints (quadratically spaced in steps) every member generates
+``n_generate`` images per class from the same initial noise (the same at every checkpoint),
+with the deterministic DDIM sampler; the probe maps them to concept space and the raw
+per-sample probabilities are stored. The run directory holds ``config.json``, ``probe.pt``,
+``state.pt`` (parameters, optimiser, random streams, step) and ``records.npz`` — each written
+atomically after every checkpoint. Calling :func:`train` on an existing run directory resumes it;
+the result is the same as an uninterrupted run (on CPU at the same seed and thread count).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from simtheory.curves import atomic_write_bytes, atomic_write_text
+
+from .data import PAPER_DELTAS, ImageSpec, Tokenizer, caption, captions_for, class_labels, classes, render, training_classes
+from .model import Ensemble, NetConfig
+from .probe import Probe, analytic_probe, train_probe
+from .schedule import Cosine, ddim_sample
+
+N_SHOW = 8  # OOD generations kept as images per checkpoint and member
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a run's numbers (written to ``config.json``)."""
+
+    resolution: int = 16
+    concepts: tuple[str, ...] = ("colour", "size")
+    deltas: tuple[float, ...] = (0.6,)
+    seeds: tuple[int, ...] = (0,)
+    data_seed: int = 0
+    n_per_class: int = 2048
+    net: NetConfig = field(default_factory=lambda: NetConfig(16, 24, (1, 2, 2), 32))
+    steps: int = 12_000
+    batch: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    p_uncond: float = 0.1
+    T: int = 1000
+    n_checkpoints: int = 60
+    n_generate: int = 32
+    sample_steps: int = 25
+    guidance: float = 1.0
+    sample_seed: int = 1234
+    probe_steps: int = 1500
+    device: str = "cpu"
+
+    def __post_init__(self):
+        object.__setattr__(self, "concepts", tuple(self.concepts))
+        object.__setattr__(self, "deltas", tuple(float(d) for d in self.deltas))
+        object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
+        if isinstance(self.net, dict):
+            object.__setattr__(self, "net", NetConfig(**self.net))
+        if self.net.resolution != self.resolution:
+            raise ValueError(f"net.resolution ({self.net.resolution}) must equal resolution ({self.resolution})")
+        for d in self.deltas:
+            ImageSpec(self.resolution, d, self.concepts)  # validates delta, resolution, concepts
+        for name in ("steps", "batch", "n_per_class", "n_checkpoints", "n_generate", "sample_steps", "probe_steps"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if not self.deltas or not self.seeds:
+            raise ValueError("deltas and seeds must be non-empty")
+        if not (np.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
+        if not 0 <= self.p_uncond < 1:
+            raise ValueError(f"p_uncond must lie in [0, 1), got {self.p_uncond!r}")
+        if self.guidance != 1.0 and self.p_uncond == 0:
+            raise ValueError("guidance != 1 needs a model trained with p_uncond > 0")
+
+    @property
+    def members(self) -> list[tuple[float, int]]:
+        return [(d, s) for d in self.deltas for s in self.seeds]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        d = dict(d)
+        d["net"] = NetConfig(**{**d["net"], "mults": tuple(d["net"]["mults"])})
+        return cls(**d)
+
+
+def cpu_config(**changes) -> RunConfig:
+    """The CPU default: 16x16, a 0.49M-parameter U-Net, batch 64, 12k steps."""
+    return replace(RunConfig(), **changes)
+
+
+def paper_config(**changes) -> RunConfig:
+    """The paper-sized GPU setting: 32x32, channels 64/128/256, the paper's six deltas x 3 seeds,
+    20k steps."""
+    base = RunConfig(resolution=32, deltas=PAPER_DELTAS, seeds=(0, 1, 2), net=NetConfig(32, 64, (1, 2, 4), 128, 8),
+                     steps=20_000, batch=128, n_generate=64, device="cuda")
+    return replace(base, **changes)
+
+
+def checkpoint_steps(steps: int, n: int) -> np.ndarray:
+    """About ``n + 1`` steps ``round(steps (k/n)^2)``, k = 0..n (duplicates at the start merged)."""
+    return np.unique(np.round(steps * (np.arange(n + 1) / n) ** 2).astype(np.int64))
+
+
+class _Stream:
+    """One member's random stream (minibatch indices, diffusion steps, noise, prompt dropout)."""
+
+    def __init__(self, seed: int):
+        self.g = torch.Generator().manual_seed(int(seed) * 1_000_003 + 7)
+
+    def draw(self, n_data: int, batch: int, shape, T: int, p_uncond: float):
+        idx = torch.randint(n_data, (batch,), generator=self.g)
+        t = torch.randint(T, (batch,), generator=self.g)
+        eps = torch.randn((batch, *shape), generator=self.g)
+        drop = torch.rand(batch, generator=self.g) < p_uncond
+        return idx, t, eps, drop
+
+
+class Run:
+    """A run directory; :meth:`train` runs or resumes it."""
+
+    def __init__(self, config: RunConfig, run_dir):
+        self.config = config
+        self.dir = Path(run_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        cfg_path = self.dir / "config.json"
+        if cfg_path.exists():
+            saved = RunConfig.from_dict(json.loads(cfg_path.read_text()))
+            if saved != config:
+                raise ValueError(f"{self.dir} holds a run with a different configuration; use another directory "
+                                 f"(saved: {saved}, given: {config})")
+        else:
+            atomic_write_text(cfg_path, json.dumps(config.to_dict(), indent=2))
+        self.schedule = Cosine(config.T)
+        self.tok = Tokenizer()
+        s = len(config.concepts)
+        self.eval_classes = classes(s)
+        self.train_labels = class_labels(training_classes(s), config.n_per_class)
+
+    # --- pieces ---------------------------------------------------------------------------
+    def probe(self) -> Probe:
+        path = self.dir / "probe.pt"
+        if path.exists():
+            return Probe.load(path)
+        c = self.config
+        probe = train_probe(ImageSpec(c.resolution, c.deltas[0], c.concepts), c.deltas, seed=c.data_seed, steps=c.probe_steps)
+        probe.save(path)
+        return probe
+
+    def data(self):
+        c = self.config
+        images = np.stack([render(ImageSpec(c.resolution, d, c.concepts), self.train_labels, c.data_seed) for d, _ in c.members])
+        tokens = captions_for(self.train_labels, c.concepts, c.data_seed)
+        return torch.as_tensor(images * 2 - 1), torch.as_tensor(tokens)
+
+    def eval_inputs(self):
+        c = self.config
+        g = torch.Generator().manual_seed(c.sample_seed)
+        n = len(self.eval_classes) * c.n_generate
+        noise = torch.randn((n, 3, c.resolution, c.resolution), generator=g)
+        prompts = [caption(lab, c.concepts) for lab in self.eval_classes]
+        tokens = torch.as_tensor(np.repeat(self.tok.batch(prompts), c.n_generate, axis=0))
+        return noise, tokens
+
+    # --- state ----------------------------------------------------------------------------
+    def _save(self, ens, opt, streams, step, records):
+        arrays = {k: np.stack(v) for k, v in records.items() if v}
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        atomic_write_bytes(self.dir / "records.npz", buf.getvalue())
+        buf = io.BytesIO()
+        torch.save({"step": step, "params": {k: v.detach().cpu() for k, v in ens.params.items()},
+                    "opt": opt.state_dict(), "streams": [s.g.get_state() for s in streams]}, buf)
+        atomic_write_bytes(self.dir / "state.pt", buf.getvalue())
+
+    def _load(self, ens, opt, streams, records):
+        path = self.dir / "state.pt"
+        if not path.exists():
+            return 0
+        blob = torch.load(path, weights_only=True, map_location="cpu")
+        with torch.no_grad():
+            for k, v in ens.params.items():
+                v.copy_(blob["params"][k])
+        opt.load_state_dict(blob["opt"])
+        for s, st in zip(streams, blob["streams"]):
+            s.g.set_state(st)
+        with np.load(self.dir / "records.npz") as f:
+            keep = f["step"] <= blob["step"]
+            for k in records:
+                records[k] = list(f[k][keep])
+        return int(blob["step"])
+
+    # --- main loop --------------------------------------------------------------------------
+    def evaluate(self, ens: Ensemble, probe: Probe, noise, tokens) -> dict:
+        c = self.config
+        K, dev = ens.K, c.device
+        x = ddim_sample(ens, self.schedule, noise.to(dev).expand(K, *noise.shape).contiguous(),
+                        tokens.to(dev).expand(K, *tokens.shape), steps=c.sample_steps, guidance=c.guidance,
+                        null_tokens=torch.as_tensor(self.tok.null()).to(dev).expand(K, *tokens.shape), batch_dims=2)
+        images = ((x + 1) / 2).clamp(0, 1).cpu().numpy()  # (K, n_cls * n_gen, 3, H, W)
+        n_cls, n_gen, s = len(self.eval_classes), c.n_generate, len(c.concepts)
+        probs = np.stack([probe(im) for im in images]).reshape(K, n_cls, n_gen, s)
+        analytic = np.stack([analytic_probe(im, ImageSpec(c.resolution, d, c.concepts)) for im, (d, _) in zip(images, c.members)])
+        ood = images.reshape(K, n_cls, n_gen, *images.shape[2:])[:, -1, :N_SHOW]
+        return {"probs": probs.astype(np.float32), "analytic": analytic.reshape(K, n_cls, n_gen, 2).astype(np.float32),
+                "ood_images": np.round(ood * 255).astype(np.uint8)}
+
+    def train(self, *, stop_at: int | None = None, progress: bool = True) -> Path:
+        """Train (or resume) to ``config.steps``; ``stop_at`` ends early after the first checkpoint at
+        or past that step (as if the process were killed there). Returns the run directory."""
+        from tqdm.auto import tqdm
+
+        c = self.config
+        probe = self.probe().require()
+        images, tokens = self.data()
+        noise, eval_tokens = self.eval_inputs()
+        null = torch.as_tensor(self.tok.null())
+        ens = Ensemble(c.net, [s for _, s in c.members], c.device)
+        opt = torch.optim.AdamW(list(ens.params.values()), lr=c.lr, weight_decay=c.weight_decay)
+        streams = [_Stream(s) for _, s in c.members]
+        records = {"step": [], "probs": [], "analytic": [], "ood_images": [], "train_loss": [], "wall_s": []}
+        step = self._load(ens, opt, streams, records)
+        ckpts = checkpoint_steps(c.steps, c.n_checkpoints)
+        todo = [int(k) for k in ckpts if k > step or (k == 0 and not records["step"])]
+        dev, K, N = c.device, ens.K, images.shape[1]
+        shape = images.shape[2:]
+        losses = []
+        bar = tqdm(total=c.steps, initial=step, disable=not progress, desc=f"diffusion x{K}", unit="step")
+        t_start = time.perf_counter() - (records["wall_s"][-1] if records["wall_s"] else 0.0)
+        for target in todo:
+            while step < target:
+                draws = [s.draw(N, c.batch, shape, c.T, c.p_uncond) for s in streams]
+                idx = torch.stack([d[0] for d in draws])
+                x0 = torch.stack([images[k, idx[k]] for k in range(K)]).to(dev)
+                tok = tokens[idx]
+                drop = torch.stack([d[3] for d in draws])
+                tok = torch.where(drop[..., None], null, tok).to(dev)
+                t = torch.stack([d[1] for d in draws]).to(dev)
+                eps = torch.stack([d[2] for d in draws]).to(dev)
+                pred = ens(self.schedule.noisy(x0, t, eps), t, tok)
+                loss_k = ((pred - eps) ** 2).mean(dim=tuple(range(1, pred.dim())))
+                if not torch.isfinite(loss_k).all():
+                    bad = [c.members[k] for k in range(K) if not torch.isfinite(loss_k[k])]
+                    raise FloatingPointError(f"training diverged at step {step} for members (delta, seed) {bad}; lower lr (now {c.lr})")
+                opt.zero_grad(set_to_none=True)
+                loss_k.sum().backward()
+                opt.step()
+                losses.append(loss_k.detach().cpu().numpy())
+                step += 1
+                bar.update(1)
+            rec = self.evaluate(ens, probe, noise, eval_tokens)
+            for k, v in rec.items():
+                records[k].append(v)
+            records["step"].append(np.int64(step))
+            records["train_loss"].append(np.mean(losses, axis=0).astype(np.float32) if losses else np.full(K, np.nan, np.float32))
+            records["wall_s"].append(np.float64(time.perf_counter() - t_start))
+            losses = []
+            self._save(ens, opt, streams, step, records)
+            if stop_at is not None and step >= stop_at:
+                break
+        bar.close()
+        return self.dir
+
+
+def train(config: RunConfig, run_dir, **kwargs) -> Path:
+    """Run (or resume) ``config`` in ``run_dir``; see :class:`Run`."""
+    return Run(config, run_dir).train(**kwargs)
