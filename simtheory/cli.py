@@ -84,7 +84,8 @@ def _cmd_reproduce(args) -> int:
 
     out = Path(args.out) if args.out else Path("runs") / time.strftime("reproduce-%Y%m%d-%H%M%S")
     cfg = Config(out=out, seed=args.seed, n_seeds=args.n_seeds, n_agreement=args.n_agreement, verify=not args.no_verify,
-                 gd=not args.no_gd, full=args.full)
+                 gd=not args.no_gd, full=args.full, diffusion=args.diffusion or args.diffusion_run is not None,
+                 diffusion_run=Path(args.diffusion_run) if args.diffusion_run else None)
     if min(cfg.n_seeds, cfg.n_agreement) < 1:
         raise ValueError("--n-seeds and --n-agreement must be >= 1")
     path = reproduce(cfg, progress=not args.quiet)
@@ -135,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-verify", action="store_true", help="skip the derivations' verification")
     r.add_argument("--no-gd", action="store_true", help="skip section 6 (PyTorch gradient-descent validations)")
     r.add_argument("--full", action="store_true", help="full-size validations (the paper's sizes; slow)")
+    r.add_argument("--diffusion", action="store_true",
+                   help="add section 7, the text-conditioned diffusion model (quick ~1 min; with --full ~25 min on 2 CPU cores)")
+    r.add_argument("--diffusion-run", metavar="DIR", help="analyse an existing diffusion run directory (e.g. a GPU sweep) in section 7")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=_cmd_reproduce)
     e = sub.add_parser("export", help="tidy CSV, pgfplots .dat and derivations.tex from a run directory")

@@ -31,6 +31,8 @@ class Config:
     verify: bool = True      # run every derivation's verification (about 15 s)
     gd: bool = True          # section 6: the validation modules (PyTorch GD runs)
     full: bool = False       # full-size validations (paper sizes; slow)
+    diffusion: bool = False  # section 7: the text-conditioned diffusion model (quick, or CPU full with `full`)
+    diffusion_run: Path | None = None  # analyse this existing diffusion run instead of training one
 
 
 def _u0(rng, shape, d):
@@ -281,35 +283,57 @@ def _section_gd(r: _Report):
          "`python -m validation.NAME [--full]`). Predictions use the training set's exact second moment A_n "
          "where the theory allows it.", "")
     out = {}
-    figdir = cfg.out / "figures"
     for name in validation.MODULES:
         module = importlib.import_module(f"validation.{name}")
-        rep = module.run(quick=not cfg.full, out=figdir)
-        out[name] = rep.to_dict()
-        r.md(f"### `validation.{name}`: {'PASS' if rep.passed else 'FAIL'}", "", rep.claim, "",
-             "| check | measured | required | |", "|---|---|---|---|")
-        for c in rep.checks:
-            cell = lambda x: str(x).replace("|", "\\|")
-            r.md(f"| {cell(c.name)} | {c.value:.4g} | {cell(c.bound)} | {'pass' if c.passed else '**FAIL**'} |")
-        r.md("")
-        for k, v in rep.metrics.items():
-            if k == "variants":
-                cols = list(next(iter(v.values())))
-                r.md("| variant | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|")
-                for vname, row in v.items():
-                    r.md(f"| {vname} | " + " | ".join(f"{row[c]:.4g}" for c in cols) + " |")
-                r.md("")
-            else:
-                r.md(f"- {k}: {_fmt(v)}")
-        for note in rep.notes:
-            r.md(f"- {note}")
-        r.md("")
-        for fig in rep.figures:
-            png = Path(fig)
-            n_ok = sum(c.passed for c in rep.checks)
-            caption = f"validation.{name}: {rep.claim} ({n_ok}/{len(rep.checks)} checks pass; numbers in the table above)"
-            r.fig((png, png.with_suffix(".pdf")), caption)
+        out[name] = _embed(r, name, module.run(quick=not cfg.full, out=cfg.out / "figures"))
     r.summary["validation"] = out
+
+
+def _embed(r: _Report, name: str, rep) -> dict:
+    """A validation report as a Markdown subsection: checks table, metrics, notes, figures."""
+    r.md(f"### `validation.{name}`: {'PASS' if rep.passed else 'FAIL'}", "", rep.claim, "",
+         "| check | measured | required | |", "|---|---|---|---|")
+    for c in rep.checks:
+        cell = lambda x: str(x).replace("|", "\\|")
+        r.md(f"| {cell(c.name)} | {c.value:.4g} | {cell(c.bound)} | {'pass' if c.passed else '**FAIL**'} |")
+    r.md("")
+    for k, v in rep.metrics.items():
+        if k == "variants":
+            cols = list(next(iter(v.values())))
+            r.md("| variant | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|")
+            for vname, row in v.items():
+                r.md(f"| {vname} | " + " | ".join(f"{row[c]:.4g}" for c in cols) + " |")
+            r.md("")
+        elif k == "members":
+            cols = list(v[0])
+            r.md("| " + " | ".join(cols) + " |", "|---" * len(cols) + "|")
+            for row in v:
+                r.md("| " + " | ".join(_fmt(row[c]) for c in cols) + " |")
+            r.md("")
+        else:
+            r.md(f"- {k}: {_fmt(v)}")
+    for note in rep.notes:
+        r.md(f"- {note}")
+    r.md("")
+    n_ok = sum(c.passed for c in rep.checks)
+    for fig in rep.figures:
+        png = Path(fig)
+        caption = f"validation.{name}: {rep.claim} ({n_ok}/{len(rep.checks)} checks pass; numbers in the table above)"
+        r.fig((png, png.with_suffix(".pdf")) if png.with_suffix(".pdf").exists() else (png,), caption)
+    return rep.to_dict()
+
+
+def _section_diffusion(r: _Report):
+    from validation import diffusion
+
+    cfg = r.cfg
+    r.md("## 7. Text-conditioned diffusion model in concept space (paper Section 5, Figure 6)", "",
+         f"`validation.diffusion` ({'full' if cfg.full else 'quick'} size; `python -m validation.diffusion [--full | --sweep]`). "
+         "Concept space C = (P(blue), P(small)) from a CNN probe held to 99% held-out accuracy.", "")
+    run_dir = cfg.diffusion_run if cfg.diffusion_run is not None else cfg.out / "diffusion_run"
+    rep = diffusion.run(quick=not cfg.full, out=cfg.out / "figures", run_dir=run_dir,
+                        config=diffusion.config_of(cfg.diffusion_run) if cfg.diffusion_run is not None else None)
+    r.summary["diffusion"] = _embed(r, "diffusion", rep)
 
 
 def _fmt(v):
@@ -335,7 +359,7 @@ def reproduce(cfg: Config, progress: bool = True) -> Path:
          "All curves are predictions of the compiled closed forms or of the numerically integrated flow "
          "(sections 1-5) and of PyTorch gradient-descent runs held against them (section 6). Time is gradient-flow "
          "time (lr x steps) unless a convention says otherwise.", "")
-    sections = SECTIONS + ((_section_gd,) if cfg.gd else ())
+    sections = SECTIONS + ((_section_gd,) if cfg.gd else ()) + ((_section_diffusion,) if cfg.diffusion else ())
     for section in tqdm(sections, desc="reproduce", unit="section", disable=not progress):
         section(r)
     elapsed = time.perf_counter() - start

@@ -9,8 +9,8 @@ so the same ``data_seed`` renders the same scenes at every colour signal ``delta
 Conventions (``../shared/design.md``, "Diffusion arm"): canvas ``[-1, 1]^2``; position uniform in
 ``[-0.5, 0.5]^2``; background uniform ``[0.8, 1]`` per channel; red
 ``(.5 + delta/2, .5 - delta/2, .5 - delta/2)``, blue ``(.5 - delta/2, .5 - delta/2, .5 + delta/2)``,
-training colours jittered uniformly by ``+-delta/8`` per channel; radius ``U[0.5, 0.8]`` (large) or
-``U[0.1, 0.4]`` (small); the mask is rendered with 4x4 supersampling and blurred by a Gaussian of
+training colours jittered uniformly by ``+-delta/8`` per channel; radius ``U[0.4 + gap, 0.7 + gap]`` (large; ``size_gap``
+= 0.1 gives the paper's ``U[0.5, 0.8]``) or ``U[0.1, 0.4]`` (small); the mask is rendered with 4x4 supersampling and blurred by a Gaussian of
 one pixel. A square has the area of the circle of the same radius.
 """
 
@@ -25,8 +25,8 @@ import numpy as np
 #: concept name -> (word for value 0, word for value 1)
 CONCEPTS: dict[str, tuple[str, str]] = {"colour": ("red", "blue"), "size": ("large", "small"),
                                         "shape": ("circle", "square")}
-LARGE = (0.5, 0.8)
 SMALL = (0.1, 0.4)
+SIZE_GAP = 0.1  # large radii are U[0.4 + gap, 0.7 + gap]: U[0.5, 0.8] by default
 PAPER_DELTAS = (0.137, 0.247, 0.358, 0.468, 0.579, 0.689)
 _SUPERSAMPLE = 4
 
@@ -62,8 +62,11 @@ class ImageSpec:
     delta: float = 0.6
     concepts: tuple[str, ...] = ("colour", "size")
     jitter: bool = True
+    size_gap: float = SIZE_GAP
 
     def __post_init__(self):
+        if not np.isfinite(self.size_gap) or not 0 <= self.size_gap <= 0.3:
+            raise ValueError(f"size_gap must lie in [0, 0.3] (large radii U[0.4 + gap, 0.7 + gap]); got {self.size_gap!r}")
         if not isinstance(self.resolution, (int, np.integer)) or self.resolution < 8:
             raise ValueError(f"resolution must be an integer >= 8, got {self.resolution!r}")
         if not np.isfinite(self.delta) or not 0 < self.delta <= 0.8:
@@ -79,7 +82,7 @@ class ImageSpec:
         return np.where(value == 1, blue, red)
 
 
-def scene_params(labels: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+def scene_params(labels: np.ndarray, seed: int, size_gap: float = SIZE_GAP) -> dict[str, np.ndarray]:
     """Geometry of one image per label row, from ``seed`` only (independent of delta)."""
     labels = np.asarray(labels)
     n = len(labels)
@@ -89,8 +92,8 @@ def scene_params(labels: np.ndarray, seed: int) -> dict[str, np.ndarray]:
     background = rng.uniform(0.8, 1.0, size=(n, 3))
     jitter = rng.uniform(-1.0, 1.0, size=(n, 3))
     small = labels[:, 1] == 1
-    lo = np.where(small, SMALL[0], LARGE[0])
-    hi = np.where(small, SMALL[1], LARGE[1])
+    lo = np.where(small, SMALL[0], SMALL[1] + size_gap)
+    hi = np.where(small, SMALL[1], SMALL[1] + 0.3 + size_gap)
     return {"position": u_pos, "radius": lo + (hi - lo) * u_rad, "background": background, "jitter": jitter}
 
 
@@ -115,7 +118,7 @@ def render(spec: ImageSpec, labels, seed: int, chunk: int = 1024) -> np.ndarray:
     labels = np.asarray(labels, dtype=np.int64)
     if labels.ndim != 2 or labels.shape[1] != len(spec.concepts) or not np.isin(labels, (0, 1)).all():
         raise ValueError(f"labels must be 0/1 rows of length {len(spec.concepts)} (one per concept); got shape {labels.shape}")
-    p = scene_params(labels, seed)
+    p = scene_params(labels, seed, spec.size_gap)
     H, S = spec.resolution, _SUPERSAMPLE
     g = (np.arange(H * S) + 0.5) / (H * S) * 2 - 1  # sub-pixel centres on [-1, 1]
     out = np.empty((len(labels), 3, H, H), dtype=np.float32)

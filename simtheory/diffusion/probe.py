@@ -94,7 +94,7 @@ def train_probe(spec: ImageSpec, deltas=None, *, seed: int = 0, steps: int = 150
     labs = class_labels(classes(s), n_per_class)
     xs, ys = [], []
     for j, d in enumerate(deltas):
-        sp = ImageSpec(spec.resolution, d, spec.concepts)
+        sp = ImageSpec(spec.resolution, d, spec.concepts, size_gap=spec.size_gap)
         xs.append(render(sp, labs, seed=10_000 * seed + j))
         ys.append(labs)
     x, y = torch.as_tensor(np.concatenate(xs)), torch.as_tensor(np.concatenate(ys))
@@ -116,7 +116,7 @@ def train_probe(spec: ImageSpec, deltas=None, *, seed: int = 0, steps: int = 150
     accuracy = {}
     test_labs = class_labels(classes(s), n_test)
     for j, d in enumerate(deltas):
-        xt = render(ImageSpec(spec.resolution, d, spec.concepts), test_labs, seed=10_000 * seed + 5_000 + j)
+        xt = render(ImageSpec(spec.resolution, d, spec.concepts, size_gap=spec.size_gap), test_labs, seed=10_000 * seed + 5_000 + j)
         with torch.no_grad():
             pred = net(torch.as_tensor(xt)).argmax(-1).numpy()
         accuracy[f"delta={d:g}"] = {c: float(np.mean(pred[:, p] == test_labs[:, p])) for p, c in enumerate(spec.concepts)}
@@ -129,7 +129,7 @@ def analytic_probe(images, spec: ImageSpec) -> np.ndarray:
     The green channel is ``0.5 - delta/2`` inside the shape for both colours and at least 0.8 in
     the background, so ``m = (bg_G - G) / (bg_G - (0.5 - delta/2))`` is the shape's coverage of a
     pixel (``bg`` per image: the median of the pixels the shape does not cover). Area
-    ``sum(m)`` gives the radius (small below 0.45, logistic of width 0.025); the shape's colour
+    ``sum(m)`` gives the radius (small below ``0.4 + size_gap/2``, logistic of width 0.025); the shape's colour
     ``(x - bg (1 - m)) / m``, weighted by ``m^4`` (well-covered pixels), gives ``B - R`` (blue at ``+delta``, red at
     ``-delta``; logistic of width ``delta/4``).
     """
@@ -145,5 +145,5 @@ def analytic_probe(images, spec: ImageSpec) -> np.ndarray:
     col = (x - bg[:, :, None, None] * (1 - m[:, None])) / np.maximum(m[:, None], 1e-3)
     br = ((col[:, 2] - col[:, 0]) * w).sum(axis=(1, 2)) / np.maximum(w.sum(axis=(1, 2)), 1e-9)
     z_blue = np.clip(br / (spec.delta / 4), -50, 50)
-    z_small = np.clip((0.45 - radius) / 0.025, -50, 50)
+    z_small = np.clip((0.4 + spec.size_gap / 2 - radius) / 0.025, -50, 50)
     return np.stack([1 / (1 + np.exp(-z_blue)), 1 / (1 + np.exp(-z_small))], axis=1)

@@ -45,6 +45,7 @@ class RunConfig:
     concepts: tuple[str, ...] = ("colour", "size")
     deltas: tuple[float, ...] = (0.6,)
     seeds: tuple[int, ...] = (0,)
+    size_gap: float = 0.1
     data_seed: int = 0
     n_per_class: int = 2048
     net: NetConfig = field(default_factory=lambda: NetConfig(16, 24, (1, 2, 2), 32))
@@ -71,7 +72,7 @@ class RunConfig:
         if self.net.resolution != self.resolution:
             raise ValueError(f"net.resolution ({self.net.resolution}) must equal resolution ({self.resolution})")
         for d in self.deltas:
-            ImageSpec(self.resolution, d, self.concepts)  # validates delta, resolution, concepts
+            ImageSpec(self.resolution, d, self.concepts, size_gap=self.size_gap)  # validates delta, resolution, concepts
         for name in ("steps", "batch", "n_per_class", "n_checkpoints", "n_generate", "sample_steps", "probe_steps"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
@@ -153,18 +154,22 @@ class Run:
         self.train_labels = class_labels(training_classes(s), config.n_per_class)
 
     # --- pieces ---------------------------------------------------------------------------
+    def spec(self, delta: float) -> ImageSpec:
+        c = self.config
+        return ImageSpec(c.resolution, delta, c.concepts, size_gap=c.size_gap)
+
     def probe(self) -> Probe:
         path = self.dir / "probe.pt"
         if path.exists():
             return Probe.load(path)
         c = self.config
-        probe = train_probe(ImageSpec(c.resolution, c.deltas[0], c.concepts), c.deltas, seed=c.data_seed, steps=c.probe_steps)
+        probe = train_probe(ImageSpec(c.resolution, c.deltas[0], c.concepts, size_gap=c.size_gap), c.deltas, seed=c.data_seed, steps=c.probe_steps)
         probe.save(path)
         return probe
 
     def data(self):
         c = self.config
-        images = np.stack([render(ImageSpec(c.resolution, d, c.concepts), self.train_labels, c.data_seed) for d, _ in c.members])
+        images = np.stack([render(self.spec(d), self.train_labels, c.data_seed) for d, _ in c.members])
         tokens = captions_for(self.train_labels, c.concepts, c.data_seed)
         return torch.as_tensor(images * 2 - 1), torch.as_tensor(tokens)
 
@@ -215,7 +220,7 @@ class Run:
         images = ((x + 1) / 2).clamp(0, 1).cpu().numpy()  # (K, n_cls * n_gen, 3, H, W)
         n_cls, n_gen, s = len(self.eval_classes), c.n_generate, len(c.concepts)
         probs = np.stack([probe(im) for im in images]).reshape(K, n_cls, n_gen, s)
-        analytic = np.stack([analytic_probe(im, ImageSpec(c.resolution, d, c.concepts)) for im, (d, _) in zip(images, c.members)])
+        analytic = np.stack([analytic_probe(im, self.spec(d)) for im, (d, _) in zip(images, c.members)])
         ood = images.reshape(K, n_cls, n_gen, *images.shape[2:])[:, -1, :N_SHOW]
         return {"probs": probs.astype(np.float32), "analytic": analytic.reshape(K, n_cls, n_gen, 2).astype(np.float32),
                 "ood_images": np.round(ood * 255).astype(np.uint8)}
