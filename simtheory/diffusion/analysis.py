@@ -291,7 +291,7 @@ def figure6(rec: Records, result: dict, path) -> list[Path]:
     mult = multiplicative_accuracy(rec)
     mid, v = speed(steps, C)
     deltas = np.array([d for d, _ in rec.members])
-    norm = matplotlib.colors.Normalize(deltas.min() - 1e-9, deltas.max() + 1e-9)
+    norm = matplotlib.colors.Normalize(min(deltas.min(), deltas.max() - 0.1), max(deltas.max(), deltas.min() + 0.1))
     cmap = matplotlib.colormaps["viridis"]
     fig, ax = plt.subplots(2, 3, figsize=(12, 7), constrained_layout=True)
     for k, (d, seed) in enumerate(rec.members):
@@ -324,7 +324,7 @@ def figure6(rec: Records, result: dict, path) -> list[Path]:
         ax[1, 2].semilogy([m["delta"] for m in ms], [m["sim_ratio"] for m in ms], "o")
         ax[1, 2].axhline(1, color="0.5", lw=1)
     ax[1, 2].set(xlabel="delta", ylabel="a_colour / a_size", title="SIM fit: rate ratio")
-    fig.colorbar(matplotlib.cm.ScalarMappable(norm, cmap), ax=ax[0, 0], label="delta")
+    fig.colorbar(matplotlib.cm.ScalarMappable(norm, cmap), ax=ax[0, 0], label="delta", fraction=0.046, pad=0.02)
     out = []
     for ext in (".png", ".pdf"):
         p = path.with_suffix(ext)

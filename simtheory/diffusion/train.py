@@ -132,6 +132,13 @@ class _Stream:
         return idx, t, eps, drop
 
 
+def make_optimizer(ens: Ensemble, config: RunConfig) -> torch.optim.AdamW:
+    """AdamW over the stacked parameters (the fused kernel on CUDA: one launch for all members)."""
+    fused = str(config.device).startswith("cuda")
+    return torch.optim.AdamW(list(ens.params.values()), lr=config.lr, weight_decay=config.weight_decay,
+                             **({"fused": True} if fused else {}))
+
+
 class Run:
     """A run directory; :meth:`train` runs or resumes it."""
 
@@ -211,6 +218,23 @@ class Run:
         return int(blob["step"])
 
     # --- main loop --------------------------------------------------------------------------
+    def step(self, ens: Ensemble, opt, streams, images, tokens, null) -> torch.Tensor:
+        """One AdamW step of every member; returns the per-member losses ``(K,)``."""
+        c, K = self.config, ens.K
+        draws = [s.draw(images.shape[1], c.batch, images.shape[2:], c.T, c.p_uncond) for s in streams]
+        idx = torch.stack([d[0] for d in draws])
+        x0 = images[torch.arange(K)[:, None].to(images.device), idx.to(images.device)].to(c.device)
+        drop = torch.stack([d[3] for d in draws])
+        tok = torch.where(drop[..., None], null, tokens[idx]).to(c.device)
+        t = torch.stack([d[1] for d in draws]).to(c.device)
+        eps = torch.stack([d[2] for d in draws]).to(c.device)
+        pred = ens(self.schedule.noisy(x0, t, eps), t, tok)
+        loss_k = ((pred - eps) ** 2).mean(dim=tuple(range(1, pred.dim())))
+        opt.zero_grad(set_to_none=True)
+        loss_k.sum().backward()
+        opt.step()
+        return loss_k.detach()
+
     def evaluate(self, ens: Ensemble, probe: Probe, noise, tokens) -> dict:
         c = self.config
         K, dev = ens.K, c.device
@@ -233,48 +257,38 @@ class Run:
         c = self.config
         probe = self.probe().require()
         images, tokens = self.data()
+        images = images.to(c.device)  # the training images stay on the device; minibatches are gathered there
         noise, eval_tokens = self.eval_inputs()
         null = torch.as_tensor(self.tok.null())
         ens = Ensemble(c.net, [s for _, s in c.members], c.device)
-        opt = torch.optim.AdamW(list(ens.params.values()), lr=c.lr, weight_decay=c.weight_decay)
+        opt = make_optimizer(ens, c)
         streams = [_Stream(s) for _, s in c.members]
         records = {"step": [], "probs": [], "analytic": [], "ood_images": [], "train_loss": [], "wall_s": []}
         step = self._load(ens, opt, streams, records)
         ckpts = checkpoint_steps(c.steps, c.n_checkpoints)
         todo = [int(k) for k in ckpts if k > step or (k == 0 and not records["step"])]
-        dev, K, N = c.device, ens.K, images.shape[1]
-        shape = images.shape[2:]
-        losses = []
+        K = ens.K
+        loss_sum, n_loss, last_ckpt = torch.zeros(K, device=c.device), 0, step
         bar = tqdm(total=c.steps, initial=step, disable=not progress, desc=f"diffusion x{K}", unit="step")
         t_start = time.perf_counter() - (records["wall_s"][-1] if records["wall_s"] else 0.0)
         for target in todo:
             while step < target:
-                draws = [s.draw(N, c.batch, shape, c.T, c.p_uncond) for s in streams]
-                idx = torch.stack([d[0] for d in draws])
-                x0 = torch.stack([images[k, idx[k]] for k in range(K)]).to(dev)
-                tok = tokens[idx]
-                drop = torch.stack([d[3] for d in draws])
-                tok = torch.where(drop[..., None], null, tok).to(dev)
-                t = torch.stack([d[1] for d in draws]).to(dev)
-                eps = torch.stack([d[2] for d in draws]).to(dev)
-                pred = ens(self.schedule.noisy(x0, t, eps), t, tok)
-                loss_k = ((pred - eps) ** 2).mean(dim=tuple(range(1, pred.dim())))
-                if not torch.isfinite(loss_k).all():
-                    bad = [c.members[k] for k in range(K) if not torch.isfinite(loss_k[k])]
-                    raise FloatingPointError(f"training diverged at step {step} for members (delta, seed) {bad}; lower lr (now {c.lr})")
-                opt.zero_grad(set_to_none=True)
-                loss_k.sum().backward()
-                opt.step()
-                losses.append(loss_k.detach().cpu().numpy())
+                loss_sum += self.step(ens, opt, streams, images, tokens, null)  # no host sync per step
+                n_loss += 1
                 step += 1
                 bar.update(1)
+            mean_loss = (loss_sum / max(n_loss, 1)).cpu().numpy() if n_loss else np.full(K, np.nan)
+            if not np.isfinite(mean_loss).all() and n_loss:
+                bad = [c.members[k] for k in range(K) if not np.isfinite(mean_loss[k])]
+                raise FloatingPointError(f"training diverged between steps {last_ckpt} and {step} for members (delta, seed) "
+                                         f"{bad}; lower lr (now {c.lr})")
             rec = self.evaluate(ens, probe, noise, eval_tokens)
             for k, v in rec.items():
                 records[k].append(v)
             records["step"].append(np.int64(step))
-            records["train_loss"].append(np.mean(losses, axis=0).astype(np.float32) if losses else np.full(K, np.nan, np.float32))
+            records["train_loss"].append(mean_loss.astype(np.float32))
             records["wall_s"].append(np.float64(time.perf_counter() - t_start))
-            losses = []
+            loss_sum, n_loss, last_ckpt = torch.zeros(K, device=c.device), 0, step
             self._save(ens, opt, streams, step, records)
             if stop_at is not None and step >= stop_at:
                 break
