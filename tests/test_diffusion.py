@@ -270,3 +270,12 @@ def test_quick_diffusion_validation_passes(tmp_path):
     report = diffusion.run(quick=True, out=tmp_path)
     assert report.passed, str(report)
     assert (tmp_path / "diffusion_figure6.png").exists()
+
+
+@pytest.mark.slow
+def test_full_diffusion_validation_composes(tmp_path):
+    """CPU default at delta = 0.6 (about 26 minutes on 2 cores): the OOD prompt composes."""
+    from validation import diffusion
+
+    report = diffusion.run(quick=False, out=tmp_path)
+    assert report.passed, str(report)
