@@ -53,8 +53,8 @@ class _Report:
 
     def fig(self, paths, caption):
         png = Path(paths[0]).relative_to(self.cfg.out)
-        pdf = Path(paths[1]).relative_to(self.cfg.out)
-        self.md(f"![{caption}]({png})", "", f"*{caption}* ([PDF]({pdf}))", "")
+        pdf = f" ([PDF]({Path(paths[1]).relative_to(self.cfg.out)}))" if len(paths) > 1 else ""
+        self.md(f"![{caption}]({png})", "", f"*{caption}*{pdf}", "")
 
     def csv(self, curves: Curves, name: str):
         curves.to_csv(self.cfg.out / "curves" / f"{name}.csv")

@@ -279,3 +279,24 @@ def test_full_diffusion_validation_composes(tmp_path):
 
     report = diffusion.run(quick=False, out=tmp_path)
     assert report.passed, str(report)
+
+
+def test_report_section_embeds_an_existing_diffusion_run(full_run, tmp_path):
+    from simtheory.report import Config, _Report, _section_diffusion
+
+    cfg, d = full_run
+    r = _Report(Config(out=tmp_path, verify=False, diffusion_run=d))
+    _section_diffusion(r)
+    text = "\n".join(r.lines)
+    assert "## 7. Text-conditioned diffusion model" in text
+    assert "### `validation.diffusion`" in text and "| delta | seed |" in text
+    assert (tmp_path / "figures" / "diffusion_figure6.png").exists()
+    assert r.summary["diffusion"]["checks"]
+    assert analysis.load(d).steps[-1] == cfg.steps  # analysed, not retrained
+
+
+def test_cli_reproduce_has_diffusion_flags():
+    from simtheory.cli import build_parser
+
+    args = build_parser().parse_args(["reproduce", "--diffusion-run", "somewhere"])
+    assert args.diffusion_run == "somewhere" and not args.diffusion
