@@ -20,7 +20,13 @@ import time
 import torch
 
 from simtheory.diffusion.model import Ensemble, NetConfig, n_parameters
-from simtheory.diffusion.train import Run, _Stream, cpu_config, make_optimizer, paper_config
+from simtheory.diffusion.train import (
+    Run,
+    _Stream,
+    cpu_config,
+    make_optimizer,
+    paper_config,
+)
 
 
 def _sync(device):

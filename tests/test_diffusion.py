@@ -10,10 +10,25 @@ import pytest
 import torch
 
 from simtheory.diffusion import analysis
-from simtheory.diffusion.data import (PAPER_DELTAS, ImageSpec, Tokenizer, caption, captions_for, class_labels, classes,
-                                      concept_signal, render, training_classes)
+from simtheory.diffusion.data import (
+    PAPER_DELTAS,
+    ImageSpec,
+    Tokenizer,
+    caption,
+    captions_for,
+    class_labels,
+    classes,
+    concept_signal,
+    render,
+    training_classes,
+)
 from simtheory.diffusion.model import Ensemble, NetConfig, build
-from simtheory.diffusion.probe import Probe, ProbeAccuracyError, ProbeNet, analytic_probe
+from simtheory.diffusion.probe import (
+    Probe,
+    ProbeAccuracyError,
+    ProbeNet,
+    analytic_probe,
+)
 from simtheory.diffusion.schedule import Cosine, ddim_sample
 from simtheory.diffusion.train import RunConfig, checkpoint_steps, cpu_config, train
 
@@ -223,14 +238,14 @@ def test_resumed_run_equals_uninterrupted_run(full_run, tmp_path):
 
 
 def test_ensemble_members_equal_separate_runs(full_run, tmp_path):
-    cfg, d = full_run
+    _, d = full_run
     both = analysis.load(d)
     alone = analysis.load(train(tiny(deltas=(0.6,)), tmp_path / "alone", progress=False))
     np.testing.assert_allclose(both.train_loss[1:, 1], alone.train_loss[1:, 0], rtol=1e-4)
 
 
 def test_run_directory_refuses_another_config(full_run):
-    cfg, d = full_run
+    _, d = full_run
     with pytest.raises(ValueError, match="different configuration"):
         train(tiny(deltas=(0.3, 0.6), lr=5e-4), d, progress=False)
 

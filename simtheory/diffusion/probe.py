@@ -51,7 +51,7 @@ class Probe:
     def worst_accuracy(self) -> float:
         return min(a for per in self.accuracy.values() for a in per.values())
 
-    def require(self) -> "Probe":
+    def require(self) -> Probe:
         """Raise :class:`ProbeAccuracyError` unless every held-out accuracy reaches ``min_accuracy``."""
         if self.worst_accuracy < self.min_accuracy:
             raise ProbeAccuracyError(
@@ -69,8 +69,9 @@ class Probe:
         return torch.cat(out).numpy().astype(np.float64)
 
     def save(self, path) -> None:
-        from simtheory.curves import atomic_write_bytes
         import io
+
+        from simtheory.curves import atomic_write_bytes
 
         buf = io.BytesIO()
         torch.save({"state": self.net.state_dict(), "accuracy": self.accuracy, "n_concepts": self.net.n_concepts,
@@ -78,7 +79,7 @@ class Probe:
         atomic_write_bytes(path, buf.getvalue())
 
     @classmethod
-    def load(cls, path) -> "Probe":
+    def load(cls, path) -> Probe:
         blob = torch.load(path, weights_only=True)
         net = ProbeNet(blob["n_concepts"])
         net.load_state_dict(blob["state"])

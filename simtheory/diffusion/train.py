@@ -29,7 +29,17 @@ import torch
 
 from simtheory.curves import atomic_write_bytes, atomic_write_text
 
-from .data import PAPER_DELTAS, ImageSpec, Tokenizer, caption, captions_for, class_labels, classes, render, training_classes
+from .data import (
+    PAPER_DELTAS,
+    ImageSpec,
+    Tokenizer,
+    caption,
+    captions_for,
+    class_labels,
+    classes,
+    render,
+    training_classes,
+)
 from .model import Ensemble, NetConfig
 from .probe import Probe, analytic_probe, train_probe
 from .schedule import Cosine, ddim_sample
@@ -94,7 +104,7 @@ class RunConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RunConfig":
+    def from_dict(cls, d: dict) -> RunConfig:
         d = dict(d)
         d["net"] = NetConfig(**{**d["net"], "mults": tuple(d["net"]["mults"])})
         return cls(**d)
