@@ -328,3 +328,21 @@ def test_three_concept_run_and_analysis(tmp_path):
     assert rec.probs.shape[2:] == (8, cfg.n_generate, 3)
     res = analysis.analyse(rec, fit=False)
     assert len(res["members"]) == 1 and np.isfinite(res["members"][0]["final_mse"])
+
+
+def test_merge_runs_that_differ_in_seeds(full_run, tmp_path):
+    cfg, d = full_run
+    other = train(tiny(deltas=(0.3, 0.6), seeds=(1,)), tmp_path / "seed1", progress=False)
+    a, b = analysis.load(d), analysis.load(other)
+    m = analysis.merge([b, a])
+    assert m.members == [(0.3, 0), (0.3, 1), (0.6, 0), (0.6, 1)]
+    assert np.array_equal(m.probs[:, 1], b.probs[:, 0]) and np.array_equal(m.probs[:, 2], a.probs[:, 1])
+    assert np.array_equal(m.train_loss[:, 3], b.train_loss[:, 1], equal_nan=True)
+    with pytest.raises(ValueError, match="more than one run"):
+        analysis.merge([a, a])
+    with pytest.raises(ValueError, match="same configuration"):
+        analysis.merge([a, analysis.load(train(tiny(deltas=(0.3, 0.6), seeds=(2,), lr=5e-4), tmp_path / "lr", progress=False))])
+    from validation import diffusion
+
+    rep = diffusion.run(run_dir=[d, other])
+    assert len(rep.metrics["members"]) == 4

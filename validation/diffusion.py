@@ -58,9 +58,9 @@ def config_of(run_dir):
     return RunConfig.from_dict(json.loads((Path(run_dir) / "config.json").read_text()))
 
 
-def report_run(run_dir, r: Report, out=None, *, fit: bool = True) -> dict:
-    """Add the analysis of a finished run to ``r``: metrics, claims and figures."""
-    rec = analysis.load(run_dir)
+def report_run(rec, r: Report, out=None, *, fit: bool = True) -> dict:
+    """Add the analysis of finished runs (:class:`~simtheory.diffusion.analysis.Records`) to ``r``:
+    metrics, claims and figures."""
     result = analysis.analyse(rec, fit=fit)
     r.metrics["members"] = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items()} for m in result["members"]]
     r.metrics["claims"] = result["claims"]
@@ -81,21 +81,32 @@ def report_run(run_dir, r: Report, out=None, *, fit: bool = True) -> dict:
 def run(quick: bool = True, out=None, run_dir=None, config=None) -> Report:
     """Diffusion model in concept space: pipeline, composition, and the three claims.
 
-    ``config`` overrides the setting (e.g. :func:`sweep_config`); ``run_dir`` resumes or reuses a run."""
+    ``config`` overrides the setting (e.g. :func:`sweep_config`); ``run_dir`` resumes or reuses a run,
+    and a list of run directories (finished runs differing only in seeds) is merged and analysed."""
     r = Report("diffusion", "a text-conditioned diffusion model learns concepts in the order of their signal; "
                             "its OOD concept-space trajectory swings by and decelerates exponentially")
     cfg = config if config is not None else quick_config() if quick else full_config()
-    if run_dir is None:
+    if isinstance(run_dir, (list, tuple)) and len(run_dir) == 1:
+        run_dir = run_dir[0]
+    if isinstance(run_dir, (list, tuple)):
+        dirs = [Path(d) for d in run_dir]
+        rec = analysis.merge(analysis.load(d) for d in dirs)
+    elif run_dir is None:
         import tempfile
 
         run_dir = Path(out) / "diffusion_run" if out is not None else Path(tempfile.mkdtemp(prefix="simtheory-diffusion-"))
-    train(cfg, run_dir, progress=sys.stderr.isatty())
-    rec = analysis.load(run_dir)
-    res = report_run(run_dir, r, out, fit=not quick)
+    if not isinstance(run_dir, (list, tuple)):
+        if config is None and (Path(run_dir) / "config.json").exists():
+            cfg = config_of(run_dir)  # an existing run is resumed (or just analysed) as it was configured
+        train(cfg, run_dir, progress=sys.stderr.isatty())
+        dirs = [Path(run_dir)]
+        rec = analysis.load(run_dir)
+    res = report_run(rec, r, out, fit=not quick)
     members = res["members"]
     id_acc = analysis.in_distribution_accuracy(rec)[:, -1]
     colour_ok = min(_colour_accuracy(rec))
-    r.check("probe held-out accuracy (worst delta x concept)", _probe_accuracy(run_dir), ">= 0.99", _probe_accuracy(run_dir) >= 0.99)
+    probe_acc = min(_probe_accuracy(d) for d in dirs)
+    r.check("probe held-out accuracy (worst delta x concept)", probe_acc, ">= 0.99", probe_acc >= 0.99)
     cl = res["claims"]
     if len({m["delta"] for m in members}) >= 3:  # a sweep: the three claims are checked
         o, sw, dec = cl["order"], cl["swingby"], cl["deceleration"]
@@ -168,7 +179,8 @@ def cli(argv=None) -> int:
     p.add_argument("--full", action="store_true", help="the CPU full run: delta = 0.6, 12k steps (~25 min on 2 cores)")
     p.add_argument("--sweep", action="store_true", help="a delta x seed sweep (small on CPU; with --gpu the paper's)")
     p.add_argument("--gpu", action="store_true", help="with --sweep: the paper-sized sweep on CUDA")
-    p.add_argument("--run-dir", help="run directory (resumed if it exists; default OUT/diffusion_run or a temporary one)")
+    p.add_argument("--run-dir", nargs="+", help="run directory (resumed if it exists; default OUT/diffusion_run or a "
+                                                "temporary one); several finished runs that differ in seeds are merged")
     p.add_argument("--out", help="directory for figures and diffusion.json")
     a = p.parse_args(argv)
     if a.gpu and not a.sweep:

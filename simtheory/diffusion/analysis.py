@@ -41,6 +41,39 @@ def load(run_dir) -> Records:
         return Records(cfg, f["step"], f["probs"], f["analytic"], f["ood_images"], f["train_loss"], f["wall_s"])
 
 
+def merge(records) -> Records:
+    """One :class:`Records` from runs that differ only in their seeds (e.g. a sweep split over
+    processes or machines): the members are put in the order of the combined configuration."""
+    from dataclasses import replace
+
+    records = list(records)
+    if not records:
+        raise ValueError("merge needs at least one Records")
+    first = records[0]
+    seeds = tuple(sorted({s for r in records for s in r.config.seeds}))
+    for r in records[1:]:
+        if replace(r.config, seeds=first.config.seeds) != first.config:
+            raise ValueError("merged runs must have the same configuration apart from seeds")
+        if not np.array_equal(r.steps, first.steps):
+            raise ValueError("merged runs must have the same checkpoint steps (finish or resume them first)")
+    where = {}
+    for i, r in enumerate(records):
+        for k, m in enumerate(r.members):
+            if m in where:
+                raise ValueError(f"member (delta, seed) {m} appears in more than one run")
+            where[m] = (i, k)
+    cfg = replace(first.config, seeds=seeds)
+    missing = [m for m in cfg.members if m not in where]
+    if missing:
+        raise ValueError(f"merged runs do not cover every (delta, seed): missing {missing}")
+
+    def gather(name, axis):
+        return np.stack([np.take(getattr(records[where[m][0]], name), where[m][1], axis=axis) for m in cfg.members], axis=axis)
+
+    return Records(cfg, first.steps, gather("probs", 1), gather("analytic", 1), gather("ood_images", 1),
+                   gather("train_loss", 1), np.max([r.wall_s for r in records], axis=0))
+
+
 def smooth(y: np.ndarray, window: int = 3, axis: int = -2) -> np.ndarray:
     """Centred moving average along ``axis`` (the window shrinks at the ends)."""
     y = np.moveaxis(np.asarray(y, dtype=np.float64), axis, 0)
