@@ -152,10 +152,10 @@ def _probe_accuracy(run_dir) -> float:
 
 def _colour_gap(rec) -> float:
     """Smallest over members of mean P(blue) on blue training prompts minus that on red ones, at the end."""
-    from simtheory.diffusion.data import classes, training_classes
+    from simtheory.diffusion.data import classes, training_rows
 
     all_c = classes(rec.probs.shape[-1])
-    rows = [i for i, c in enumerate(all_c) if any((c == t).all() for t in training_classes(len(c)))]
+    rows = training_rows(all_c.shape[1])
     p = rec.probs[-1][:, rows][..., 0].mean(axis=-1)  # (K, classes)
     blue = np.array([all_c[i][0] == 1 for i in rows])
     return float(np.min(p[:, blue].mean(axis=1) - p[:, ~blue].mean(axis=1)))
@@ -163,10 +163,10 @@ def _colour_gap(rec) -> float:
 
 def _colour_accuracy(rec) -> np.ndarray:
     """Per member, fraction of in-distribution generations with the right colour at the end."""
-    from simtheory.diffusion.data import classes, training_classes
+    from simtheory.diffusion.data import classes, training_rows
 
     all_c = classes(rec.probs.shape[-1])
-    rows = [i for i, c in enumerate(all_c) if any((c == t).all() for t in training_classes(len(c)))]
+    rows = training_rows(all_c.shape[1])
     colour = rec.probs[-1][:, rows][..., 0]  # (K, classes, n)
     right = (colour > 0.5) == all_c[rows][None, :, None, 0]
     return right.mean(axis=(1, 2))

@@ -105,11 +105,11 @@ def multiplicative_accuracy(rec: Records) -> np.ndarray:
 
 def in_distribution_accuracy(rec: Records) -> np.ndarray:
     """Fraction of generations for the training prompts whose every concept is probed right: ``(K, C)``."""
-    from .data import classes, training_classes
+    from .data import classes, training_rows
 
     s = rec.probs.shape[-1]
     all_c = classes(s)
-    rows = [i for i, c in enumerate(all_c) if any((c == t).all() for t in training_classes(s))]
+    rows = training_rows(s)
     right = ((rec.probs[:, :, rows] > 0.5) == all_c[rows][None, None, :, None, :]).all(axis=-1)
     return np.moveaxis(right.mean(axis=(2, 3)), 0, 1)
 
@@ -120,11 +120,11 @@ def concept_accuracy(rec: Records) -> np.ndarray:
 
     This reads concept learning off the in-distribution prompts, where the concepts settle; the OOD
     prompt's coordinates can keep swinging long after (design notes)."""
-    from .data import classes, training_classes
+    from .data import classes, training_rows
 
     s = rec.probs.shape[-1]
     all_c = classes(s)
-    rows = [i for i, c in enumerate(all_c) if any((c == t).all() for t in training_classes(s))]
+    rows = training_rows(s)
     target = all_c[rows][None, None, :, None, :]
     p = rec.probs[:, :, rows]
     right = np.where(target == 1, p, 1 - p).mean(axis=3)  # (C, K, classes, s)

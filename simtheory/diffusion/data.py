@@ -50,8 +50,12 @@ def training_classes(n_concepts: int) -> np.ndarray:
     For two concepts this is red-large, blue-large and red-small; the held-out (OOD)
     composition is the all-ones class (blue-small).
     """
-    c = classes(n_concepts)
-    return c[c.sum(axis=1) <= 1]
+    return classes(n_concepts)[training_rows(n_concepts)]
+
+
+def training_rows(n_concepts: int) -> np.ndarray:
+    """Indices of the training classes among :func:`classes` (rows with at most one concept flipped)."""
+    return np.flatnonzero(classes(n_concepts).sum(axis=1) <= 1)
 
 
 @dataclass(frozen=True)
