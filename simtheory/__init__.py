@@ -22,6 +22,7 @@ _LAZY = {
     "symmetric_flow": "theory",
     "symmetric_init": "theory",
     "untied_flow": "theory",
+    "deep_flow": "theory",
     "train_loss": "theory",
     "ood_loss": "theory",
     "ood_output": "theory",

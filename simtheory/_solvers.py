@@ -153,41 +153,65 @@ def solve_symmetric(A: np.ndarray, W0: np.ndarray, t: np.ndarray, kappa: float, 
     return U @ np.swapaxes(U, -1, -2)
 
 
-# -- untied flow ------------------------------------------------------------------------------
+# -- deep linear flow: f = W_L ... W_1 x (untied two-layer: L = 2) ----------------------------------
 
-def untied_field(W1: np.ndarray, W2: np.ndarray, A: np.ndarray):
-    """(dW1/dt, dW2/dt) = (-W2^T E A, -E A W1^T), E = W2 W1 - I (derivations.untied)."""
+def _chain(Ws, d: int):
+    """Partial products: ``below[k] = W_{k-1} ... W_1`` (identity for k = 0) and the full product."""
+    below = [np.broadcast_to(np.eye(d), Ws[0].shape[:-2] + (d, d))]
+    for W in Ws[:-1]:
+        below.append(W @ below[-1])
+    return below, Ws[-1] @ below[-1]
+
+
+def deep_field(Ws, A: np.ndarray):
+    """dW_k/dt = -(W_L ... W_{k+1})^T E A (W_{k-1} ... W_1)^T, E = W_L ... W_1 - I.
+
+    The gradient flow of ``L = 1/2 tr((P - I) A (P - I)^T)`` on each factor; for two factors it is
+    ``(-W2^T E A, -E A W1^T)`` (derivations.untied).
+    """
     d = A.shape[-1]
-    EA = (W2 @ W1 - np.eye(d)) @ A
-    return -np.swapaxes(W2, -1, -2) @ EA, -EA @ np.swapaxes(W1, -1, -2)
+    below, P = _chain(Ws, d)
+    G = (P - np.eye(d)) @ A  # E A
+    out = [None] * len(Ws)
+    for k in range(len(Ws) - 1, -1, -1):  # G = (W_L..W_{k+1})^T E A, updated top-down
+        out[k] = -G @ np.swapaxes(below[k], -1, -2)
+        G = np.swapaxes(Ws[k], -1, -2) @ G
+    return out
 
 
-def solve_untied(A: np.ndarray, W1: np.ndarray, W2: np.ndarray, t: np.ndarray, *,
-                 method: str = "auto", rtol: float = 1e-10, atol: float = 1e-12):
-    """Integrate the untied flow for a batch: A (B,d,d), W1 (B,h,d), W2 (B,d,h)."""
-    B, h, d = W1.shape
-    n1 = h * d
-    scale = max(1.0, float(np.max(np.abs(W1))) ** 2, float(np.max(np.abs(W2))) ** 2) if B else 1.0
+def solve_deep(A: np.ndarray, Ws, t: np.ndarray, *, method: str = "auto", rtol: float = 1e-10,
+               atol: float = 1e-12):
+    """Integrate the deep linear flow for a batch: A (B, d, d), factors ``Ws[k]`` (B, out_k, in_k).
+
+    Returns the factors at ``t``, each of shape (B, len(t), out_k, in_k).
+    """
+    shapes = [W.shape[1:] for W in Ws]
+    sizes = [int(np.prod(sh)) for sh in shapes]
+    offsets = np.cumsum([0, *sizes])
+    B, d = A.shape[0], A.shape[-1]
+    width = max([1] + [sh[0] for sh in shapes[:-1]])  # hidden widths
+    scale = max([1.0] + [float(np.max(np.abs(W))) ** 2 for W in Ws]) ** (len(Ws) - 1) if B else 1.0
     lam_max = float(np.max(np.linalg.eigvalsh(A))) if B else 0.0
-    method = choose_method(method, 4.0 * lam_max * scale * max(1, h), float(np.max(t)))
+    method = choose_method(method, 4.0 * lam_max * scale * width, float(np.max(t)))
 
-    def solve(Ab, W1b, W2b):
+    def unpack(y, nb):
+        return [y[:, offsets[k]:offsets[k + 1]].reshape(nb, *shapes[k]) for k in range(len(Ws))]
+
+    def solve(Ab, Wb):
         nb = Ab.shape[0]
 
         def fun(_, y):
-            y = y.reshape(nb, 2 * n1)
-            g1, g2 = untied_field(y[:, :n1].reshape(nb, h, d), y[:, n1:].reshape(nb, d, h), Ab)
-            return np.concatenate([g1.reshape(nb, -1), g2.reshape(nb, -1)], axis=1).reshape(-1)
+            g = deep_field(unpack(y.reshape(nb, -1), nb), Ab)
+            return np.concatenate([x.reshape(nb, -1) for x in g], axis=1).reshape(-1)
 
-        y0 = np.concatenate([W1b.reshape(nb, -1), W2b.reshape(nb, -1)], axis=1).reshape(-1)
-        ys = integrate(fun, y0, t, method=method, rtol=rtol, atol=atol, n_systems=nb).reshape(t.size, nb, 2 * n1)
-        return ys[..., :n1].reshape(t.size, nb, h, d), ys[..., n1:].reshape(t.size, nb, d, h)
+        y0 = np.concatenate([W.reshape(nb, -1) for W in Wb], axis=1).reshape(-1)
+        ys = integrate(fun, y0, t, method=method, rtol=rtol, atol=atol, n_systems=nb).reshape(t.size * nb, -1)
+        return [x.reshape(t.size, nb, *x.shape[1:]) for x in unpack(ys, t.size * nb)]
 
     if method in ("Radau", "BDF", "LSODA"):
         # implicit methods build a dense Jacobian of the whole state: solve one system at a time
-        parts = [solve(A[b:b + 1], W1[b:b + 1], W2[b:b + 1]) for b in range(B)]
-        r1 = np.concatenate([p[0] for p in parts], axis=1)
-        r2 = np.concatenate([p[1] for p in parts], axis=1)
+        parts = [solve(A[b:b + 1], [W[b:b + 1] for W in Ws]) for b in range(B)]
+        res = [np.concatenate([p[k] for p in parts], axis=1) for k in range(len(Ws))]
     else:
-        r1, r2 = solve(A, W1, W2)
-    return r1.transpose(1, 0, 2, 3), r2.transpose(1, 0, 2, 3)
+        res = solve(A, list(Ws))
+    return [np.swapaxes(r, 0, 1) for r in res]

@@ -93,12 +93,14 @@ class Init:
 @dataclass(frozen=True)
 class Run:
     """Result of :func:`train`: curves (batch axis = ensemble member), the training inputs
-    (E, N, d), their exact second moments A_n (E, d, d), and the final parameters."""
+    (E, N, d), their exact second moments A_n (E, d, d), the final parameters and the initial
+    weight matrices (each (E, out, in), first layer first)."""
 
     curves: Curves
     inputs: np.ndarray
     A_n: np.ndarray
     params: tuple
+    initial: tuple = ()
 
 
 def _dtype(dtype) -> torch.dtype:
@@ -247,6 +249,7 @@ def train(tasks, model: Model, init: Init, *, lr: float, steps: int, record=None
             raise ValueError(f"batch_size must be <= N = {N}, got {batch_size}")
     X = torch.as_tensor(np.array(X_np, dtype=np.float64), dtype=tdtype, device=device)
     weights, biases = init_params(model, init, d, seeds, tdtype, device)
+    start = tuple(w.detach().double().cpu().numpy().copy() for w in weights)
     params = [p.requires_grad_(True) for p in (*weights, *biases)]
     x_ood = np.stack([t.test_point() for t in task_list])
     ood = torch.as_tensor(x_ood, dtype=tdtype, device=device)
@@ -305,7 +308,39 @@ def train(tasks, model: Model, init: Init, *, lr: float, steps: int, record=None
     )
     A_n = np.stack([empirical_second_moment(x) for x in X_np])
     final = tuple(p.detach().cpu().numpy().copy() for p in params)
-    return Run(curves, np.asarray(X_np), A_n, final)
+    return Run(curves, np.asarray(X_np), A_n, final, start)
+
+
+def flow_limit(run: Run, t=None, *, population: bool = False) -> np.ndarray:
+    """The gradient-flow prediction for every member of a GD run, from its own initial weights.
+
+    Returns ``W(t)`` of shape (E, len(t), d, d) at the run's recorded times (default) or at ``t``
+    (gradient-flow time). Uses each member's exact training second moment ``A_n`` (``population``:
+    the task's population A instead). The predictor is the theory's for the model: ``linear_flow``,
+    ``symmetric_flow``, ``untied_flow`` or ``deep_flow``; ReLU networks have none (``ValueError``).
+    Full-batch GD approaches it with an error proportional to lr; SGD adds minibatch noise.
+    """
+    from . import theory
+
+    meta = run.curves.meta
+    kind = meta["model"]["kind"]
+    if kind == "mlp":
+        raise ValueError("flow_limit: the ReLU MLP has no gradient-flow prediction (the theory covers linear models)")
+    if not run.initial:
+        raise ValueError("flow_limit: this Run carries no initial weights (made by an older version of train)")
+    t = run.curves.times if t is None else _checks.times(t)
+    if population:
+        tasks = meta.get("tasks")
+        A = np.stack([SIMTask.from_dict(x).A for x in tasks]) if tasks else run.curves.task.A
+    else:
+        A = run.A_n
+    if kind == "linear":
+        return theory.linear_flow(A, run.initial[0], t)
+    if kind == "symmetric":
+        return theory.symmetric_flow(A, theory.symmetric_init(run.initial[0]), t)
+    if kind == "untied":
+        return theory.untied_flow(A, run.initial[0], run.initial[1], t).W
+    return theory.deep_flow(A, run.initial, t).W
 
 
 def epoch_steps(n_points: int, batch_size: int, epochs: int) -> int:

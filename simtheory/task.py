@@ -10,6 +10,10 @@ Conventions (see the project's design reference):
   uncentred second moment ``A = E[x x^T] = diag(a)``, ``a_p = mu_p^2 / s + sigma_p^2``
   (``mu_p^2 / (s + 1) + sigma_p^2`` with the origin cluster); ``a_j = sigma_j^2`` on
   coordinates without a concept.
+* ``truncate=c`` (optional) bounds every cluster: each coordinate's noise is a normal truncated
+  to ``[-c sigma, c sigma]`` (c standard deviations). The variance then shrinks by the factor
+  :func:`truncated_variance_factor` ``(c)`` and so does the ``sigma^2`` term of ``a``; the theory
+  sees the data only through ``A``.
 * Compositional test points are ``x(v) = sum_p v_p mu_p e_p`` for ``v`` in ``{0, 1}^s``;
   the out-of-distribution (OOD) point is ``v = (1, ..., 1)``.
 """
@@ -48,15 +52,19 @@ class SIMTask:
         Ambient dimension, ``d >= s`` (default ``s``).
     origin : bool
         Add a cluster at the origin (the paper's published MLP runs do).
+    truncate : float, optional
+        Truncate every cluster's noise at ``truncate`` standard deviations per coordinate
+        (bounded clusters; finite, > 0). ``None`` (default): Gaussian clusters.
     """
 
     mu: np.ndarray
     sigma: np.ndarray
     d: int
     origin: bool = False
+    truncate: float | None = None
     _a: np.ndarray = field(init=False, repr=False)
 
-    def __init__(self, mu, sigma, d=None, origin=False):
+    def __init__(self, mu, sigma, d=None, origin=False, truncate=None):
         mu = _checks.as_float_array(mu, "mu", ndim=1)
         if mu.size == 0:
             raise ValueError("mu must contain at least one concept (length s >= 1)")
@@ -79,10 +87,15 @@ class SIMTask:
             raise ValueError(f"sigma must have length s = {s} or d = {d}, got length {sig.size}")
         if not isinstance(origin, (bool, np.bool_)):
             raise ValueError(f"origin must be True or False, got {origin!r}")
+        if truncate is not None:
+            truncate = float(_checks.as_float_array(truncate, "truncate", ndim=0))
+            if not truncate > 0:
+                raise ValueError(f"truncate must be > 0 (standard deviations) or None, got {truncate}")
         n_clusters = s + (1 if origin else 0)
-        a = sig**2
+        a = sig**2 * (1.0 if truncate is None else truncated_variance_factor(truncate))
         a[:s] += mu**2 / n_clusters
-        for name, value in (("mu", mu), ("sigma", sig), ("d", d), ("origin", bool(origin)), ("_a", a)):
+        for name, value in (("mu", mu), ("sigma", sig), ("d", d), ("origin", bool(origin)), ("truncate", truncate),
+                            ("_a", a)):
             if isinstance(value, np.ndarray):
                 value.setflags(write=False)
             object.__setattr__(self, name, value)
@@ -110,7 +123,7 @@ class SIMTask:
     def __repr__(self) -> str:
         return (
             f"SIMTask(mu={self.mu.tolist()}, sigma={self.sigma.tolist()}, d={self.d}, "
-            f"origin={self.origin})"
+            f"origin={self.origin}" + ("" if self.truncate is None else f", truncate={self.truncate}") + ")"
         )
 
     def __eq__(self, other) -> bool:
@@ -119,12 +132,13 @@ class SIMTask:
         return (
             self.d == other.d
             and self.origin == other.origin
+            and self.truncate == other.truncate
             and np.array_equal(self.mu, other.mu)
             and np.array_equal(self.sigma, other.sigma)
         )
 
     def __hash__(self) -> int:
-        return hash((self.d, self.origin, self.mu.tobytes(), self.sigma.tobytes()))
+        return hash((self.d, self.origin, self.truncate, self.mu.tobytes(), self.sigma.tobytes()))
 
     def to_dict(self) -> dict:
         """JSON-ready description (round-trips through :meth:`from_dict`)."""
@@ -133,12 +147,14 @@ class SIMTask:
             "sigma": self.sigma.tolist(),
             "d": self.d,
             "origin": self.origin,
+            "truncate": self.truncate,
             "a": self._a.tolist(),
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> "SIMTask":
-        return cls(data["mu"], data["sigma"], d=data["d"], origin=data.get("origin", False))
+        return cls(data["mu"], data["sigma"], d=data["d"], origin=data.get("origin", False),
+                   truncate=data.get("truncate"))
 
     def learning_order(self) -> np.ndarray:
         """Concept indices (0-based) in the order the theory says they are learned (largest a_p first)."""
@@ -191,10 +207,28 @@ class SIMTask:
         labels = np.repeat(np.arange(self.n_clusters), n)
         centres = np.zeros((self.n_clusters, self.d))
         centres[np.arange(self.s), np.arange(self.s)] = self.mu
-        x = centres[labels] + rng.standard_normal((labels.size, self.d)) * self.sigma
+        if self.truncate is None:
+            z = rng.standard_normal((labels.size, self.d))
+        else:  # inverse-CDF sampling of the normal truncated to [-c, c]
+            from scipy.special import ndtr, ndtri
+
+            lo = ndtr(-self.truncate)
+            z = ndtri(lo + (1.0 - 2.0 * lo) * rng.random((labels.size, self.d)))
+        x = centres[labels] + z * self.sigma
         if embed_dim is not None:
             x = x @ self.embedding(embed_dim, seed).T
         return Sample(x, labels)
+
+
+def truncated_variance_factor(c: float) -> float:
+    """Variance of a standard normal truncated to ``[-c, c]``: ``1 - 2 c phi(c) / (2 Phi(c) - 1)``."""
+    from scipy.special import ndtr
+
+    c = float(c)
+    if not c > 0:
+        raise ValueError(f"c must be > 0 (standard deviations), got {c}")
+    phi = np.exp(-0.5 * c * c) / np.sqrt(2.0 * np.pi)
+    return float(1.0 - 2.0 * c * phi / (2.0 * ndtr(c) - 1.0))
 
 
 def empirical_second_moment(X) -> np.ndarray:

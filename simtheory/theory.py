@@ -15,7 +15,8 @@ The closed forms are the ones in ``derivations/`` (compiled with :mod:`simtheory
 ``linear_flow`` and ``linear_gd`` apply the one-layer solutions in the eigenbasis of A (exact for
 any symmetric A); ``symmetric_flow`` uses the decoupled logistic solution whenever W0 commutes
 with A and integrates ``dW/dt = kappa V(W)`` numerically otherwise; ``untied_flow`` uses the
-mode-wise sigmoid for balanced diagonal starts and integrates otherwise.
+mode-wise sigmoid for balanced diagonal starts and integrates otherwise; ``deep_flow`` integrates any
+deep linear network (no closed form exists).
 """
 
 from __future__ import annotations
@@ -266,11 +267,54 @@ def untied_flow(task_or_A, W1_0, W2_0, t, *, method: str = "auto",
         r1[closed] = root
         r2[closed] = root
     if (~closed).any():
-        s1, s2 = _solvers.solve_untied(A[~closed], W1[~closed], W2[~closed], t, method=method, rtol=rtol, atol=atol)
+        s1, s2 = _solvers.solve_deep(A[~closed], [W1[~closed], W2[~closed]], t, method=method, rtol=rtol, atol=atol)
         r1[~closed], r2[~closed] = s1, s2
     W = r2 @ r1
     shape = lambda x: x.reshape(batch + x.shape[1:])
     return UntiedSolution(shape(r1), shape(r2), shape(W))
+
+
+# -- deep linear W_L ... W_1 -------------------------------------------------------------------------
+
+class DeepSolution(NamedTuple):
+    """Deep linear flow: the factors ``W_k`` (*batch, T, out_k, in_k), first layer first, and their
+    product ``W = W_L ... W_1`` (*batch, T, d, d)."""
+
+    factors: tuple
+    W: np.ndarray
+
+
+def deep_flow(task_or_A, factors, t, *, method: str = "auto", rtol: float = 1e-10,
+              atol: float = 1e-12) -> DeepSolution:
+    """Gradient flow of a deep linear network ``f(x) = W_L ... W_1 x`` (t = lr x steps).
+
+    ``factors``: the initial layers, first layer first, ``W_1`` (..., h_1, d), ``W_k``
+    (..., h_k, h_{k-1}), ``W_L`` (..., d, h_{L-1}); batch axes broadcast with those of A. There is no
+    closed form for a general start (design reference: Saxe-type sigmoids only for balanced small
+    initialisation), so the flow ``dW_k/dt = -dL/dW_k`` is integrated numerically; it is the
+    continuous-time limit of full-batch GD on :mod:`simtheory.simulate`'s ``Model("deep")`` (and,
+    with L = 2, of ``untied_flow``).
+    """
+    A = second_moment(task_or_A)
+    d = A.shape[-1]
+    if isinstance(factors, np.ndarray) or len(factors) < 1:
+        raise ValueError("factors must be a sequence of L >= 1 layer matrices, first layer first")
+    Ws = [_checks.as_float_array(W, f"factors[{k}]") for k, W in enumerate(factors)]
+    rows = d
+    for k, W in enumerate(Ws):
+        if W.ndim < 2 or W.shape[-1] != rows:
+            raise ValueError(f"factors[{k}] must have shape (..., h, {rows}) to follow the previous layer, got {W.shape}")
+        rows = W.shape[-2]
+    if rows != d:
+        raise ValueError(f"the last factor must map back to d = {d} rows, got {rows}")
+    t = _checks.times(t)
+    flat, batch = _flat_batch(task_or_A=A, **{f"factors_{k}": W for k, W in enumerate(Ws)})
+    res = _solvers.solve_deep(flat[0], flat[1:], t, method=method, rtol=rtol, atol=atol)
+    W = res[0]
+    for F in res[1:]:
+        W = F @ W
+    shape = lambda x: x.reshape(batch + x.shape[1:])
+    return DeepSolution(tuple(shape(F) for F in res), shape(W))
 
 
 # -- losses ------------------------------------------------------------------------------------------

@@ -100,3 +100,28 @@ def test_bad_init():
         Init("given")
     with pytest.raises(ValueError, match=r"init.arrays\[0\] must have shape"):
         train(TASK, Model("linear"), Init("given", arrays=(np.eye(2),)), lr=0.1, steps=1, seeds=[0], n=5)
+
+
+@pytest.mark.parametrize("kind, widths", [("deep", (2, 2)), ("untied", (3,)), ("symmetric", ()), ("linear", ())])
+def test_flow_limit_is_approached_with_error_proportional_to_lr(kind, widths):
+    from simtheory.simulate import flow_limit
+
+    task = sim.SIMTask([1.0, 2.0], 0.05, d=2)
+    init = Init("gaussian", 0.1) if kind == "symmetric" else Init("default")
+    errors = []
+    for lr in (0.02, 0.01):
+        steps = int(round(20.0 / lr))
+        run = train(task, Model(kind, widths), init, lr=lr, steps=steps, seeds=[0, 1], n=32,
+                    record=np.linspace(0, steps, 11).astype(int))
+        errors.append(np.abs(flow_limit(run) - run.curves.W).max())
+    assert 1.8 < errors[0] / errors[1] < 2.2
+    pop = flow_limit(run, population=True)
+    assert pop.shape == run.curves.W.shape and not np.allclose(pop, flow_limit(run))
+
+
+def test_flow_limit_refuses_relu_networks():
+    from simtheory.simulate import flow_limit
+
+    run = train(sim.SIMTask([1.0, 2.0], 0.05), Model("mlp", (4,), bias=True), Init("default"), lr=0.01, steps=2)
+    with pytest.raises(ValueError, match="ReLU MLP has no gradient-flow prediction"):
+        flow_limit(run)

@@ -105,3 +105,36 @@ def test_round_trip_and_learning_order():
     task = SIMTask([3.0, 1.0, 2.0], 0.1, d=4, origin=True)
     assert SIMTask.from_dict(task.to_dict()) == task
     np.testing.assert_array_equal(task.learning_order(), [0, 2, 1])
+
+
+@pytest.mark.parametrize("value, match", [(0.0, "truncate must be > 0"), (-1.0, "truncate must be > 0"),
+                                          (np.nan, "truncate must be finite"), ("a", "truncate must be numeric")])
+def test_invalid_truncation_raises(value, match):
+    with pytest.raises(ValueError, match=match):
+        SIMTask([1.0, 2.0], 0.1, truncate=value)
+
+
+@pytest.mark.parametrize("c", [0.5, 1.0, 2.5])
+def test_truncated_clusters_are_bounded_and_have_the_truncated_variance(c):
+    from scipy.stats import truncnorm
+
+    from simtheory.task import truncated_variance_factor
+
+    assert truncated_variance_factor(c) == pytest.approx(truncnorm.var(-c, c), rel=1e-12)
+    task = SIMTask([1.0, 2.0], [0.3, 0.2], d=3, truncate=c)
+    X, y = task.sample(40_000, seed=1)
+    centres = np.array([[1.0, 0, 0], [0, 2.0, 0]])
+    noise = X - centres[y]
+    assert np.all(np.abs(noise) <= c * task.sigma + 1e-12)
+    np.testing.assert_allclose(noise.std(0), task.sigma * np.sqrt(truncnorm.var(-c, c)), rtol=0.02, atol=1e-12)
+    np.testing.assert_allclose(empirical_second_moment(X), task.A, atol=0.02)
+    gaussian = SIMTask([1.0, 2.0], [0.3, 0.2], d=3)
+    np.testing.assert_allclose(task.a - gaussian.a, task.sigma**2 * (truncnorm.var(-c, c) - 1), atol=1e-14)
+
+
+def test_truncation_round_trips_and_distinguishes_tasks():
+    task = SIMTask([1.0, 2.0], 0.1, truncate=1.5)
+    back = SIMTask.from_dict(task.to_dict())
+    assert back == task and hash(back) == hash(task) and back.truncate == 1.5
+    assert task != SIMTask([1.0, 2.0], 0.1) and "truncate=1.5" in repr(task)
+    assert SIMTask.from_dict(SIMTask([1.0], 0.1).to_dict()).truncate is None

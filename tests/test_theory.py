@@ -369,3 +369,42 @@ def test_losses_match_their_definitions_on_samples():
     assert all_v.shape == (2, 4)
     np.testing.assert_allclose(all_v[1], 0.0)
     np.testing.assert_allclose(all_v[0, -1], sim.ood_loss(task, W))
+
+
+# -- deep linear flow -------------------------------------------------------------------------------
+
+def test_deep_flow_reduces_to_the_one_layer_and_untied_flows(setting):
+    task, W0 = setting
+    rng = np.random.default_rng(5)
+    one = sim.deep_flow(task, [W0], T)
+    assert_curves_close(one.W, sim.linear_flow(task, W0, T), rtol=1e-8, atol=1e-10)
+    W1, W2 = 0.3 * rng.normal(size=(4, task.d)), 0.3 * rng.normal(size=(task.d, 4))
+    two = sim.deep_flow(task, [W1, W2], T)
+    r1, r2 = untied_reference(task.A, W1, W2, T)
+    assert_curves_close(two.factors[0], r1, rtol=1e-7, atol=1e-9)
+    assert_curves_close(two.W, r2 @ r1, rtol=1e-7, atol=1e-9)
+
+
+@given(tasks(max_s=2, max_extra_d=1), st.integers(2, 4), st.integers(0, 1000))
+def test_deep_flow_conserves_the_layer_balance_and_lowers_the_loss(task, L, seed):
+    # gradient flow on a product conserves W_{k+1}^T W_{k+1} - W_k W_k^T (Arora et al. 2018)
+    rng = np.random.default_rng(seed)
+    widths = [task.d, *rng.integers(1, 4, size=L - 1), task.d]
+    Ws = [0.4 * rng.normal(size=(widths[k + 1], widths[k])) for k in range(L)]
+    sol = sim.deep_flow(task, Ws, T)
+    for k in range(L - 1):
+        lo, hi = sol.factors[k], sol.factors[k + 1]
+        gap = np.swapaxes(hi, -1, -2) @ hi - lo @ np.swapaxes(lo, -1, -2)
+        np.testing.assert_allclose(gap, np.broadcast_to(gap[0], gap.shape), atol=1e-7)
+    loss = sim.train_loss(task, sol.W)
+    assert np.all(np.diff(loss) <= 1e-9 * (1 + loss[:-1]))
+
+
+def test_deep_flow_bad_input():
+    task = sim.SIMTask([1.0, 2.0], 0.1)
+    with pytest.raises(ValueError, match="factors must be a sequence"):
+        sim.deep_flow(task, np.eye(2), T)
+    with pytest.raises(ValueError, match=r"factors\[1\] must have shape \(\.\.\., h, 3\)"):
+        sim.deep_flow(task, [np.ones((3, 2)), np.ones((2, 2))], T)
+    with pytest.raises(ValueError, match="map back to d = 2"):
+        sim.deep_flow(task, [np.ones((3, 2))], T)
