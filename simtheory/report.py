@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from . import plotting, swingby, theory
-from .curves import Curves, atomic_write_text, predict, provenance
 from ._compile import compiled
+from .curves import Curves, atomic_write_text, predict, provenance
 from .task import SIMTask
 
 

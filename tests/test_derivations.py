@@ -1,5 +1,5 @@
-import sympy as sp
 import pytest
+import sympy as sp
 
 import derivations
 from simtheory.symbolic import NUMERIC, SYMBOLIC, check_true, check_zero

@@ -8,7 +8,12 @@ from scipy.integrate import solve_ivp
 
 import simtheory as sim
 from simtheory import _solvers
-from simtheory.testing import assert_curves_close, factor_inits, linear_inits, psd_inits, tasks
+from simtheory.testing import (
+    assert_curves_close,
+    factor_inits,
+    linear_inits,
+    tasks,
+)
 
 T = np.array([0.0, 0.3, 1.0, 2.5, 7.0])
 
