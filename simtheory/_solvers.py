@@ -14,6 +14,8 @@ import numpy as np
 #: method: past ~300 e-folds the fast modes have long converged, explicit steps are stability-limited and
 #: DOP853's error control becomes erratic (errors of 1e-7 at rtol = 1e-10 were observed).
 STIFF_EFOLDS = 300.0
+#: largest state (per system) that "auto" integrates with an implicit method (dense Jacobians)
+MAX_IMPLICIT_STATE = 400
 
 
 def _eval_grid(t: np.ndarray):
@@ -189,10 +191,12 @@ def solve_deep(A: np.ndarray, Ws, t: np.ndarray, *, method: str = "auto", rtol: 
     sizes = [int(np.prod(sh)) for sh in shapes]
     offsets = np.cumsum([0, *sizes])
     B = A.shape[0]
-    width = max([1] + [sh[0] for sh in shapes[:-1]])  # hidden widths
-    scale = max([1.0] + [float(np.max(np.abs(W))) ** 2 for W in Ws]) ** (len(Ws) - 1) if B else 1.0
+    # stiffness: the curvature of the loss in factor k is about lam_max(A) times the squared norms of
+    # the other factors; implicit steps pay a dense finite-difference Jacobian, so only small systems use them
+    norms = [float(np.max(np.linalg.norm(W, ord=2, axis=(-2, -1)))) ** 2 for W in Ws] if B else [1.0]
     lam_max = float(np.max(np.linalg.eigvalsh(A))) if B else 0.0
-    method = choose_method(method, 4.0 * lam_max * scale * width, float(np.max(t)))
+    rate = len(Ws) * lam_max * max([1.0, *norms]) ** (len(Ws) - 1)
+    method = choose_method(method, rate if sum(sizes) <= MAX_IMPLICIT_STATE else 0.0, float(np.max(t)))
 
     def unpack(y, nb):
         return [y[:, offsets[k]:offsets[k + 1]].reshape(nb, *shapes[k]) for k in range(len(Ws))]

@@ -41,9 +41,11 @@ def _finish(fig, ax, stem, title: str, ncol: int = 1) -> list[Path]:
     return save(fig, stem)
 
 
-def ood_loss_panels(panels: dict, stem, *, title: str = "", marks: dict | None = None) -> list[Path]:
+def ood_loss_panels(panels: dict, stem, *, title: str = "", marks: dict | None = None,
+                    overlay: dict | None = None, overlay_label: str = "prediction") -> list[Path]:
     """One panel per entry ``{label: Curves}`` (single setting each): OOD and training loss
-    against time (log x), with turning points ``marks[label]`` (list of (t, value)) marked."""
+    against time (log x), with turning points ``marks[label]`` (list of (t, value)) marked and a
+    predicted OOD loss ``overlay[label] = (t, loss)`` drawn dotted over the measured one."""
     plt = _plt()
     n = len(panels)
     fig, axes = plt.subplots(1, n, figsize=(3.4 * n, 2.8), squeeze=False)
@@ -52,6 +54,10 @@ def ood_loss_panels(panels: dict, stem, *, title: str = "", marks: dict | None =
         sel = t > 0
         ax.plot(t[sel], c.ood_loss[sel], color=PALETTE[0], label="OOD loss")
         ax.plot(t[sel], c.train_loss[sel], color=PALETTE[1], ls="--", label="train loss")
+        if overlay and label in overlay:
+            tp, lp = (np.asarray(x) for x in overlay[label])
+            keep = tp > 0
+            ax.plot(tp[keep], lp[keep], color="black", ls=":", lw=1.3, label=overlay_label)
         for tm, v in (marks or {}).get(label, []):
             ax.plot([tm], [v], "o", ms=4, color=PALETTE[3])
         ax.set_xscale("log")

@@ -311,7 +311,8 @@ def train(tasks, model: Model, init: Init, *, lr: float, steps: int, record=None
     return Run(curves, np.asarray(X_np), A_n, final, start)
 
 
-def flow_limit(run: Run, t=None, *, population: bool = False) -> np.ndarray:
+def flow_limit(run: Run, t=None, *, population: bool = False, members=None, rtol: float = 1e-10,
+               atol: float = 1e-12) -> np.ndarray:
     """The gradient-flow prediction for every member of a GD run, from its own initial weights.
 
     Returns ``W(t)`` of shape (E, len(t), d, d) at the run's recorded times (default) or at ``t``
@@ -319,6 +320,8 @@ def flow_limit(run: Run, t=None, *, population: bool = False) -> np.ndarray:
     the task's population A instead). The predictor is the theory's for the model: ``linear_flow``,
     ``symmetric_flow``, ``untied_flow`` or ``deep_flow``; ReLU networks have none (``ValueError``).
     Full-batch GD approaches it with an error proportional to lr; SGD adds minibatch noise.
+    ``members``: indices of the members to predict (default all); ``rtol``/``atol``: the ODE solver's
+    tolerances where the flow is integrated numerically.
     """
     from . import theory
 
@@ -329,18 +332,23 @@ def flow_limit(run: Run, t=None, *, population: bool = False) -> np.ndarray:
     if not run.initial:
         raise ValueError("flow_limit: this Run carries no initial weights (made by an older version of train)")
     t = run.curves.times if t is None else _checks.times(t)
+    E = run.A_n.shape[0]
+    idx = np.arange(E) if members is None else np.asarray(members, dtype=np.int64).reshape(-1)
+    if idx.size == 0 or idx.min() < -E or idx.max() >= E:
+        raise ValueError(f"members must index the {E} ensemble members, got {members!r}")
     if population:
         tasks = meta.get("tasks")
-        A = np.stack([SIMTask.from_dict(x).A for x in tasks]) if tasks else run.curves.task.A
+        A = np.stack([SIMTask.from_dict(tasks[i]).A for i in idx]) if tasks else run.curves.task.A
     else:
-        A = run.A_n
+        A = run.A_n[idx]
+    start = [w[idx] for w in run.initial]
     if kind == "linear":
-        return theory.linear_flow(A, run.initial[0], t)
+        return theory.linear_flow(A, start[0], t)
     if kind == "symmetric":
-        return theory.symmetric_flow(A, theory.symmetric_init(run.initial[0]), t)
+        return theory.symmetric_flow(A, theory.symmetric_init(start[0]), t, rtol=rtol, atol=atol)
     if kind == "untied":
-        return theory.untied_flow(A, run.initial[0], run.initial[1], t).W
-    return theory.deep_flow(A, run.initial, t).W
+        return theory.untied_flow(A, start[0], start[1], t, rtol=rtol, atol=atol).W
+    return theory.deep_flow(A, start, t, rtol=rtol, atol=atol).W
 
 
 def epoch_steps(n_points: int, batch_size: int, epochs: int) -> int:
