@@ -318,7 +318,8 @@ def _embed(r: _Report, name: str, rep) -> dict:
     n_ok = sum(c.passed for c in rep.checks)
     for fig in rep.figures:
         png = Path(fig)
-        caption = f"validation.{name}: {rep.claim} ({n_ok}/{len(rep.checks)} checks pass; numbers in the table above)"
+        caption = getattr(rep, "captions", {}).get(fig) or (
+            f"validation.{name}: {rep.claim} ({n_ok}/{len(rep.checks)} checks pass; numbers in the table above)")
         r.fig((png, png.with_suffix(".pdf")) if png.with_suffix(".pdf").exists() else (png,), caption)
     return rep.to_dict()
 

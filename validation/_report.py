@@ -27,6 +27,14 @@ class Report:
     metrics: dict = field(default_factory=dict)
     figures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    captions: dict[str, str] = field(default_factory=dict)
+
+    def figure(self, paths, caption: str) -> None:
+        """Record a figure (the PNG of ``paths``) with a caption that states its parameters and the
+        measured agreement (the report prints it under the figure)."""
+        png = str(paths[0])
+        self.figures.append(png)
+        self.captions[png] = caption
 
     def check(self, name: str, value: float, bound: str, passed: bool) -> Check:
         c = Check(name, float(value), bound, bool(passed))
@@ -50,7 +58,7 @@ class Report:
     def to_dict(self) -> dict:
         return {"name": self.name, "claim": self.claim, "passed": self.passed,
                 "checks": [c.__dict__ for c in self.checks], "metrics": self.metrics,
-                "figures": self.figures, "notes": self.notes}
+                "figures": self.figures, "captions": self.captions, "notes": self.notes}
 
 
 def main(run, argv=None) -> int:
