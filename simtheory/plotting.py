@@ -106,6 +106,24 @@ def sweep(x, series: dict, stem, *, xlabel: str, ylabel: str, title: str = "", l
     return _finish(fig, ax, stem, title)
 
 
+def lines(series: dict, stem, *, xlabel: str, ylabel: str, title: str = "", logx: bool = True,
+          logy: bool = False) -> list[Path]:
+    """Several named curves ``{label: (x, y)}``, each on its own x grid."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.6, 3.1))
+    for k, (label, (x, y)) in enumerate(series.items()):
+        x, y = np.asarray(x), np.asarray(y)
+        keep = x > 0 if logx else np.ones(x.shape, dtype=bool)
+        ax.plot(x[keep], y[keep], color=PALETTE[k % len(PALETTE)], label=label)
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    return _finish(fig, ax, stem, title)
+
+
 def compositions(c, stem, *, title: str = "") -> list[Path]:
     """Loss at every composition v in {0,1}^s over time (one line per v, coloured by |v|)."""
     plt = _plt()
