@@ -153,7 +153,7 @@ def run(quick: bool = True, out=None) -> Report:
             t_pred = np.log(9 * (1 - w0) / w0) / (4 * a)
             rel = float(np.median(np.abs(t - t_pred) / t_pred))
             r.check("symmetric: median |t_GD - t_logistic| / t_logistic (time to 0.9)", rel, "<= 0.1", rel <= 0.1)
-            sym_times = (a, t, t_pred)
+            sym_times = (a, t, t_pred, rel)
         if name == "symmetric (gaussian init)":
             w0 = np.einsum("eii->ei", run_.curves.W[:, 0])[:, :2]
             t_pred = np.log(9 * (1 - w0) / w0) / (4 * a)  # decoupled logistic; ignores the off-diagonal coupling
@@ -164,13 +164,15 @@ def run(quick: bool = True, out=None) -> Report:
     if out is not None:
         from simtheory import plotting
 
-        a_, t_, tp_ = sym_times
+        a_, t_, tp_, rel = sym_times
         order = np.argsort(a_.ravel())
         paths = plotting.sweep(a_.ravel()[order], {"GD, symmetric": t_.ravel()[order],
                                                   "logistic prediction": tp_.ravel()[order]},
                                out / "learning_order_time_vs_a", xlabel="a_p", ylabel="time to w_pp >= 0.9",
                                title="Time to learn a concept against a_p (all sweep settings)", logx=True)
-        r.figures.append(str(paths[0]))
+        r.figure(paths, f"Time for each concept's w_pp to reach 0.9 against a_p, symmetric model from U0 = 0.01 (I + 0.1 "
+                        f"noise), over the (mu_1, sigma_1) sweep ({E} settings, mu_2 = 1.5). Prediction: the logistic "
+                        f"time log(9 (1 - w_pp(0)) / w_pp(0)) / (4 a_p); median relative gap {rel:.1%}.")
     g = rates["symmetric (gaussian init)"]
     r.notes.append(f"symmetric from a Gaussian U0 (reported, not required): a_p order in {g['agreement']:.0%} of "
                    f"settings, order of the decoupled logistic times of each W0 in {g['agreement_logistic_order']:.0%}; "

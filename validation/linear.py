@@ -51,7 +51,8 @@ def run(quick: bool = True, out=None) -> Report:
 
         paths = plotting.sweep(lrs, {"||W_GD - W_flow||": errs}, out / "linear_convergence",
                                xlabel="learning rate", ylabel=f"error at t = {t_end}", title=f"slope {slope:.3f}", logx=True)
-        r.figures.append(str(paths[0]))
+        r.figure(paths, f"One-layer linear model: float64 GD against the exact gradient flow linear_flow(A_n) at "
+                        f"t = {t_end}, over halvings of the learning rate. Fitted log-log slope {slope:.3f} (error ∝ lr: 1).")
     return r
 
 

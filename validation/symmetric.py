@@ -55,10 +55,18 @@ def run(quick: bool = True, out=None) -> Report:
         from simtheory.curves import Curves
 
         th_c = Curves.from_W(task, t, pred, model="symmetric")
-        paths = plotting.ood_loss_panels({f"GD (lr = {lrs[-1]:g})": run_.curves.select(0), "theory": th_c},
+        gd_label = f"GD (lr = {lrs[-1]:g})"
+        paths = plotting.ood_loss_panels({gd_label: run_.curves.select(0), "theory": th_c},
                                          out / "symmetric_gd_vs_theory",
-            marks={"theory": [(p.time, p.value) for p in th.turning_points]})
-        r.figures.append(str(paths[0]))
+                                         marks={"theory": [(p.time, p.value) for p in th.turning_points]},
+                                         overlay={gd_label: (t, sim.ood_loss(task, pred))},
+                                         overlay_label="symmetric_flow (A_n)")
+        agree = (f"the same {len(th.turning_points)} turning points, times within {dt:.2%} and values within {dv:.2%}"
+                 if same else "a different sequence of turning points")
+        r.figure(paths, f"Paper Figure 5 analogue from GD: symmetric model U U^T, d = 3, mu = (1, 1.5), sigma = 0.05, "
+                        f"U0 = rand(3, 3)/5, full-batch GD at lr {lrs[-1]:g} on {X.shape[0] // 2} points per cluster, "
+                        f"gradient-flow time. Dotted and right: symmetric_flow with the training set's A_n. GD shows "
+                        f"{agree}; the GD-to-flow error falls like lr^{slope:.3f}.")
     return r
 
 
