@@ -92,29 +92,20 @@ def entries(c, stem, *, title: str = "") -> list[Path]:
 
 def sweep(x, series: dict, stem, *, xlabel: str, ylabel: str, title: str = "", logy: bool = True,
           logx: bool = False) -> list[Path]:
-    """Line plot of several named series over a swept parameter."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(4.2, 3.0))
-    for k, (label, y) in enumerate(series.items()):
-        ax.plot(x, y, "o-", color=PALETTE[k % len(PALETTE)], label=label)
-    if logy:
-        ax.set_yscale("log")
-    if logx:
-        ax.set_xscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    return _finish(fig, ax, stem, title)
+    """Line plot (with markers) of several named series over one swept parameter ``x``."""
+    return lines({label: (x, y) for label, y in series.items()}, stem, xlabel=xlabel, ylabel=ylabel, title=title,
+                 logx=logx, logy=logy, style="o-")
 
 
 def lines(series: dict, stem, *, xlabel: str, ylabel: str, title: str = "", logx: bool = True,
-          logy: bool = False) -> list[Path]:
-    """Several named curves ``{label: (x, y)}``, each on its own x grid."""
+          logy: bool = False, style: str = "-") -> list[Path]:
+    """Several named curves ``{label: (x, y)}``, each on its own x grid (x <= 0 dropped on a log axis)."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(4.6, 3.1))
+    fig, ax = plt.subplots(figsize=(4.2, 3.0))
     for k, (label, (x, y)) in enumerate(series.items()):
-        x, y = np.asarray(x), np.asarray(y)
+        x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
         keep = x > 0 if logx else np.ones(x.shape, dtype=bool)
-        ax.plot(x[keep], y[keep], color=PALETTE[k % len(PALETTE)], label=label)
+        ax.plot(x[keep], y[keep], style, color=PALETTE[k % len(PALETTE)], label=label)
     if logx:
         ax.set_xscale("log")
     if logy:

@@ -17,6 +17,8 @@ from . import _checks, theory
 from .task import SIMTask
 
 KINDS = ("monotone", "swing-by", "multiple descent", "failure")
+#: the kinds whose loss rises again after falling
+NON_MONOTONE = ("swing-by", "multiple descent")
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,11 @@ class Analysis:
     final_loss: float
     converged: bool
     bump: float  # largest rise of the loss after a local minimum (0 if monotone)
+
+    @property
+    def non_monotone(self) -> bool:
+        """Swing-by or multiple descent: the loss rises again after falling."""
+        return self.kind in NON_MONOTONE
 
     def summary(self) -> str:
         tp = ", ".join(f"{p.kind} {p.value:.4g} at t={p.time:.4g}" for p in self.turning_points) or "none"
@@ -124,6 +131,13 @@ def classify(t, loss, rel_tol: float = 1e-3, failure_frac: float = 0.05) -> Anal
     else:
         kind = "monotone" if n_max == 0 else ("swing-by" if n_max == 1 else "multiple descent")
     return Analysis(kind, tps, float(loss[0]), float(loss[-1]), converged, bump)
+
+
+def non_monotone(t, losses, rel_tol: float = 1e-3) -> np.ndarray:
+    """For each curve ``losses[..., :]`` on the grid ``t``, whether :func:`classify` calls it non-monotone."""
+    losses = np.asarray(losses, dtype=float)
+    flat = losses.reshape(-1, losses.shape[-1])
+    return np.array([classify(t, y, rel_tol).non_monotone for y in flat], dtype=bool).reshape(losses.shape[:-1])
 
 
 def turning_point_gap(actual: Analysis, reference: Analysis) -> tuple[bool, float, float]:
@@ -232,7 +246,7 @@ def agreement_study(n: int = 200, seed: int = 0, convention: str = "gradient-flo
     for k, (task, W0) in enumerate(zip(tasks, W0s)):
         res = classify(grid * T[k], theory.ood_loss(task, Ws[k]), rel_tol=rel_tol)
         pred = predict_swingby(task, W0, convention, ratio=ratio, init_scale=init_scale)
-        actual = res.kind in ("swing-by", "multiple descent")
+        actual = res.non_monotone
         key = ("t" if pred.nonmonotone == actual else "f") + ("p" if pred.nonmonotone else "n")
         confusion[key] += 1
         records.append({"mu": task.mu.tolist(), "sigma": float(task.sigma[0]), "predicted": pred.nonmonotone,

@@ -88,3 +88,14 @@ def test_prediction_matches_the_rule_it_states_over_random_settings():
     assert 0.0 <= res["agreement"] <= 1.0
     again = sb.agreement_study(12, seed=1)
     assert again["agreement"] == res["agreement"]  # seeded
+
+
+def test_non_monotone_classifies_every_curve_of_a_batch():
+    t = np.linspace(0, 10, 201)
+    falling = np.exp(-t)
+    bump = np.exp(-t) + 0.3 * np.exp(-((t - 5) ** 2))
+    losses = np.stack([[falling, bump], [bump, bump]])  # (2, 2, T)
+    got = sb.non_monotone(t, losses)
+    assert got.shape == (2, 2)
+    assert got.tolist() == [[False, True], [True, True]]
+    assert got[0, 1] == sb.classify(t, bump).non_monotone

@@ -58,13 +58,12 @@ def run(quick: bool = True, out=None) -> Report:
         c = run_.curves
         t_learn = first_learned(c)
         steps_learn = np.median(t_learn / (lr * c.meta["time_factor"]), axis=0)
-        kinds = [swingby.classify(c.times[1:], c.ood_loss[e, 1:]).kind for e in range(E)]
         medians[name] = (c.times / (lr * c.meta["time_factor"]), np.median(c.ood_loss, axis=0))
         rows[name] = {"a_1": float(task.a[0]), "a_2": float(task.a[1]),
                       "median steps to learn concept 1": float(steps_learn[0]),
                       "median steps to learn concept 2": float(steps_learn[1]),
                       "median final OOD loss": float(np.median(c.ood_loss[:, -1])),
-                      "non-monotone OOD fraction": float(np.mean([k in ("swing-by", "multiple descent") for k in kinds]))}
+                      "non-monotone OOD fraction": float(np.mean(swingby.non_monotone(c.times[1:], c.ood_loss[:, 1:])))}
     r.metrics["variants"] = rows
     a_var = rows["sigma as variance"]["a_1"]
     r.check("a_1 with sigma read as a variance = mu_1^2/2 + sigma", a_var, f"= {mu[0] ** 2 / 2 + sigma:.4g}",

@@ -68,6 +68,12 @@ def first_learned(curves, level=0.9):
     return np.stack(out, axis=1)
 
 
+def separated(a: np.ndarray) -> np.ndarray:
+    """Settings (rows of ``a``, (..., 2)) whose a_1 and a_2 differ by more than 10%: the order is decided."""
+    a = np.asarray(a)
+    return np.abs(a[..., 0] - a[..., 1]) > 0.1 * a.max(axis=-1)
+
+
 FIGURE2 = {"mu_1": ([1.0, 2.0, 3.0], lambda v: ([v, 2.0], [0.05, 0.05])),
            "sigma_1": ([0.05, 0.1, 0.5, 1.0, 2.0], lambda v: ([1.0, 2.0], [v, 0.05]))}
 
@@ -96,7 +102,7 @@ def figure2(r: Report, quick: bool, out) -> None:
     for k, ((name, v), task) in enumerate(zip(settings, tasks)):
         a = task.a[:2]
         med = np.median(t[k], axis=0)
-        decided = bool(np.isfinite(med.min())) and abs(a[0] - a[1]) > 0.1 * a.max()
+        decided = bool(np.isfinite(med.min()) and separated(a))
         verdict.append(bool(np.argmin(med) == np.argmax(a)) if decided else None)
         rows[f"{name} = {v}"] = {"a": [round(float(x), 4) for x in a], "median steps to learn": med.tolist(),
                                  "agrees": verdict[-1]}
@@ -129,7 +135,7 @@ def run(quick: bool = True, out=None) -> Report:
     r = Report("learning_order", "the concept with the larger a_p is learned first")
     tasks = sweep(quick)
     a = np.stack([t.a[:2] for t in tasks])
-    separated = np.abs(a[:, 0] - a[:, 1]) > 0.1 * a.max(axis=1)
+    apart = separated(a)
     theory_first = np.argmax(a, axis=1)
     steps = 3000 if quick else 5000
     rates = {}
@@ -141,7 +147,7 @@ def run(quick: bool = True, out=None) -> Report:
         run_ = train(tasks, model, init or isotropic, lr=lr, steps=steps, record=record, seeds=list(range(E)),
                      n=64 if quick else 256)
         t = first_learned(run_.curves)
-        decided = np.isfinite(t.min(axis=1)) & separated
+        decided = np.isfinite(t.min(axis=1)) & apart
         ok = (np.argmin(t, axis=1) == theory_first) & decided
         rate = float(ok.sum() / max(decided.sum(), 1))
         rates[name] = {"agreement": rate, "decided": int(decided.sum()), "settings": E}

@@ -29,13 +29,24 @@ from simtheory.simulate import Init, Model, epoch_steps, flow_limit, train
 from ._report import Report, main
 
 
-def _kinds(curves):
-    t = curves.times[1:]
-    return [swingby.classify(t, curves.ood_loss[e, 1:]) for e in range(curves.ood_loss.shape[0])]
+def ood_nonmonotone(curves, losses=None) -> np.ndarray:
+    """(E,) whether each member's OOD loss (or the given (E, T) ``losses``) is non-monotone after t = 0."""
+    losses = curves.ood_loss if losses is None else losses
+    return swingby.non_monotone(curves.times[1:], losses[:, 1:])
 
 
-def _nonmonotone(res):
-    return np.array([x.kind in ("swing-by", "multiple descent") for x in res])
+def training_description(lr: float, n: int, batch) -> str:
+    """How the runs were trained, for captions: full-batch GD or the paper's SGD (40 epochs)."""
+    if batch is None:
+        return f"full-batch GD at lr {lr:g}, {n} points per cluster"
+    return f"SGD at lr {lr:g}, batch {batch}, 40 epochs of {n} points per cluster"
+
+
+def train_loss_monotone(train_loss: np.ndarray, sgd: bool) -> np.ndarray:
+    """(E,) whether each training-loss curve (E, T) never rises: by more than 1e-9 relative per record
+    for GD, by more than 1% of the initial loss for SGD (minibatch noise)."""
+    tol = 1e-2 * train_loss[:, :1] if sgd else 1e-9 * train_loss[:, :-1]
+    return np.all(np.diff(train_loss, axis=1) <= tol, axis=1)
 
 
 def _flow(run_, members=None):
@@ -52,8 +63,7 @@ class _Agreement:
 
     def add(self, run_, nonmono_gd) -> np.ndarray:
         pred = _flow(run_)
-        t = run_.curves.times[1:]
-        nonmono_pred = _nonmonotone([swingby.classify(t, p[1:]) for p in pred])
+        nonmono_pred = ood_nonmonotone(run_.curves, pred)
         self.last = (int(np.sum(nonmono_pred == nonmono_gd)), nonmono_gd.size)
         self.last_fraction = float(nonmono_pred.mean())  # predicted fraction of non-monotone runs
         self.agree += self.last[0]
@@ -77,14 +87,12 @@ def run(quick: bool = True, out=None) -> Report:
     seeds = list(range(E))
     fractions, train_monotone, nonmono_total, panels, overlay = {}, 0, 0, {}, {}
     agreement = _Agreement()
-    how = (f"full-batch GD at lr 0.05, {n} points per cluster" if batch is None else
-           f"SGD at lr 0.05, batch {batch}, 40 epochs of {n} points per cluster")
+    how = training_description(0.05, n, batch)
     for d in (2, 64):
         task = sim.SIMTask([1.0, 2.0], 0.05, d=d)
         run_ = train(task, Model("deep", (d, d, d)), Init("default"), lr=0.05, steps=steps, seeds=seeds, n=n,
                      batch_size=batch)
-        res = _kinds(run_.curves)
-        nm = _nonmonotone(res)
+        nm = ood_nonmonotone(run_.curves)
         fractions[d] = float(nm.mean())
         e = int(np.flatnonzero(nm)[0]) if nm.any() else 0
         label = f"d = {d}, seed {e}" + (" (non-monotone)" if nm.any() else " (all monotone)")
@@ -94,11 +102,8 @@ def run(quick: bool = True, out=None) -> Report:
             agree2 = agreement.last
         else:
             overlay[label] = (run_.curves.times, _flow(run_, members=[e])[0])
-        for e in np.flatnonzero(nm):
-            tl = run_.curves.train_loss[e]
-            nonmono_total += 1
-            tol = 1e-9 * tl[:-1] if batch is None else 1e-2 * tl[0]  # SGD noise: 1% of the initial loss
-            train_monotone += bool(np.all(np.diff(tl) <= tol))
+        nonmono_total += int(nm.sum())
+        train_monotone += int(np.sum(nm & train_loss_monotone(run_.curves.train_loss, sgd=batch is not None)))
     r.check("non-monotone fraction d = 2 minus d = 64 (four-layer linear)", fractions[2] - fractions[64], ">= 0.3",
             fractions[2] - fractions[64] >= 0.3)
     r.metrics["non-monotone fraction, four-layer linear"] = fractions
@@ -120,7 +125,7 @@ def run(quick: bool = True, out=None) -> Report:
                         f"predicts monotone vs not in {agree2[0]}/{agree2[1]} runs.")
     three = train(sim.SIMTask([1.0, 2.0], 0.05, d=3), Model("deep", (3, 3)), Init("default"), lr=0.05, steps=steps,
                   seeds=seeds, n=n, batch_size=batch)
-    nm3 = _nonmonotone(_kinds(three.curves))
+    nm3 = ood_nonmonotone(three.curves)
     pred3 = agreement.add(three, nm3)
     r.metrics["non-monotone fraction, three-layer linear d = 3"] = float(nm3.mean())
     if out is not None:
@@ -143,7 +148,7 @@ def run(quick: bool = True, out=None) -> Report:
         for mu1 in mus:
             rr = train(sim.SIMTask([mu1, 2.0], 0.05, d=2), model, Init("default"), lr=0.05, steps=steps, seeds=seeds,
                        n=n, batch_size=batch)
-            nm = _nonmonotone(_kinds(rr.curves))
+            nm = ood_nonmonotone(rr.curves)
             row[mu1] = float(nm.mean())
             if model.kind == "untied":
                 agreement.add(rr, nm)

@@ -26,17 +26,14 @@ from __future__ import annotations
 import numpy as np
 
 import simtheory as sim
-from simtheory import swingby, theory
+from simtheory import theory
 from simtheory.simulate import Init, Model, epoch_steps, flow_limit, train
 from simtheory.task import truncated_variance_factor
 
 from ._report import Report, main
+from .swingby_practice import ood_nonmonotone, train_loss_monotone, training_description
 
 CUTS = (0.5, 1.0, 2.0)
-
-
-def _nonmonotone(t, losses) -> np.ndarray:
-    return np.array([swingby.classify(t, y).kind in ("swing-by", "multiple descent") for y in losses])
 
 
 def _linear_theory(r: Report, quick: bool, out):
@@ -54,8 +51,9 @@ def _linear_theory(r: Report, quick: bool, out):
     for k, (cut, task) in enumerate(zip(CUTS, tasks)):
         gd = c.ood_loss[k]
         scale = float(gd[0])
-        err = {name: float(np.max(np.abs(theory.ood_loss(task, sim.symmetric_flow(A, W0, c.times)) - gd))) / scale
-               for name, A in (("truncated A", task.A), ("Gaussian A", gaussian.A), ("A_n", run_.A_n[k]))}
+        pred = {name: theory.ood_loss(task, sim.symmetric_flow(A, W0, c.times))
+                for name, A in (("truncated A", task.A), ("Gaussian A", gaussian.A), ("A_n", run_.A_n[k]))}
+        err = {name: float(np.max(np.abs(y - gd))) / scale for name, y in pred.items()}
         r.check(f"c = {cut}: OOD-loss error of the truncated-A prediction / that of the Gaussian-A prediction",
                 err["truncated A"] / err["Gaussian A"], "< 0.25", err["truncated A"] < 0.25 * err["Gaussian A"])
         r.metrics[f"c = {cut}: max OOD-loss error / initial OOD loss"] = err
@@ -64,7 +62,7 @@ def _linear_theory(r: Report, quick: bool, out):
             truncated_variance_factor(cut), [float(task.a[0]), float(gaussian.a[0])])
         label = f"c = {cut}"
         panels[label] = c.select(k)
-        overlay[label] = (c.times, theory.ood_loss(task, sim.symmetric_flow(task.A, W0, c.times)))
+        overlay[label] = (c.times, pred["truncated A"])
     if out is not None:
         from simtheory import plotting
 
@@ -86,25 +84,22 @@ def _swingby(r: Report, quick: bool, out):
     seeds = list(range(E))
     kinds, agree = {}, float("nan")
     panels, overlay = {}, {}
-    how = (f"full-batch GD at lr 0.05, {n} points per cluster" if batch is None else
-           f"SGD at lr 0.05, batch {batch}, 40 epochs of {n} points per cluster")
+    how = training_description(0.05, n, batch)
     for data, cut in (("Gaussian", None), ("truncated c = 1", 1.0)):
         task = sim.SIMTask([1.0, 2.0], 0.3, d=2, truncate=cut)
         for name, model in (("four-layer linear", Model("deep", (2, 2, 2))),
                             ("two-layer ReLU", Model("mlp", (16,), bias=True))):
             run_ = train(task, model, Init("default"), lr=0.05, steps=steps, seeds=seeds, n=n, batch_size=batch)
             c = run_.curves
-            t = c.times[1:]
-            nm = _nonmonotone(t, c.ood_loss[:, 1:])
-            tol = 1e-9 * c.train_loss[:, :-1] if batch is None else 1e-2 * c.train_loss[:, :1]
-            mono_train = np.all(np.diff(c.train_loss, axis=1) <= tol, axis=1)
+            nm = ood_nonmonotone(c)
+            mono_train = train_loss_monotone(c.train_loss, sgd=batch is not None)
             kinds[(data, name)] = float(nm.mean())
             r.metrics[f"{name}, {data}: non-monotone OOD loss / training loss monotone in those runs"] = (
                 float(nm.mean()), f"{int(np.sum(mono_train & nm))}/{int(nm.sum())}")
             if name != "four-layer linear" or cut is None:
                 continue
             pred = theory.ood_loss(task, flow_limit(run_, population=True, rtol=1e-7, atol=1e-10))
-            agree = float(np.mean(_nonmonotone(t, pred[:, 1:]) == nm))
+            agree = float(np.mean(ood_nonmonotone(c, pred) == nm))
             check = "four-layer linear, truncated clusters: flow with the truncated population A predicts monotone vs not"
             if batch is None:
                 r.check(check, agree, ">= 0.9", agree >= 0.9)
