@@ -297,6 +297,10 @@ def _embed(r: _Report, name: str, rep) -> dict:
         cell = lambda x: str(x).replace("|", "\\|")
         r.md(f"| {cell(c.name)} | {c.value:.4g} | {cell(c.bound)} | {'pass' if c.passed else '**FAIL**'} |")
     r.md("")
+    if getattr(rep, "claims", None):
+        from simtheory.claims import markdown_table
+
+        r.md(markdown_table(rep.claims), "")
     for k, v in rep.metrics.items():
         if k == "variants":
             cols = list(next(iter(v.values())))

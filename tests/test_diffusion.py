@@ -80,10 +80,48 @@ def test_colour_signal_grows_with_delta_and_crosses_the_size_signal():
 
 @pytest.mark.parametrize("kwargs, name", [({"delta": 0.0}, "delta"), ({"delta": 0.9}, "delta"),
                                           ({"resolution": 4}, "resolution"), ({"size_gap": 0.5}, "size_gap"),
-                                          ({"concepts": ("size", "colour")}, "concepts")])
+                                          ({"concepts": ("size", "colour")}, "concepts"), ({"blur": -0.1}, "blur"),
+                                          ({"blur": float("nan")}, "blur"), ({"blur": "1px"}, "blur")])
 def test_image_spec_rejects_bad_input(kwargs, name):
     with pytest.raises(ValueError, match=name):
         ImageSpec(**kwargs)
+
+
+def test_blur_is_in_canvas_units_so_resolutions_are_comparable():
+    labels = np.array([[0, 0]] * 4)
+    # one pixel at 16x16 is 2/16 canvas units: the kernel of one-pixel blur, as before blur was a parameter
+    from simtheory.diffusion.data import _gauss_kernel
+
+    x = np.arange(-3, 4.0)
+    np.testing.assert_allclose(_gauss_kernel(1.0), np.exp(-0.5 * x**2) / np.exp(-0.5 * x**2).sum())
+
+    def edge_width(res, blur):
+        img = render(ImageSpec(res, 0.6, jitter=False, blur=blur), labels, seed=3)
+        g = img[:, 1]  # green: 0.2 inside the circle, >= 0.8 outside
+        ramp = ((g > 0.3) & (g < 0.7)).sum(axis=(1, 2))  # pixels on the soft edge
+        return float(np.mean(ramp)) * (2 / res) ** 2  # canvas area of the edge
+    # the same blur in canvas units gives the same edge area at 16x16 and 32x32 (within a pixel's worth)
+    a16, a32 = edge_width(16, 0.125), edge_width(32, 0.125)
+    assert a16 == pytest.approx(a32, rel=0.3)
+    # while one pixel at each resolution (the old rule) halves the edge's canvas width at 32x32
+    assert edge_width(32, 2 / 32) < 0.7 * a16
+    assert np.array_equal(render(ImageSpec(16, 0.6, blur=0.0), labels, 3), render(ImageSpec(16, 0.6, blur=0.0), labels, 3))
+
+
+def test_vector_prompts_are_each_images_own_values_and_class_means_at_test():
+    from simtheory.diffusion.data import SMALL, class_vectors, condition_vectors, scene_params
+
+    spec = ImageSpec(16, 0.6)
+    labels = class_labels(training_classes(2), 8)
+    v = condition_vectors(spec, labels, seed=4)
+    p = scene_params(labels, 4, spec.size_gap)
+    np.testing.assert_allclose(v[:, 3], p["radius"], rtol=1e-6)
+    np.testing.assert_allclose(v[:, :3], spec.colour(labels[:, 0]) + p["jitter"] * 0.6 / 8, rtol=1e-6)
+    m = class_vectors(spec, classes(2))
+    np.testing.assert_allclose(m[:, :3], spec.colour(classes(2)[:, 0]), rtol=1e-6)
+    assert m[1, 3] == pytest.approx(np.mean(SMALL)) and m[0, 3] == pytest.approx(0.55 + spec.size_gap)
+    over = class_vectors(spec, classes(2)[-1:], colour_scale=2.0)[0]
+    assert over[2] == pytest.approx(0.5 + 2 * 0.3) and over[0] == pytest.approx(0.5 - 2 * 0.3) and over[1] == pytest.approx(0.2)
 
 
 def test_render_rejects_bad_labels():
@@ -200,7 +238,13 @@ def test_checkpoint_steps_are_quadratic():
 
 @pytest.mark.parametrize("kwargs, name", [({"lr": -1.0}, "lr"), ({"steps": 0}, "steps"), ({"p_uncond": 1.0}, "p_uncond"),
                                           ({"deltas": (0.0,)}, "delta"), ({"resolution": 32}, "resolution"),
-                                          ({"guidance": 3.0, "p_uncond": 0.0}, "guidance")])
+                                          ({"guidance": 3.0, "p_uncond": 0.0}, "guidance"),
+                                          ({"weight_decay": -1.0}, "weight_decay"), ({"blur": -1.0}, "blur"),
+                                          ({"over_prompt": (2.0,)}, "over_prompt"),
+                                          ({"over_prompt": (-1.0,), "net": NetConfig(16, 8, (1, 2), 16, heads=2,
+                                                                                      conditioning="vector")}, "over_prompt"),
+                                          ({"concepts": ("colour", "size", "shape"),
+                                            "net": NetConfig(16, 8, (1, 2), 16, heads=2, conditioning="vector")}, "vector")])
 def test_run_config_rejects_bad_input(kwargs, name):
     with pytest.raises(ValueError, match=name):
         tiny(**kwargs)
@@ -244,6 +288,27 @@ def test_ensemble_members_equal_separate_runs(full_run, tmp_path):
     np.testing.assert_allclose(both.train_loss[1:, 1], alone.train_loss[1:, 0], rtol=1e-4)
 
 
+def test_vector_prompt_run_records_the_over_prompts(tmp_path):
+    net = NetConfig(16, 8, (1, 2), 16, heads=2, conditioning="vector")
+    cfg = tiny(deltas=(0.2, 0.8), net=net, over_prompt=(1.5, 3.0), p_uncond=0.0)
+    rec = analysis.load(train(cfg, tmp_path / "vec", progress=False))
+    C = len(rec.steps)
+    assert rec.probs.shape == (C, 2, 4, cfg.n_generate, 2)
+    assert rec.over_probs.shape == (C, 2, 2, cfg.n_generate, 2)
+    res = analysis.analyse(rec, fit=False)
+    assert "over_prompt" in res["deltas"][0] and any(c["name"].startswith("over-prompting") for c in res["claims"])
+    # members differ in delta only through their images and prompts: the vector of member delta 0.8 is bluer
+    assert not np.array_equal(rec.over_probs[:, 0], rec.over_probs[:, 1])
+
+
+def test_configs_written_before_blur_existed_load_with_one_pixel_blur(full_run):
+    cfg, d = full_run
+    old = json.loads((d / "config.json").read_text())
+    old.pop("blur")
+    old.pop("over_prompt")
+    assert RunConfig.from_dict(old).blur == 2 / old["resolution"]
+
+
 def test_run_directory_refuses_another_config(full_run):
     _, d = full_run
     with pytest.raises(ValueError, match="different configuration"):
@@ -252,16 +317,124 @@ def test_run_directory_refuses_another_config(full_run):
 
 # --- analysis ---------------------------------------------------------------------------------
 
-def test_learning_times_and_non_monotone_on_synthetic_curves():
-    steps = np.arange(0, 1000, 10.0)
-    C = np.stack([1 / (1 + np.exp(-(steps - 300) / 30)), 1 / (1 + np.exp(-(steps - 700) / 30))], axis=1)
-    t = analysis.learning_times(steps, C, 0.8)
-    assert 300 < t[0] < 400 and 700 < t[1] < 800
-    bump = np.exp(-steps / 200) + 0.5 * np.exp(-((steps - 500) / 80) ** 2)
-    assert analysis.non_monotone(steps, bump)[0]
-    assert not analysis.non_monotone(steps, np.exp(-steps / 200))[0]
-    rate, r2 = analysis.fit_exponential_decay(steps, 3 * np.exp(-2.0 * steps / 1000))
-    assert rate == pytest.approx(2.0) and r2 == pytest.approx(1.0)
+def _sig(t, t0, w=150.0):
+    from scipy.special import expit
+
+    return expit((t - t0) / w)
+
+
+def synthetic_records(times: dict, swing: dict, seeds=(0, 1, 2), n: int = 8, noise: float = 0.0) -> analysis.Records:
+    """Records whose probe outputs are known: for each delta, colour is learned at ``times[delta][0]`` and size at
+    ``times[delta][1]`` steps (logistic probabilities, the same on the training and the held-out prompts); with
+    ``swing[delta]`` the held-out P(blue) first rises to 0.6 near step 1500, after size is learned, and falls back
+    before colour is learned (a swing-by to red-small). Seeds shift the times by 1% each."""
+    deltas = tuple(sorted(times))
+    cfg = tiny(deltas=deltas, seeds=seeds, steps=6000, n_checkpoints=60, n_generate=n)
+    steps = checkpoint_steps(cfg.steps, cfg.n_checkpoints).astype(float)
+    rng = np.random.default_rng(0)
+    K, C = len(cfg.members), len(steps)
+    probs = np.zeros((C, K, 4, n, 2))
+    all_c = classes(2)
+    for k, (d, seed) in enumerate(cfg.members):
+        tc, ts = (x * (1 + 0.01 * seed) for x in times[d])
+        pc, ps = _sig(steps, tc), _sig(steps, ts)
+        for j, (c, z) in enumerate(all_c):
+            col = pc if c == 1 else 1 - pc
+            size = ps if z == 1 else 1 - ps
+            if (c, z) == (1, 1) and swing.get(d):
+                col = np.maximum(col, 0.6 * np.exp(-((steps - 1500) / 400) ** 2))
+            spread = np.linspace(-0.1, 0.1, n)[None, :]  # the generations of a prompt differ a little
+            probs[:, k, j, :, 0] = np.clip(col[:, None] + spread, 0, 1)
+            probs[:, k, j, :, 1] = np.clip(size[:, None] + spread, 0, 1)
+    probs = np.clip(probs + noise * rng.standard_normal(probs.shape), 0, 1)
+    return analysis.Records(cfg, steps.astype(np.int64), probs, probs.copy(), np.zeros((C, K, 1, 3, 16, 16), np.uint8),
+                            np.ones((C, K)), np.arange(C, dtype=float))
+
+
+def claims_by_prefix(result):
+    return {c["name"].split(":")[0]: c for c in result["claims"]}
+
+
+def test_learning_times_are_parks_definition_on_synthetic_runs():
+    rec = synthetic_records({0.1: (4000, 1000), 0.2: (3000, 1000), 0.8: (1000, 3000)}, {0.1: True, 0.2: True})
+    res = analysis.analyse(rec, fit=False)
+    m = res["members"][0]  # delta 0.1, seed 0: size at 1000, colour at 4000
+    for reading in ("heldout", "training", "park"):
+        assert 1000 < m[f"time_size_{reading}"] < 1500 and 4000 < m[f"time_colour_{reading}"] < 4600
+        assert m[f"first_{reading}"] == "size"
+    assert [e["first_heldout"] for e in res["deltas"]] == [["size"] * 3, ["size"] * 3, ["colour"] * 3]
+    cl = claims_by_prefix(res)
+    assert cl["(i) learning order on the held-out prompt"]["verdict"] == "pass"
+    assert cl["(i) learning order on the training prompts"]["verdict"] == "pass"
+    assert cl["(i) the seed-mean colour learning time (held-out prompt) falls as delta rises"]["verdict"] == "pass"
+    cross = cl["(i) the delta at which colour and size are learned at the same time (held-out, seed means)"]
+    assert 0.2 < cross["details"]["measured"] < 0.8
+
+
+def test_a_wrong_order_fails_the_order_claims():
+    rec = synthetic_records({0.1: (1000, 4000), 0.2: (1000, 3000), 0.8: (3000, 1000)}, {})
+    cl = claims_by_prefix(analysis.analyse(rec, fit=False))
+    assert cl["(i) learning order on the held-out prompt"]["verdict"] == "fail"
+    assert cl["(i) the seed-mean colour learning time (held-out prompt) falls as delta rises"]["verdict"] == "fail"
+
+
+def test_a_concept_never_learned_is_censored_and_decides_nothing():
+    rec = synthetic_records({0.1: (1e6, 1e6), 0.2: (1e6, 1e6), 0.8: (1e6, 1e6)}, {})
+    res = analysis.analyse(rec, fit=False)
+    m = res["members"][0]
+    assert m["censored_colour_heldout"] and m["time_colour_heldout"] == 6000 and m["first_heldout"] == "none"
+    cl = claims_by_prefix(res)
+    assert cl["(i) learning order on the held-out prompt"]["verdict"] == "inconclusive"
+    assert cl["(i) the seed-mean colour learning time (held-out prompt) falls as delta rises"]["verdict"] == "inconclusive"
+
+
+def test_a_noisy_plateau_is_not_learned():
+    # colour held at 0.8 +- noise: single checkpoints above 0.9 accuracy, never three in a row after smoothing
+    t = np.arange(0, 6000, 100.0)
+    acc = np.full((1, len(t), 2), 1.0)
+    rng = np.random.default_rng(1)
+    acc[0, :, 0] = np.clip(0.8 + 0.05 * rng.standard_normal(len(t)), 0, 1)
+    acc[0, 5::9, 0] = 1.0
+    c = analysis.learning_times(t, acc)[0]
+    assert c[0].censored and not c[1].censored and c[1].time == 0
+
+
+def test_swingby_claim_sees_the_rise_where_predicted_and_not_a_monotone_curve():
+    swing = synthetic_records({0.1: (4000, 1000), 0.2: (3000, 1000), 0.8: (1000, 3000)}, {0.1: True, 0.2: True})
+    res = analysis.analyse(swing, fit=False)
+    e = res["deltas"][0]
+    assert e["predicted_swingby"] and e["rise"] > 0.2 and e["peak_near_stronger_corner"]
+    assert 500 < e["rise_step"] < 4500
+    assert claims_by_prefix(res)["(ii) swing-by"]["verdict"] == "pass"
+    flat = synthetic_records({0.1: (4000, 1000), 0.2: (3000, 1000), 0.8: (1000, 3000)}, {})
+    res = analysis.analyse(flat, fit=False)
+    assert res["deltas"][0]["rise"] < 0.05
+    assert claims_by_prefix(res)["(ii) swing-by"]["verdict"] == "fail"
+
+
+def test_slowdown_fit_recovers_the_rate_of_an_exponential_approach():
+    steps = checkpoint_steps(6000, 60).astype(float)
+    rate = 0.8  # per 1k steps
+    C = np.stack([1 - np.exp(-rate * steps / 1000), np.ones_like(steps)], axis=1)
+    mid, v = analysis.speed(steps, C)
+    dec = analysis._decay(steps, analysis.mse_to_target(C), mid, v, floor=1e-3)
+    assert dec["verdict"] == "pass" and dec["n_points"] == len(v)  # the floor is never reached
+    assert dec["rate_per_1k"] == pytest.approx(rate, rel=0.02) and dec["r2"] > 0.999
+    assert dec["power_r2"] < dec["r2"]
+    # the window ends where the speed falls to twice the floor
+    dec = analysis._decay(steps, analysis.mse_to_target(C), mid, v, floor=0.5001 * v[30])  # v[30] < 2 floor
+    assert dec["n_points"] == 30
+    # a flat, noisy speed has fewer than 6 points above its floor: inconclusive, not fail
+    flat = analysis._decay(steps, np.zeros_like(steps), mid, np.full_like(v, 1e-3), floor=1e-3)
+    assert flat["verdict"] == "inconclusive"
+
+
+def test_slowdown_claim_passes_on_logistic_learning_curves():
+    rec = synthetic_records({0.1: (2000, 1000), 0.2: (2000, 1200), 0.8: (1000, 2000)}, {})
+    res = analysis.analyse(rec, fit=False)
+    for e in res["deltas"]:
+        assert e["decay"]["verdict"] == "pass" and e["decay"]["rate_per_1k"] > 0, e["decay"]
+    assert claims_by_prefix(res)["(iii) slowdown"]["verdict"] == "pass"
 
 
 def test_sim_fit_recovers_the_rate_ratio_of_a_sim_trajectory():
@@ -294,6 +467,35 @@ def test_full_diffusion_validation_composes(tmp_path):
 
     report = diffusion.run(quick=False, out=tmp_path)
     assert report.passed, str(report)
+
+
+def test_a_sweep_trains_one_run_per_seed_and_reports_every_claim(tmp_path):
+    from simtheory.diffusion.probe import Probe
+    from validation import diffusion
+
+    cfg = tiny(deltas=(0.1, 0.4, 0.8), seeds=(0, 1))
+    rep = diffusion.run(config=cfg, out=tmp_path, run_dir=tmp_path / "sweep")
+    assert sorted(p.name for p in (tmp_path / "sweep").iterdir()) == ["seed0", "seed1"]
+    assert analysis.load(tmp_path / "sweep" / "seed1").config.seeds == (1,)
+    p0, p1 = (Probe.load(tmp_path / "sweep" / f"seed{k}" / "probe.pt") for k in (0, 1))
+    assert all(torch.equal(a, b) for a, b in zip(p0.net.state_dict().values(), p1.net.state_dict().values()))
+    names = [c.name.split(":")[0] for c in rep.claims]
+    assert names[:2] == ["(i) learning order on the held-out prompt", "(i) learning order on the training prompts"]
+    assert any(n.startswith("(ii)") for n in names) and any(n.startswith("(iii)") for n in names)
+    assert all(c.verdict in ("pass", "fail", "inconclusive", "reported") for c in rep.claims)
+    assert (tmp_path / "diffusion_figure6.png").exists() and len(rep.metrics["members"]) == 6
+    assert "required" in json.loads((tmp_path / "diffusion_analysis.json").read_text())["claims"][0]
+
+
+@pytest.mark.slow
+def test_cpu_sweep_of_the_claims(tmp_path):
+    """The CPU sweep (4 deltas x 3 seeds at 12x12, about an hour on 2 cores): the pipeline learns the training
+    classes and every claim gets a verdict with its numbers (the verdicts are the finding, not the test)."""
+    from validation import diffusion
+
+    rep = diffusion.run(config=diffusion.sweep_config(), out=tmp_path)
+    assert all(c.passed for c in rep.checks), str(rep)
+    assert len(rep.claims) >= 6 and (tmp_path / "diffusion_figure6.png").exists()
 
 
 def test_report_section_embeds_an_existing_diffusion_run(full_run, tmp_path):

@@ -8,6 +8,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from simtheory.claims import Claim
+
 
 @dataclass(frozen=True)
 class Check:
@@ -28,6 +30,7 @@ class Report:
     figures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     captions: dict[str, str] = field(default_factory=dict)
+    claims: list[Claim] = field(default_factory=list)  # the paper's claims with verdicts (pass/fail/inconclusive)
 
     def figure(self, paths, caption: str) -> None:
         """Record a figure (the PNG of ``paths``) with a caption that states its parameters and the
@@ -43,12 +46,15 @@ class Report:
 
     @property
     def passed(self) -> bool:
-        return bool(self.checks) and all(c.passed for c in self.checks)
+        """Every check passes and no claim fails (an inconclusive claim is not a failure, nor a pass)."""
+        return bool(self.checks) and all(c.passed for c in self.checks) and not any(c.failed for c in self.claims)
 
     def __str__(self) -> str:
         lines = [f"{self.name}: {'PASS' if self.passed else 'FAIL'} - {self.claim}"]
         for c in self.checks:
             lines.append(f"  [{'pass' if c.passed else 'FAIL'}] {c.name}: {c.value:.6g} (required {c.bound})")
+        for c in self.claims:
+            lines.append(f"  [{c.verdict}] {c.name}: {c.measured} (required {c.required}; trivial/wrong: {c.base_rate or '-'})")
         for k, v in self.metrics.items():
             lines.append(f"  {k}: {v}")
         lines += [f"  note: {n}" for n in self.notes]
@@ -57,7 +63,8 @@ class Report:
 
     def to_dict(self) -> dict:
         return {"name": self.name, "claim": self.claim, "passed": self.passed,
-                "checks": [c.__dict__ for c in self.checks], "metrics": self.metrics,
+                "checks": [c.__dict__ for c in self.checks], "claims": [c.to_dict() for c in self.claims],
+                "metrics": self.metrics,
                 "figures": self.figures, "captions": self.captions, "notes": self.notes}
 
 

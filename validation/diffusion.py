@@ -4,21 +4,26 @@ Quick (default tests): a 0.24M-parameter U-Net, 1000 steps at 16x16 and delta = 
 pipeline runs end to end, the probe passes its 99% gate, the loss falls and the colour word steers
 generation. Full (``--full``, slow, about 26 minutes on 2 CPU cores): the CPU default (16x16,
 0.49M-parameter U-Net, batch 64, 12k steps) at delta = 0.6; it must generate the training classes
-and compose the OOD class (blue-small). ``--sweep`` runs a sweep of deltas (the paper's 6 x 3 on a
-GPU with ``--gpu``) and checks the three claims. Every report carries the Figure 6 analogue and the
-claims' numbers.
+and compose the OOD class (blue-small). ``--sweep`` runs the CPU sweep of the claims (4 deltas
+spanning the pixel-signal crossing x 3 seeds, :func:`sweep_config`; the paper's 6 x 3 on a GPU with
+``--gpu``); ``--vector`` the vector-prompt ablation with the over-prompting test. Every report
+carries the Figure 6 analogue (seed means) and the claims table.
 
-Claims, each with a number (thresholds in :mod:`simtheory.diffusion.analysis`, fixed before the
-first run): (i) the concept with the larger pixel-space signal is learned first, and the order
-flips as delta crosses the size signal; (ii) the concept-space MSE is non-monotone where the
-signals are well separated (the theory's swing-by condition a_strong > 3 a_weak); (iii) the late
-speed |dC/dt| decays exponentially. Disagreements are reported, not hidden.
+Claims (:func:`simtheory.diffusion.analysis.claims`; thresholds fixed in code before the first
+sweep), each pass / fail / inconclusive with its numbers and what a trivial answer would score:
+(i) the concept with the larger pixel-space signal is learned first (held-out prompt, Park's
+reading, and training prompts) and the colour learning time falls as delta rises; (ii) the
+seed-mean concept-space MSE rises again where the theory predicts a swing-by (a_strong > 3
+a_weak), with the trajectory near the stronger concept's training corner; (iii) the speed
+|dC/dt| decays exponentially after the last turning point; and the SIM fit's rate ratio rises
+with delta. Disagreements with the paper are reported, not hidden.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -41,14 +46,57 @@ def full_config(**changes):
     return cpu_config(**changes)
 
 
+#: the CPU sweep's colour signals: two well below the pixel-signal crossing (about 0.55), one below it by
+#: more than the 15% tie margin, one above it
+SWEEP_DELTAS = (0.1, 0.2, 0.4, 0.8)
+SWEEP_SEEDS = (0, 1, 2)
+
+
 def sweep_config(gpu: bool = False, **changes):
-    """A sweep over delta x seed: the paper's (6 x 3, 32x32, 20k steps) on a GPU, or a CPU one that
-    fits a session (the CPU default U-Net, 4 deltas x 1 seed, 5k steps, 40 checkpoints of 16
-    generations per prompt; about 40 minutes on 2 cores)."""
+    """The delta x seed sweep of the claims: the paper's (6 deltas x 3 seeds, 32x32, 20k steps) on a GPU,
+    or the CPU one (:data:`SWEEP_DELTAS` x :data:`SWEEP_SEEDS`, each seed one 4-member ensemble).
+
+    CPU setting, sized from the measured step time (a 4-member ensemble of the 0.24M-parameter U-Net at
+    12x12 and batch 32 takes about 0.17 s a step on 2 cores): 4500 steps, 60 checkpoints of 16
+    generations per prompt, about 16 minutes a seed. Dynamics settings as in Park et al.: AdamW 1e-3
+    with weight decay 0.01, constant learning rate, no prompt dropout, blur in canvas units (one pixel
+    at 32x32), the same sampler noise at every checkpoint. The configuration's ``seeds`` are trained as
+    separate runs (one directory each, see :func:`train_sweep`) and merged for the analysis."""
     if gpu:
-        return paper_config(**changes)
-    base = dict(deltas=(0.247, 0.468, 0.579, 0.689), seeds=(0,), steps=5000, n_checkpoints=40, n_generate=16)
+        return paper_config(**{"weight_decay": 0.01, "p_uncond": 0.0, "blur": 2 / 32, **changes})
+    base = dict(resolution=12, net=NetConfig(12, 16, (1, 2, 2), 32), deltas=SWEEP_DELTAS, seeds=SWEEP_SEEDS,
+                steps=4500, batch=32, lr=1e-3, weight_decay=0.01, p_uncond=0.0, blur=2 / 32, n_checkpoints=60,
+                n_generate=16)
     return cpu_config(**{**base, **changes})
+
+
+def vector_config(**changes):
+    """The vector-prompt ablation (Park's conditioning: (R, G, B, radius), added per block through a small
+    MLP) at delta 0.1 and 0.8 x 2 seeds in one 4-member ensemble, with the over-prompting test (the OOD
+    class also generated with its blue exaggerated 1.25 to 3 times) at every checkpoint; otherwise the
+    CPU sweep's setting."""
+    base = sweep_config()
+    base = dict(net=replace(base.net, conditioning="vector"), deltas=(0.1, 0.8), seeds=(0, 1),
+                over_prompt=(1.25, 1.5, 2.0, 2.5, 3.0))
+    return sweep_config(**{**base, **changes})
+
+
+def train_sweep(config, root, *, progress: bool = False) -> list[Path]:
+    """Train (or resume) ``config`` as one run per seed under ``root`` (``root/seed<k>``: one ensemble over
+    the deltas each, so a sweep can be split over processes or machines and resumed seed by seed); returns
+    the run directories, in seed order, for :func:`simtheory.diffusion.analysis.merge`."""
+    import shutil
+
+    root = Path(root)
+    dirs = []
+    for seed in config.seeds:
+        d = root / f"seed{seed}"
+        if dirs and not (d / "probe.pt").exists() and (dirs[0] / "probe.pt").exists():
+            d.mkdir(parents=True, exist_ok=True)  # the probe depends on the images only, not on the seed: reuse it
+            shutil.copyfile(dirs[0] / "probe.pt", d / "probe.pt")
+        train(replace(config, seeds=(seed,)), d, progress=progress)
+        dirs.append(d)
+    return dirs
 
 
 def config_of(run_dir):
@@ -58,18 +106,25 @@ def config_of(run_dir):
     return RunConfig.from_dict(json.loads((Path(run_dir) / "config.json").read_text()))
 
 
-def report_run(rec, r: Report, out=None, *, fit: bool = True) -> dict:
+def report_run(rec, r: Report, out=None, *, fit: bool = True, title: str = "") -> dict:
     """Add the analysis of finished runs (:class:`~simtheory.diffusion.analysis.Records`) to ``r``:
-    metrics, claims and figures."""
+    the members' table, the claims and the figures."""
+    from simtheory.claims import Claim
+
     result = analysis.analyse(rec, fit=fit)
-    r.metrics["members"] = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items()} for m in result["members"]]
-    r.metrics["claims"] = result["claims"]
+    keep = ("delta", "seed", "predicted_first", "first_heldout", "first_park", "first_training", "time_colour_heldout",
+            "time_size_heldout", "time_colour_training", "time_size_training", "final_mse", "final_mult_accuracy",
+            "final_in_distribution_accuracy")
+    r.metrics["members"] = [{k: (round(m[k], 4) if isinstance(m[k], float) else m[k]) for k in keep} for m in result["members"]]
     r.metrics["signal_crossing_delta"] = result["signal_crossing_delta"]
     r.metrics["wall_s"] = float(rec.wall_s[-1])
+    r.claims.extend(Claim.from_dict(c) for c in result["claims"])
     if out is not None:
         out = Path(out)
-        for p in analysis.figure6(rec, result, out / "diffusion_figure6"):
-            r.figures.append(str(p))
+        r.figure(analysis.figure6(result, out / "diffusion_figure6", title=title),
+                 f"Figure 6 analogue ({title or 'diffusion run'}): seed means of {len(set(rec.config.seeds))} seed(s) "
+                 f"at delta {', '.join(f'{d:g}' for d in sorted(set(rec.config.deltas)))}; "
+                 + "; ".join(f"{c.name.split(':')[0]}: {c.verdict}" for c in r.claims))
         for k in range(len(rec.members)):
             r.figures.append(str(analysis.image_strip(rec, out / f"diffusion_ood_samples_{k}", member=k)))
         from simtheory.curves import atomic_write_text
@@ -79,10 +134,11 @@ def report_run(rec, r: Report, out=None, *, fit: bool = True) -> dict:
 
 
 def run(quick: bool = True, out=None, run_dir=None, config=None) -> Report:
-    """Diffusion model in concept space: pipeline, composition, and the three claims.
+    """Diffusion model in concept space: pipeline, composition, and the claims.
 
-    ``config`` overrides the setting (e.g. :func:`sweep_config`); ``run_dir`` resumes or reuses a run,
-    and a list of run directories (finished runs differing only in seeds) is merged and analysed."""
+    ``config`` overrides the setting; a configuration with several seeds (e.g. :func:`sweep_config`) is trained
+    seed by seed under ``run_dir`` (:func:`train_sweep`) and merged. ``run_dir`` resumes or reuses a run, and a
+    list of run directories (finished runs differing only in seeds) is merged and analysed."""
     r = Report("diffusion", "a text-conditioned diffusion model learns concepts in the order of their signal; "
                             "its OOD concept-space trajectory swings by and decelerates exponentially")
     cfg = config if config is not None else quick_config() if quick else full_config()
@@ -90,34 +146,36 @@ def run(quick: bool = True, out=None, run_dir=None, config=None) -> Report:
         run_dir = run_dir[0]
     if isinstance(run_dir, (list, tuple)):
         dirs = [Path(d) for d in run_dir]
-        rec = analysis.merge(analysis.load(d) for d in dirs)
-    elif run_dir is None:
-        import tempfile
+        missing = [str(d) for d in dirs if not (d / "records.npz").exists()]
+        if missing:
+            raise FileNotFoundError(f"--run-dir: no finished run (records.npz) in {missing}")
+    else:
+        if run_dir is None:
+            import tempfile
 
-        run_dir = Path(out) / "diffusion_run" if out is not None else Path(tempfile.mkdtemp(prefix="simtheory-diffusion-"))
-    if not isinstance(run_dir, (list, tuple)):
-        if config is None and (Path(run_dir) / "config.json").exists():
+            run_dir = Path(out) / "diffusion_run" if out is not None else Path(tempfile.mkdtemp(prefix="simtheory-diffusion-"))
+        run_dir = Path(run_dir)
+        if config is None and (run_dir / "config.json").exists():
             cfg = config_of(run_dir)  # an existing run is resumed (or just analysed) as it was configured
-        train(cfg, run_dir, progress=sys.stderr.isatty())
-        dirs = [Path(run_dir)]
-        rec = analysis.load(run_dir)
-    res = report_run(rec, r, out, fit=not quick)
+        progress = sys.stderr.isatty()
+        if len(cfg.seeds) > 1 and not (run_dir / "config.json").exists():
+            dirs = train_sweep(cfg, run_dir, progress=progress)
+        else:
+            train(cfg, run_dir, progress=progress)
+            dirs = [run_dir]
+    rec = analysis.merge(analysis.load(d) for d in dirs)
+    title = (f"{rec.config.prompt} prompt, {rec.config.resolution}x{rec.config.resolution}, {rec.steps[-1]} steps")
+    res = report_run(rec, r, out, fit=not quick, title=title)
     members = res["members"]
     id_acc = analysis.in_distribution_accuracy(rec)[:, -1]
-    colour_ok = min(_colour_accuracy(rec))
     probe_acc = min(_probe_accuracy(d) for d in dirs)
     r.check("probe held-out accuracy (worst delta x concept)", probe_acc, ">= 0.99", probe_acc >= 0.99)
-    cl = res["claims"]
-    if len({m["delta"] for m in members}) >= 3:  # a sweep: the three claims are checked
-        o, sw, dec = cl["order"], cl["swingby"], cl["deceleration"]
-        r.check("(i) concept learned first (training prompts) = larger signal, fraction of members", o["agreement"],
-                ">= 0.75", o["agreement"] >= 0.75)
-        r.check("(i) the order flips between the lowest and the highest delta", float(o["flips"]), "= 1", o["flips"])
-        gap = sw["non_monotone_where_predicted"] - sw["non_monotone_elsewhere"]
-        r.check("(ii) non-monotone MSE: fraction where a swing-by is predicted minus fraction elsewhere", gap, "> 0",
-                bool(np.isfinite(gap) and gap > 0))
-        r.check("(iii) late speed decays exponentially (rate > 0, R^2 >= 0.5), fraction of members",
-                dec["fraction_exponential"], ">= 0.5", dec["fraction_exponential"] >= 0.5)
+    if len({m["delta"] for m in members}) >= 2:  # a sweep: the claims decide; the pipeline must have learned
+        worst = float(id_acc.min())
+        r.check("in-distribution accuracy at the end, worst member (all concepts right)", worst, ">= 0.5", worst >= 0.5)
+        r.notes.append(f"thresholds: learning time = smoothed (sigma {analysis.SMOOTH_TIME} ckpts) argmax accuracy > "
+                       f"{analysis.LEARNED} for {analysis.RUN} checkpoints (held-out reading counted only where the "
+                       f"training prompts express the concept); order 'tie' where the signals differ by <= {analysis.TIE:.0%}")
     elif quick:
         first = rec.train_loss[1]
         last = rec.train_loss[-1]
@@ -125,9 +183,10 @@ def run(quick: bool = True, out=None, run_dir=None, config=None) -> Report:
                 bool(np.all(last <= 0.5 * first)))
         gap = _colour_gap(rec)
         r.check("the colour word steers generation: P(blue | blue prompts) - P(blue | red prompts)", gap, ">= 0.3", gap >= 0.3)
-        r.metrics["in_distribution_colour_accuracy"] = colour_ok
-        r.notes.append("quick: the pipeline and the colour pathway only; size and the OOD composition need --full "
-                       "(colour is read as hard labels by about 2k steps at the CPU default size)")
+        r.metrics["in_distribution_colour_accuracy"] = min(_colour_accuracy(rec))
+        r.claims.clear()  # one delta, one seed, 1000 steps: the claims need --sweep
+        r.notes.append("quick: the pipeline and the colour pathway only; size and the OOD composition need --full, "
+                       "the claims --sweep")
     else:
         k = int(np.argmax([m["delta"] for m in members]))
         m = members[k]
@@ -135,12 +194,8 @@ def run(quick: bool = True, out=None, run_dir=None, config=None) -> Report:
         r.check("OOD composition: P(blue) P(small) at the end", m["final_mult_accuracy"], ">= 0.5", m["final_mult_accuracy"] >= 0.5)
         r.notes.append(f"the OOD prompt keeps swinging between checkpoints: P(blue) P(small) averages "
                        f"{m['mult_accuracy_last5']:.2f} over the last 5 checkpoints (last: {m['final_mult_accuracy']:.2f})")
-        r.notes.append("claims (i) and (ii) compare deltas: run --sweep for them; a single delta gives (iii) and the trajectory")
-    for m in members:
-        for key, where in (("learned_first_id", "training prompts"), ("learned_first", "OOD prompt")):
-            if m[key] not in ("none", "tie", m["predicted_first"]):
-                r.notes.append(f"delta = {m['delta']:g}, seed {m['seed']}: {m[key]} learned first on the {where}, "
-                               f"the pixel signal predicts {m['predicted_first']} (disagreement with the theory)")
+        r.claims[:] = [c for c in r.claims if c.name.startswith("(iii)")]  # one delta: only the slowdown is read
+        r.notes.append("claims (i) and (ii) compare deltas: run --sweep for them")
     return r
 
 
@@ -175,9 +230,12 @@ def _colour_accuracy(rec) -> np.ndarray:
 def cli(argv=None) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(description="Diffusion model in concept space (paper Figure 6) and the three claims.")
-    p.add_argument("--full", action="store_true", help="the CPU full run: delta = 0.6, 12k steps (~25 min on 2 cores)")
-    p.add_argument("--sweep", action="store_true", help="a delta x seed sweep (small on CPU; with --gpu the paper's)")
+    p = argparse.ArgumentParser(description="Diffusion model in concept space (paper Figure 6) and the claims.")
+    p.add_argument("--full", action="store_true", help="the CPU full run: delta = 0.6, 12k steps (~26 min on 2 cores)")
+    p.add_argument("--sweep", action="store_true", help="the claims' sweep: 4 deltas x 3 seeds on CPU (~60 min on 2 "
+                                                        "cores); with --gpu the paper's")
+    p.add_argument("--vector", action="store_true", help="the vector-prompt ablation (delta 0.1, 0.8 x 2 seeds) with "
+                                                         "the over-prompting test")
     p.add_argument("--gpu", action="store_true", help="with --sweep: the paper-sized sweep on CUDA")
     p.add_argument("--run-dir", nargs="+", help="run directory (resumed if it exists; default OUT/diffusion_run or a "
                                                 "temporary one); several finished runs that differ in seeds are merged")
@@ -185,8 +243,15 @@ def cli(argv=None) -> int:
     a = p.parse_args(argv)
     if a.gpu and not a.sweep:
         p.error("--gpu goes with --sweep")
-    config = sweep_config(gpu=a.gpu) if a.sweep else None
-    return main(lambda quick, out: run(quick=quick and not a.sweep, out=out, run_dir=a.run_dir, config=config),
+    if a.vector and (a.sweep or a.full):
+        p.error("--vector is a run of its own: use it without --sweep and --full")
+    if a.run_dir and len(a.run_dir) > 1:
+        missing = [d for d in a.run_dir if not Path(d).is_dir()]
+        if missing:
+            p.error(f"--run-dir: no such directory: {', '.join(missing)}")
+    config = sweep_config(gpu=a.gpu) if a.sweep else vector_config() if a.vector else None
+    sized = a.sweep or a.vector
+    return main(lambda quick, out: run(quick=quick and not sized, out=out, run_dir=a.run_dir, config=config),
                 ["--out", a.out] * bool(a.out) + ["--full"] * a.full)
 
 

@@ -10,8 +10,13 @@ Conventions (``../shared/design.md``, "Diffusion arm"): canvas ``[-1, 1]^2``; po
 ``[-0.5, 0.5]^2``; background uniform ``[0.8, 1]`` per channel; red
 ``(.5 + delta/2, .5 - delta/2, .5 - delta/2)``, blue ``(.5 - delta/2, .5 - delta/2, .5 + delta/2)``,
 training colours jittered uniformly by ``+-delta/8`` per channel; radius ``U[0.4 + gap, 0.7 + gap]`` (large; ``size_gap``
-= 0.1 gives the paper's ``U[0.5, 0.8]``) or ``U[0.1, 0.4]`` (small); the mask is rendered with 4x4 supersampling and blurred by a Gaussian of
-one pixel. A square has the area of the circle of the same radius.
+= 0.1 gives the paper's ``U[0.5, 0.8]``) or ``U[0.1, 0.4]`` (small); the mask is rendered with 4x4 supersampling and blurred by a Gaussian
+whose standard deviation ``blur`` is given in canvas units, so that resolutions are comparable (Park et al.: one
+pixel at 32x32, ``blur = 2/32 = 0.0625``; one pixel at resolution H is ``2/H``). A square has the area of the circle
+of the same radius.
+
+Park's vector prompt (``condition_vectors``, ``class_vectors``) is ``(R, G, B, radius)``: each training image's own
+values, and the class means at test.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ CONCEPTS: dict[str, tuple[str, str]] = {"colour": ("red", "blue"), "size": ("lar
 SMALL = (0.1, 0.4)
 SIZE_GAP = 0.1  # large radii are U[0.4 + gap, 0.7 + gap]: U[0.5, 0.8] by default
 PAPER_DELTAS = (0.137, 0.247, 0.358, 0.468, 0.579, 0.689)
+BLUR = 2 / 32  # Gaussian blur sd in canvas units (the canvas is [-1, 1]): Park's one pixel at 32x32
 _SUPERSAMPLE = 4
 
 
@@ -67,8 +73,13 @@ class ImageSpec:
     concepts: tuple[str, ...] = ("colour", "size")
     jitter: bool = True
     size_gap: float = SIZE_GAP
+    blur: float = BLUR
 
     def __post_init__(self):
+        if isinstance(self.blur, bool) or not isinstance(self.blur, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(self.blur) or not 0 <= self.blur <= 0.5:
+            raise ValueError(f"blur (Gaussian sd in canvas units, one pixel = 2/resolution) must lie in [0, 0.5]; "
+                             f"got {self.blur!r}")
         if not np.isfinite(self.size_gap) or not 0 <= self.size_gap <= 0.3:
             raise ValueError(f"size_gap must lie in [0, 0.3] (large radii U[0.4 + gap, 0.7 + gap]); got {self.size_gap!r}")
         if not isinstance(self.resolution, (int, np.integer)) or self.resolution < 8:
@@ -101,15 +112,16 @@ def scene_params(labels: np.ndarray, seed: int, size_gap: float = SIZE_GAP) -> d
     return {"position": u_pos, "radius": lo + (hi - lo) * u_rad, "background": background, "jitter": jitter}
 
 
-def _gauss_kernel() -> np.ndarray:
-    x = np.arange(-3, 4, dtype=np.float64)
-    k = np.exp(-0.5 * x**2)
+def _gauss_kernel(sd_px: float) -> np.ndarray:
+    half = max(1, int(np.ceil(3 * sd_px)))
+    x = np.arange(-half, half + 1, dtype=np.float64)
+    k = np.exp(-0.5 * (x / sd_px) ** 2) if sd_px > 0 else (x == 0).astype(np.float64)
     return k / k.sum()
 
 
-def _blur(mask: np.ndarray) -> np.ndarray:
-    """Separable Gaussian blur of one pixel (zero padding: the shape fades out at the border)."""
-    k = _gauss_kernel()
+def _blur(mask: np.ndarray, sd_px: float) -> np.ndarray:
+    """Separable Gaussian blur of ``sd_px`` pixels (zero padding: the shape fades out at the border)."""
+    k = _gauss_kernel(sd_px)
     pad = len(k) // 2
     m = np.pad(mask, ((0, 0), (pad, pad), (0, 0)))
     m = sum(k[i] * m[:, i:i + mask.shape[1], :] for i in range(len(k)))
@@ -138,13 +150,39 @@ def render(spec: ImageSpec, labels, seed: int, chunk: int = 1024) -> np.ndarray:
             square = ((np.abs(dx) <= half) & (np.abs(dy) <= half)).astype(np.float64)
             mask = np.where(labels[sl, 2, None, None] == 1, square, mask)
         mask = mask.reshape(-1, H, S, H, S).mean(axis=(2, 4))
-        mask = _blur(mask)[:, None]
+        mask = _blur(mask, spec.blur * H / 2)[:, None]
         col = spec.colour(labels[sl, 0])
         if spec.jitter:
             col = col + p["jitter"][sl] * spec.delta / 8
         img = p["background"][sl, :, None, None] * (1 - mask) + col[:, :, None, None] * mask
         out[sl] = np.clip(img, 0.0, 1.0)
     return out
+
+
+def condition_vectors(spec: ImageSpec, labels, seed: int) -> np.ndarray:
+    """Park's vector prompt of each rendered image: its own ``(R, G, B, radius)``, ``(n, 4)`` float32.
+
+    The same scene draw as :func:`render` (same ``seed``): the jittered colour and the radius of each image."""
+    labels = np.asarray(labels, dtype=np.int64)
+    p = scene_params(labels, seed, spec.size_gap)
+    col = spec.colour(labels[:, 0])
+    if spec.jitter:
+        col = col + p["jitter"] * spec.delta / 8
+    return np.concatenate([col, p["radius"][:, None]], axis=1).astype(np.float32)
+
+
+def class_vectors(spec: ImageSpec, class_rows, colour_scale: float = 1.0) -> np.ndarray:
+    """The class-mean vector prompts ``(R, G, B, radius)`` of ``class_rows``, ``(n, 4)`` float32.
+
+    ``colour_scale > 1`` exaggerates the colour away from grey (R and B move ``colour_scale`` times as far
+    from 0.5 as the class colour; G is shared by both colours and kept): the over-prompting test of hidden
+    capabilities (Park et al.)."""
+    rows = np.asarray(class_rows, dtype=np.int64)
+    col = spec.colour(rows[:, 0]).copy()
+    col[:, [0, 2]] = 0.5 + colour_scale * (col[:, [0, 2]] - 0.5)
+    small = rows[:, 1] == 1
+    radius = np.where(small, sum(SMALL) / 2, SMALL[1] + spec.size_gap + 0.15)
+    return np.concatenate([col, radius[:, None]], axis=1).astype(np.float32)
 
 
 def class_labels(class_rows, n_per_class: int) -> np.ndarray:

@@ -18,11 +18,19 @@ from torch.nn import functional as F
 from .data import MAX_TOKENS, VOCAB
 
 
+CONDITIONINGS = ("text", "vector")
+VECTOR_DIM = 4  # Park's vector prompt: (R, G, B, radius)
+
+
 @dataclass(frozen=True)
 class NetConfig:
     """Architecture. ``channels`` and ``mults`` set the widths per resolution level (the
     resolution halves between levels); cross-attention to the text tokens runs at resolutions
-    ``<= attn_resolution``; the pooled text embedding also modulates every residual block (FiLM)."""
+    ``<= attn_resolution``; the pooled text embedding also modulates every residual block (FiLM).
+
+    ``conditioning="vector"`` is Park et al.'s prompt instead of text: a ``VECTOR_DIM``-vector
+    ``(R, G, B, radius)`` mapped by a small MLP and added to the time embedding, which modulates every
+    residual block (no text encoder, no cross-attention)."""
 
     resolution: int = 16
     channels: int = 32
@@ -30,9 +38,12 @@ class NetConfig:
     text_dim: int = 64
     attn_resolution: int = 8
     heads: int = 4
+    conditioning: str = "text"
 
     def __post_init__(self):
         object.__setattr__(self, "mults", tuple(int(m) for m in self.mults))
+        if self.conditioning not in CONDITIONINGS:
+            raise ValueError(f"conditioning must be one of {CONDITIONINGS}; got {self.conditioning!r}")
         if self.resolution % (2 ** (len(self.mults) - 1)):
             raise ValueError(f"resolution {self.resolution} must be divisible by 2^(len(mults) - 1) = {2 ** (len(self.mults) - 1)}")
         for name in ("channels", "text_dim", "heads"):
@@ -132,15 +143,21 @@ class CrossAttention(nn.Module):
 
 
 class UNet(nn.Module):
-    """Conditional U-Net: ``eps = net(x_t, t, tokens)``, with its own text encoder."""
+    """Conditional U-Net: ``eps = net(x_t, t, prompt)``; the prompt is token ids ``(B, MAX_TOKENS)``
+    (text, with its own text encoder) or vectors ``(B, VECTOR_DIM)`` (``conditioning="vector"``)."""
 
     def __init__(self, config: NetConfig = NetConfig()):
         super().__init__()
         cfg = self.config = config
         c, emb = cfg.channels, 4 * cfg.channels
-        self.text = TextEncoder(cfg.text_dim, cfg.heads)
+        text = cfg.conditioning == "text"
+        if text:  # created first: the initialisation of text models is as before the vector mode existed
+            self.text = TextEncoder(cfg.text_dim, cfg.heads)
         self.time_mlp = nn.Sequential(nn.Linear(c, emb), nn.SiLU(), nn.Linear(emb, emb))
-        self.text_mlp = nn.Linear(cfg.text_dim, emb)
+        if text:
+            self.text_mlp = nn.Linear(cfg.text_dim, emb)
+        else:
+            self.vector_mlp = nn.Sequential(nn.Linear(VECTOR_DIM, emb), nn.SiLU(), nn.Linear(emb, emb))
         self.conv_in = nn.Conv2d(3, c, 3, padding=1)
         widths = [c * m for m in cfg.mults]
         res = [cfg.resolution // 2**i for i in range(len(widths))]
@@ -152,7 +169,7 @@ class UNet(nn.Module):
             self.downsample.append(nn.Conv2d(w, w, 3, stride=2, padding=1) if i < len(widths) - 1 else nn.Identity())
             cin = w
         self.mid1, self.mid2 = ResBlock(cin, cin, emb), ResBlock(cin, cin, emb)
-        self.mid_attn = CrossAttention(cin, cfg.text_dim, cfg.heads)
+        self.mid_attn = self._attn(cin, 0)
         self.up, self.up_attn, self.upsample = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
         for i in reversed(range(len(widths))):
             self.up.append(ResBlock(cin + widths[i], widths[i], emb))
@@ -165,7 +182,7 @@ class UNet(nn.Module):
         nn.init.zeros_(self.conv_out.bias)
 
     def _attn(self, ch: int, resolution: int):
-        if resolution <= self.config.attn_resolution:
+        if self.config.conditioning == "text" and resolution <= self.config.attn_resolution:
             return CrossAttention(ch, self.config.text_dim, self.config.heads)
         return None
 
@@ -173,16 +190,21 @@ class UNet(nn.Module):
     def _apply_attn(block, h, text, mask):
         return h if block is None else block(h, text, mask)
 
-    def forward(self, x, t, tokens):
-        text, mask, pooled = self.text(tokens)
-        emb = self.time_mlp(timestep_embedding(t, self.config.channels)) + self.text_mlp(pooled)
+    def forward(self, x, t, prompt):
+        emb = self.time_mlp(timestep_embedding(t, self.config.channels))
+        if self.config.conditioning == "text":
+            text, mask, pooled = self.text(prompt)
+            emb = emb + self.text_mlp(pooled)
+        else:
+            text = mask = None
+            emb = emb + self.vector_mlp(prompt)
         h = self.conv_in(x)
         skips = []
         for block, attn, down in zip(self.down, self.down_attn, self.downsample):
             h = self._apply_attn(attn, block(h, emb), text, mask)
             skips.append(h)
             h = down(h)
-        h = self.mid2(self.mid_attn(self.mid1(h, emb), text, mask), emb)
+        h = self.mid2(self._apply_attn(self.mid_attn, self.mid1(h, emb), text, mask), emb)
         for block, attn, up in zip(self.up, self.up_attn, self.upsample):
             h = self._apply_attn(attn, block(torch.cat([h, skips.pop()], dim=1), emb), text, mask)
             if not isinstance(up, nn.Identity):

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 from torch import nn
@@ -95,7 +97,7 @@ def train_probe(spec: ImageSpec, deltas=None, *, seed: int = 0, steps: int = 150
     labs = class_labels(classes(s), n_per_class)
     xs, ys = [], []
     for j, d in enumerate(deltas):
-        sp = ImageSpec(spec.resolution, d, spec.concepts, size_gap=spec.size_gap)
+        sp = replace(spec, delta=d)
         xs.append(render(sp, labs, seed=10_000 * seed + j))
         ys.append(labs)
     x, y = torch.as_tensor(np.concatenate(xs)), torch.as_tensor(np.concatenate(ys))
@@ -117,7 +119,7 @@ def train_probe(spec: ImageSpec, deltas=None, *, seed: int = 0, steps: int = 150
     accuracy = {}
     test_labs = class_labels(classes(s), n_test)
     for j, d in enumerate(deltas):
-        xt = render(ImageSpec(spec.resolution, d, spec.concepts, size_gap=spec.size_gap), test_labs, seed=10_000 * seed + 5_000 + j)
+        xt = render(replace(spec, delta=d), test_labs, seed=10_000 * seed + 5_000 + j)
         with torch.no_grad():
             pred = net(torch.as_tensor(xt)).argmax(-1).numpy()
         accuracy[f"delta={d:g}"] = {c: float(np.mean(pred[:, p] == test_labs[:, p])) for p, c in enumerate(spec.concepts)}

@@ -30,17 +30,20 @@ import torch
 from simtheory.curves import atomic_write_bytes, atomic_write_text
 
 from .data import (
+    BLUR,
     PAPER_DELTAS,
     ImageSpec,
     Tokenizer,
     caption,
     captions_for,
     class_labels,
+    class_vectors,
     classes,
+    condition_vectors,
     render,
     training_classes,
 )
-from .model import Ensemble, NetConfig
+from .model import VECTOR_DIM, Ensemble, NetConfig
 from .probe import Probe, analytic_probe, train_probe
 from .schedule import Cosine, ddim_sample
 
@@ -49,13 +52,21 @@ N_SHOW = 8  # OOD generations kept as images per checkpoint and member
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything that determines a run's numbers (written to ``config.json``)."""
+    """Everything that determines a run's numbers (written to ``config.json``).
+
+    ``blur`` is the Gaussian edge blur in canvas units (one pixel is ``2 / resolution``). The prompt
+    is text unless ``net.conditioning == "vector"`` (Park's ``(R, G, B, radius)`` vector: each image's
+    own values in training, the class means at test); ``over_prompt`` lists colour exaggerations
+    (vector prompts only) at which the OOD class is also generated at every checkpoint (the
+    over-prompting test of hidden capabilities). The learning rate is constant (no schedule).
+    """
 
     resolution: int = 16
     concepts: tuple[str, ...] = ("colour", "size")
     deltas: tuple[float, ...] = (0.6,)
     seeds: tuple[int, ...] = (0,)
     size_gap: float = 0.1
+    blur: float = BLUR
     data_seed: int = 0
     n_per_class: int = 2048
     net: NetConfig = field(default_factory=lambda: NetConfig(16, 24, (1, 2, 2), 32))
@@ -71,18 +82,20 @@ class RunConfig:
     guidance: float = 1.0
     sample_seed: int = 1234
     probe_steps: int = 1500
+    over_prompt: tuple[float, ...] = ()
     device: str = "cpu"
 
     def __post_init__(self):
         object.__setattr__(self, "concepts", tuple(self.concepts))
         object.__setattr__(self, "deltas", tuple(float(d) for d in self.deltas))
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
+        object.__setattr__(self, "over_prompt", tuple(float(x) for x in self.over_prompt))
         if isinstance(self.net, dict):
             object.__setattr__(self, "net", NetConfig(**self.net))
         if self.net.resolution != self.resolution:
             raise ValueError(f"net.resolution ({self.net.resolution}) must equal resolution ({self.resolution})")
         for d in self.deltas:
-            ImageSpec(self.resolution, d, self.concepts, size_gap=self.size_gap)  # validates delta, resolution, concepts
+            ImageSpec(self.resolution, d, self.concepts, size_gap=self.size_gap, blur=self.blur)  # validates them
         for name in ("steps", "batch", "n_per_class", "n_checkpoints", "n_generate", "sample_steps", "probe_steps"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
@@ -95,6 +108,19 @@ class RunConfig:
             raise ValueError(f"p_uncond must lie in [0, 1), got {self.p_uncond!r}")
         if self.guidance != 1.0 and self.p_uncond == 0:
             raise ValueError("guidance != 1 needs a model trained with p_uncond > 0")
+        if self.prompt == "vector" and len(self.concepts) != 2:
+            raise ValueError(f"the vector prompt (R, G, B, radius) covers colour and size only; got concepts {self.concepts}")
+        if self.over_prompt and self.prompt != "vector":
+            raise ValueError("over_prompt (colour exaggerations) needs net.conditioning='vector'")
+        if any(not (np.isfinite(x) and x > 0) for x in self.over_prompt):
+            raise ValueError(f"over_prompt must hold positive finite colour scales; got {self.over_prompt}")
+        if not (np.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
+
+    @property
+    def prompt(self) -> str:
+        """``"text"`` or ``"vector"`` (the network's conditioning)."""
+        return self.net.conditioning
 
     @property
     def members(self) -> list[tuple[float, int]]:
@@ -107,12 +133,18 @@ class RunConfig:
     def from_dict(cls, d: dict) -> RunConfig:
         d = dict(d)
         d["net"] = NetConfig(**{**d["net"], "mults": tuple(d["net"]["mults"])})
+        d.setdefault("blur", 2 / d.get("resolution", 16))  # runs from before ``blur``: one pixel at any size
         return cls(**d)
+
+    def spec(self, delta: float) -> ImageSpec:
+        """The images of member delta ``delta``."""
+        return ImageSpec(self.resolution, delta, self.concepts, size_gap=self.size_gap, blur=self.blur)
 
 
 def cpu_config(**changes) -> RunConfig:
-    """The CPU default: 16x16, a 0.49M-parameter U-Net, batch 64, 12k steps."""
-    return replace(RunConfig(), **changes)
+    """The CPU default: 16x16, a 0.49M-parameter U-Net, batch 64, 12k steps, one-pixel blur (``2/16``:
+    the setting of the measured full run)."""
+    return replace(RunConfig(blur=2 / 16), **changes)
 
 
 def paper_config(**changes) -> RunConfig:
@@ -172,32 +204,52 @@ class Run:
 
     # --- pieces ---------------------------------------------------------------------------
     def spec(self, delta: float) -> ImageSpec:
-        c = self.config
-        return ImageSpec(c.resolution, delta, c.concepts, size_gap=c.size_gap)
+        return self.config.spec(delta)
 
     def probe(self) -> Probe:
         path = self.dir / "probe.pt"
         if path.exists():
             return Probe.load(path)
         c = self.config
-        probe = train_probe(ImageSpec(c.resolution, c.deltas[0], c.concepts, size_gap=c.size_gap), c.deltas, seed=c.data_seed, steps=c.probe_steps)
+        probe = train_probe(c.spec(c.deltas[0]), c.deltas, seed=c.data_seed, steps=c.probe_steps)
         probe.save(path)
         return probe
 
     def data(self):
+        """Training images ``(K, N, 3, H, W)`` in [-1, 1] and prompts: token ids ``(N, MAX_TOKENS)`` shared by
+        the members (text), or each member's vectors ``(K, N, VECTOR_DIM)`` (vector prompt)."""
         c = self.config
         images = np.stack([render(self.spec(d), self.train_labels, c.data_seed) for d, _ in c.members])
-        tokens = captions_for(self.train_labels, c.concepts, c.data_seed)
-        return torch.as_tensor(images * 2 - 1), torch.as_tensor(tokens)
+        if c.prompt == "vector":
+            prompts = np.stack([condition_vectors(self.spec(d), self.train_labels, c.data_seed) for d, _ in c.members])
+        else:
+            prompts = captions_for(self.train_labels, c.concepts, c.data_seed)
+        return torch.as_tensor(images * 2 - 1), torch.as_tensor(prompts)
+
+    def null_prompt(self) -> torch.Tensor:
+        """The unconditional prompt (classifier-free guidance): ``<null>`` tokens, or the zero vector."""
+        if self.config.prompt == "vector":
+            return torch.zeros(VECTOR_DIM)
+        return torch.as_tensor(self.tok.null())
 
     def eval_inputs(self):
+        """Sampler noise (the same at every checkpoint) and the prompts, ``n_generate`` rows each: every class,
+        then the over-prompts of the OOD class; ``(K, n, ...)`` per member."""
         c = self.config
+        K = len(c.members)
+        n_prompts = len(self.eval_classes) + len(c.over_prompt)
         g = torch.Generator().manual_seed(c.sample_seed)
-        n = len(self.eval_classes) * c.n_generate
-        noise = torch.randn((n, 3, c.resolution, c.resolution), generator=g)
-        prompts = [caption(lab, c.concepts) for lab in self.eval_classes]
-        tokens = torch.as_tensor(np.repeat(self.tok.batch(prompts), c.n_generate, axis=0))
-        return noise, tokens
+        noise = torch.randn((n_prompts * c.n_generate, 3, c.resolution, c.resolution), generator=g)
+        if c.prompt == "vector":
+            ood = self.eval_classes[-1:]
+            per = [np.concatenate([class_vectors(self.spec(d), self.eval_classes)]
+                                  + [class_vectors(self.spec(d), ood, x) for x in c.over_prompt]) for d, _ in c.members]
+            prompts = torch.as_tensor(np.repeat(np.stack(per), c.n_generate, axis=1))
+        else:
+            text = [caption(lab, c.concepts) for lab in self.eval_classes]
+            tokens = torch.as_tensor(np.repeat(self.tok.batch(text), c.n_generate, axis=0))
+            prompts = tokens.expand(K, *tokens.shape)
+        return noise, prompts
 
     # --- state ----------------------------------------------------------------------------
     def _save(self, ens, opt, streams, step, records):
@@ -228,14 +280,16 @@ class Run:
         return int(blob["step"])
 
     # --- main loop --------------------------------------------------------------------------
-    def step(self, ens: Ensemble, opt, streams, images, tokens, null) -> torch.Tensor:
+    def step(self, ens: Ensemble, opt, streams, images, prompts, null) -> torch.Tensor:
         """One AdamW step of every member; returns the per-member losses ``(K,)``."""
         c, K = self.config, ens.K
         draws = [s.draw(images.shape[1], c.batch, images.shape[2:], c.T, c.p_uncond) for s in streams]
         idx = torch.stack([d[0] for d in draws])
-        x0 = images[torch.arange(K)[:, None].to(images.device), idx.to(images.device)].to(c.device)
+        members = torch.arange(K)[:, None]
+        x0 = images[members.to(images.device), idx.to(images.device)].to(c.device)
         drop = torch.stack([d[3] for d in draws])
-        tok = torch.where(drop[..., None], null, tokens[idx]).to(c.device)
+        chosen = prompts[members, idx] if prompts.dim() == 3 else prompts[idx]  # per-member vectors or shared tokens
+        tok = torch.where(drop[..., None], null, chosen).to(c.device)
         t = torch.stack([d[1] for d in draws]).to(c.device)
         eps = torch.stack([d[2] for d in draws]).to(c.device)
         pred = ens(self.schedule.noisy(x0, t, eps), t, tok)
@@ -245,19 +299,23 @@ class Run:
         opt.step()
         return loss_k.detach()
 
-    def evaluate(self, ens: Ensemble, probe: Probe, noise, tokens) -> dict:
+    def evaluate(self, ens: Ensemble, probe: Probe, noise, prompts) -> dict:
         c = self.config
         K, dev = ens.K, c.device
+        null = self.null_prompt().to(dev).expand(*prompts.shape)
         x = ddim_sample(ens, self.schedule, noise.to(dev).expand(K, *noise.shape).contiguous(),
-                        tokens.to(dev).expand(K, *tokens.shape), steps=c.sample_steps, guidance=c.guidance,
-                        null_tokens=torch.as_tensor(self.tok.null()).to(dev).expand(K, *tokens.shape), batch_dims=2)
-        images = ((x + 1) / 2).clamp(0, 1).cpu().numpy()  # (K, n_cls * n_gen, 3, H, W)
+                        prompts.to(dev), steps=c.sample_steps, guidance=c.guidance, null_tokens=null, batch_dims=2)
+        images = ((x + 1) / 2).clamp(0, 1).cpu().numpy()  # (K, n_prompts * n_gen, 3, H, W)
         n_cls, n_gen, s = len(self.eval_classes), c.n_generate, len(c.concepts)
-        probs = np.stack([probe(im) for im in images]).reshape(K, n_cls, n_gen, s)
+        probs = np.stack([probe(im) for im in images]).reshape(K, -1, n_gen, s)
         analytic = np.stack([analytic_probe(im, self.spec(d)) for im, (d, _) in zip(images, c.members)])
-        ood = images.reshape(K, n_cls, n_gen, *images.shape[2:])[:, -1, :N_SHOW]
-        return {"probs": probs.astype(np.float32), "analytic": analytic.reshape(K, n_cls, n_gen, 2).astype(np.float32),
-                "ood_images": np.round(ood * 255).astype(np.uint8)}
+        ood = images.reshape(K, -1, n_gen, *images.shape[2:])[:, n_cls - 1, :N_SHOW]
+        out = {"probs": probs[:, :n_cls].astype(np.float32),
+               "analytic": analytic.reshape(K, -1, n_gen, 2)[:, :n_cls].astype(np.float32),
+               "ood_images": np.round(ood * 255).astype(np.uint8)}
+        if c.over_prompt:
+            out["over_probs"] = probs[:, n_cls:].astype(np.float32)
+        return out
 
     def train(self, *, stop_at: int | None = None, progress: bool = True) -> Path:
         """Train (or resume) to ``config.steps``; ``stop_at`` ends early after the first checkpoint at
@@ -269,11 +327,12 @@ class Run:
         images, tokens = self.data()
         images = images.to(c.device)  # the training images stay on the device; minibatches are gathered there
         noise, eval_tokens = self.eval_inputs()
-        null = torch.as_tensor(self.tok.null())
+        null = self.null_prompt()
         ens = Ensemble(c.net, [s for _, s in c.members], c.device)
         opt = make_optimizer(ens, c)
         streams = [_Stream(s) for _, s in c.members]
-        records = {"step": [], "probs": [], "analytic": [], "ood_images": [], "train_loss": [], "wall_s": []}
+        records = {"step": [], "probs": [], "analytic": [], "ood_images": [], "train_loss": [], "wall_s": [],
+                   **({"over_probs": []} if c.over_prompt else {})}
         step = self._load(ens, opt, streams, records)
         ckpts = checkpoint_steps(c.steps, c.n_checkpoints)
         todo = [int(k) for k in ckpts if k > step or (k == 0 and not records["step"])]
