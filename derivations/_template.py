@@ -14,6 +14,7 @@ from simtheory.symbolic import (
     Derivation,
     Formula,
     at,
+    descent,
     check_zero,
     gradient,
     identity_loss,

@@ -34,6 +34,7 @@ a = sp.Symbol("a", positive=True)
 kappa = sp.Symbol("kappa", positive=True)
 w0 = sp.Symbol("w0", positive=True)
 omega = sp.Symbol("omega", positive=True)
+level = sp.Symbol("ell", positive=True)  # a level in (0, 1) that a diagonal entry reaches
 a_i, a_j = sp.Symbol("a_i", positive=True), sp.Symbol("a_j", positive=True)
 w_ii, w_jj = sp.Symbol("w_ii", nonnegative=True), sp.Symbol("w_jj", nonnegative=True)
 
@@ -95,7 +96,8 @@ class Symmetric(Derivation):
         G = wij * (a_i + a_j)
         S = sp.Rational(1, 2) * wij * (wii_ * (3 * a_i + a_j) + wjj_ * (3 * a_j + a_i))
         N = sp.Rational(1, 2) * sp.Sum(wki * wkj * (a_i + a_j + 2 * ak), (kk, 1, sp.Symbol("d")))
-        t_stage = sp.log((1 - omega) / omega) / (2 * kappa * a)
+        t_level = sp.log(level * (1 - omega) / ((1 - level) * omega)) / (2 * kappa * a)
+        t_stage = t_level.subs(level, sp.Rational(1, 2))
         return {
             "V": Formula(sp.Symbol("V(W)"), Wm * Am + Am * Wm - sp.Rational(1, 2) * (Am * Wm**2 + Wm**2 * Am + 2 * Wm * Am * Wm),
                          description="dW/dt = kappa V(W); kappa = 2 for gradient flow on U"),
@@ -107,6 +109,8 @@ class Symmetric(Derivation):
                              args=(a_i, a_j, t, sp.Symbol("w_ij0"), kappa), description="early phase, small init"),
             "stage_time": Formula(sp.Symbol("t_p"), t_stage, args=(a, omega, kappa),
                                   description="w_pp reaches 1/2 from w_pp(0) = omega; ~ log(1/omega)/(2 kappa a_p)"),
+            "level_time": Formula(sp.Symbol(r"t_p(\ell)"), t_level, args=(a, omega, kappa, level),
+                                  description="w_pp reaches the level ell in (0, 1) from w_pp(0) = omega"),
             "minor_rate": Formula(sp.Symbol(r"\frac{d \log w_{ij}}{dt}"), minor_rate(a_i, a_j, w_ii, w_jj),
                                   args=(a_i, a_j, w_ii, w_jj), description="paper time; N = 0"),
             "suppression_threshold": Formula(sp.Symbol(r"w_{ii}^{*}"), 2 * (a_i + a_j) / (3 * a_i + a_j),
@@ -152,6 +156,9 @@ class Symmetric(Derivation):
         tp = f["stage_time"].rhs
         out.append(check_zero("logistic reaches 1/2 at the stage time",
                               f["logistic"].rhs.subs({t: tp, w0: omega}, simultaneous=True) - sp.Rational(1, 2)))
+        tl = f["level_time"].rhs
+        out.append(check_zero("logistic reaches the level ell at the level time",
+                              f["logistic"].rhs.subs({t: tl, w0: omega}, simultaneous=True) - level))
         ratio = sp.limit(tp / (sp.log(1 / omega) / (2 * kappa * a)), omega, 0, "+")
         out.append(check_zero("stage time ~ log(1/omega)/(2 kappa a_p) as omega -> 0", ratio - 1))
         # 5. Minor entry rate: with d = 2 (no cross-talk), V_12 = w_12 * rate(w_11, w_22).

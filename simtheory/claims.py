@@ -16,7 +16,8 @@ class Claim:
     ``verdict`` is ``"pass"`` or ``"fail"`` against ``required``; ``"inconclusive"`` when the data cannot
     decide (too few points, nothing learned), never a silent pass; ``"reported"`` for a number shown
     without a threshold. ``base_rate`` says what a trivial or wrong answer scores on the same check
-    (empty when none applies); ``details`` holds the per-setting numbers behind ``measured``.
+    (empty when none applies); ``details`` holds the per-setting numbers behind ``measured``, and ``value`` the
+    measured number itself where there is one (full precision; ``measured`` is its display).
     """
 
     name: str
@@ -26,6 +27,7 @@ class Claim:
     figure: str = ""
     base_rate: str = ""
     details: dict = field(default_factory=dict)
+    value: float | None = None  # the measured number, where ``measured`` is one
 
     def __post_init__(self):
         if self.verdict not in VERDICTS:

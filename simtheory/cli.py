@@ -55,7 +55,7 @@ def _initial(args, d: int):
 
 def _cmd_predict(args) -> int:
     from .curves import predict
-    from .swingby import classify
+    from .swingby import classify, time_grid
     from .task import SIMTask
 
     task = SIMTask(args.mu, args.sigma if len(args.sigma) > 1 else args.sigma[0], d=args.d, origin=args.origin)
@@ -64,7 +64,7 @@ def _cmd_predict(args) -> int:
     if not args.t_max > 0:
         raise ValueError(f"--t-max must be > 0, got {args.t_max}")
     if args.log_times:
-        t = np.concatenate([[0.0], np.geomspace(args.t_max * 1e-4, args.t_max, args.n_times - 1)])
+        t = time_grid(args.t_max, args.n_times)
     else:
         t = np.linspace(0.0, args.t_max, args.n_times)
     curves = predict(task, _initial(args, task.d), t, model=args.model, convention=args.convention)
@@ -80,7 +80,10 @@ def _cmd_predict(args) -> int:
 
 
 def _cmd_reproduce(args) -> int:
-    from .report import Config, reproduce
+    from validation.report import (  # the application layer, reached lazily
+        Config,
+        reproduce,
+    )
 
     out = Path(args.out) if args.out else Path("runs") / time.strftime("reproduce-%Y%m%d-%H%M%S")
     cfg = Config(out=out, seed=args.seed, n_seeds=args.n_seeds, n_agreement=args.n_agreement, verify=not args.no_verify,

@@ -101,6 +101,24 @@ class Curves:
             return theory.ood_loss(self.task, self.W, self.task.compositions())
         return 0.5 * np.sum((self.composition_outputs - self.task.test_points()) ** 2, axis=-1)
 
+    def learning_times(self, level: float = 0.9) -> np.ndarray:
+        """``(E, s)``: the first recorded time at which each concept's output at its own training point
+        ``mu_p e_p`` reaches ``level x mu_p`` (``inf`` if never), per member of a 1-d batch (each member's own
+        ``mu`` from ``meta["tasks"]`` where the members had different tasks)."""
+        from .measures import first_crossing
+
+        if len(self.batch_shape) != 1:
+            raise ValueError(f"learning_times needs curves with one batch axis; these have batch shape {self.batch_shape}")
+        task = self.task
+        comps = task.compositions()
+        tasks = self.meta.get("tasks") or [task.to_dict()] * self.batch_shape[0]
+        out = []
+        for p in range(task.s):
+            onehot = int(np.flatnonzero((comps.sum(1) == 1) & (comps[:, p] == 1))[0])
+            mu_p = np.array([t["mu"][p] for t in tasks])
+            out.append(first_crossing(self.times, self.composition_outputs[:, :, onehot, p], level * mu_p))
+        return np.stack(out, axis=1)
+
     def loss_at(self, v) -> np.ndarray:
         """Loss at composition(s) ``v`` over time, from the input-output map W (see :func:`simtheory.ood_loss`)."""
         return theory.ood_loss(self.task, self.W, v)

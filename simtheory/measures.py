@@ -31,6 +31,16 @@ def first_crossing(t, y, level) -> np.ndarray:
     return np.where(reached.any(axis=-1), t[np.argmax(reached, axis=-1)], np.inf)
 
 
+def never_rises(y, *, rel_step: float | None = None, rel_initial: float | None = None) -> np.ndarray:
+    """Whether each curve ``(..., T)`` never rises: by more than ``rel_step`` times its previous value from one
+    sample to the next, or (``rel_initial``) by more than that fraction of its first value (for noisy curves)."""
+    y = np.asarray(y, dtype=np.float64)
+    if (rel_step is None) == (rel_initial is None):
+        raise ValueError("give exactly one of rel_step and rel_initial")
+    tol = rel_step * y[..., :-1] if rel_step is not None else rel_initial * y[..., :1]
+    return np.all(np.diff(y, axis=-1) <= tol, axis=-1)
+
+
 def gaussian_smooth(y, sigma: float, axis: int = -1) -> np.ndarray:
     """Gaussian-smoothed ``y`` along ``axis`` (``sigma`` in samples; ``sigma = 0`` returns a copy)."""
     from scipy.ndimage import gaussian_filter1d

@@ -140,6 +140,13 @@ def non_monotone(t, losses, rel_tol: float = 1e-3) -> np.ndarray:
     return np.array([classify(t, y, rel_tol).non_monotone for y in flat], dtype=bool).reshape(losses.shape[:-1])
 
 
+def ood_non_monotone(curves, losses=None) -> np.ndarray:
+    """``(E,)`` whether each member's OOD loss (or the given ``(E, T)`` ``losses`` on ``curves.times``) is
+    non-monotone after ``t = 0`` (:func:`non_monotone` on the curves without their first record)."""
+    losses = curves.ood_loss if losses is None else losses
+    return non_monotone(curves.times[1:], losses[:, 1:])
+
+
 def turning_point_gap(actual: Analysis, reference: Analysis) -> tuple[bool, float, float]:
     """Compare the turning points of two analyses (e.g. a GD run against the prediction).
 
@@ -209,7 +216,10 @@ def horizon(task: SIMTask, W0, convention: str = "gradient-flow", factor: float 
     a_min = float(np.diag(A_eff)[: task.s].min())
     w = np.diag(np.asarray(W0, dtype=np.float64))[: task.s]
     omega = float(np.clip(w[w > 0].min() if np.any(w > 0) else 1e-6, 1e-300, 0.5))
-    return factor * (np.log((1 - omega) / omega) + 1.0) / (2 * kappa * a_min)
+    from ._compile import compiled
+
+    stage = compiled("symmetric", "stage_time")(a=a_min, omega=omega, kappa=kappa)
+    return factor * (stage + 1.0 / (2 * kappa * a_min))
 
 
 def time_grid(t_end: float, n: int = 1500) -> np.ndarray:

@@ -57,7 +57,7 @@ def test_import_is_lazy():
 
 def test_report_gd_section_embeds_validation_tables(tmp_path, monkeypatch):
     import validation
-    from simtheory.report import Config, _Report, _section_gd
+    from validation.report import Config, _Report, _section_gd
 
     monkeypatch.setattr(validation, "MODULES", ("linear",))
     r = _Report(Config(out=tmp_path, verify=False))

@@ -12,7 +12,7 @@ def test_quick_validation_passes(name, tmp_path):
     module = importlib.import_module(f"validation.{name}")
     report = module.run(quick=True, out=tmp_path)
     assert report.passed, str(report)
-    assert report.checks
+    assert report.claims
     assert report.figures and set(report.figures) == set(report.captions)  # every figure states its agreement
 
 

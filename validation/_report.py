@@ -8,29 +8,38 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from simtheory.claims import Claim
 
 
-@dataclass(frozen=True)
-class Check:
-    """One claim with its measured value and the tolerance it is held to."""
+def training_description(lr: float, n: int, batch) -> str:
+    """How the runs were trained, for captions: full-batch GD or the paper's SGD (40 epochs)."""
+    if batch is None:
+        return f"full-batch GD at lr {lr:g}, {n} points per cluster"
+    return f"SGD at lr {lr:g}, batch {batch}, 40 epochs of {n} points per cluster"
 
-    name: str
-    value: float
-    bound: str
-    passed: bool
+
+def train_loss_monotone(train_loss, batch) -> np.ndarray:
+    """``(E,)`` whether each training-loss curve ``(E, T)`` never rises: by more than 1e-9 relative per record for
+    full-batch GD (``batch=None``), by more than 1% of the initial loss for SGD (minibatch noise)."""
+    from simtheory.measures import never_rises
+
+    return never_rises(train_loss, rel_initial=1e-2) if batch is not None else never_rises(train_loss, rel_step=1e-9)
 
 
 @dataclass
 class Report:
+    """A validation's result: its claims (:class:`~simtheory.claims.Claim`: each with its measured number, what
+    it is held to and a verdict), metrics, figures with captions, and notes."""
+
     name: str
     claim: str
-    checks: list[Check] = field(default_factory=list)
+    claims: list[Claim] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
     figures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     captions: dict[str, str] = field(default_factory=dict)
-    claims: list[Claim] = field(default_factory=list)  # the paper's claims with verdicts (pass/fail/inconclusive)
 
     def figure(self, paths, caption: str) -> None:
         """Record a figure (the PNG of ``paths``) with a caption that states its parameters and the
@@ -39,22 +48,25 @@ class Report:
         self.figures.append(png)
         self.captions[png] = caption
 
-    def check(self, name: str, value: float, bound: str, passed: bool) -> Check:
-        c = Check(name, float(value), bound, bool(passed))
-        self.checks.append(c)
+    def check(self, name: str, value: float, bound: str, passed: bool, *, base_rate: str = "",
+              figure: str = "") -> Claim:
+        """Record a claim held to a threshold: ``value`` measured, ``bound`` required, pass or fail."""
+        c = Claim(name, f"{float(value):.4g}", bound, "pass" if passed else "fail", figure, base_rate,
+                  value=float(value))
+        self.claims.append(c)
         return c
 
     @property
     def passed(self) -> bool:
-        """Every check passes and no claim fails (an inconclusive claim is not a failure, nor a pass)."""
-        return bool(self.checks) and all(c.passed for c in self.checks) and not any(c.failed for c in self.claims)
+        """At least one claim passes and none fails (an inconclusive claim is neither)."""
+        return any(c.verdict == "pass" for c in self.claims) and not any(c.failed for c in self.claims)
 
     def __str__(self) -> str:
         lines = [f"{self.name}: {'PASS' if self.passed else 'FAIL'} - {self.claim}"]
-        for c in self.checks:
-            lines.append(f"  [{'pass' if c.passed else 'FAIL'}] {c.name}: {c.value:.6g} (required {c.bound})")
         for c in self.claims:
-            lines.append(f"  [{c.verdict}] {c.name}: {c.measured} (required {c.required}; trivial/wrong: {c.base_rate or '-'})")
+            measured = f"{c.value:.6g}" if c.value is not None else c.measured
+            extra = f"; trivial/wrong: {c.base_rate}" if c.base_rate else ""
+            lines.append(f"  [{c.verdict}] {c.name}: {measured} (required {c.required}{extra})")
         for k, v in self.metrics.items():
             lines.append(f"  {k}: {v}")
         lines += [f"  note: {n}" for n in self.notes]
@@ -63,8 +75,7 @@ class Report:
 
     def to_dict(self) -> dict:
         return {"name": self.name, "claim": self.claim, "passed": self.passed,
-                "checks": [c.__dict__ for c in self.checks], "claims": [c.to_dict() for c in self.claims],
-                "metrics": self.metrics,
+                "claims": [c.to_dict() for c in self.claims], "metrics": self.metrics,
                 "figures": self.figures, "captions": self.captions, "notes": self.notes}
 
 

@@ -23,7 +23,6 @@ from simtheory import swingby
 from simtheory.simulate import Init, Model, epoch_steps, train
 
 from ._report import Report, main
-from .learning_order import first_learned
 
 
 def official_task(mu, sigma_as_variance: float, d: int) -> sim.SIMTask:
@@ -56,7 +55,7 @@ def run(quick: bool = True, out=None) -> Report:
         run_ = train(task, Model("mlp", (64,), bias=True), v["init"], lr=lr, steps=steps, seeds=seeds,
                      n=n_pts, loss=v["loss"], batch_size=batch)
         c = run_.curves
-        t_learn = first_learned(c)
+        t_learn = c.learning_times()
         steps_learn = np.median(t_learn / (lr * c.meta["time_factor"]), axis=0)
         medians[name] = (c.times / (lr * c.meta["time_factor"]), np.median(c.ood_loss, axis=0))
         rows[name] = {"a_1": float(task.a[0]), "a_2": float(task.a[1]),
@@ -76,8 +75,8 @@ def run(quick: bool = True, out=None) -> Report:
     lin = {loss: train(task, Model("linear"), Init("gaussian", 1e-3), lr=0.2, steps=4000, record=np.arange(0, 4001, 2),
                        seeds=[0], n=64, loss=loss)
            for loss in ("sim", "mse")}
-    s_sim = first_learned(lin["sim"].curves)[0, 0] / 0.2
-    s_mse = first_learned(lin["mse"].curves)[0, 0] / (0.2 * lin["mse"].curves.meta["time_factor"])
+    s_sim = lin["sim"].curves.learning_times()[0, 0] / 0.2
+    s_mse = lin["mse"].curves.learning_times()[0, 0] / (0.2 * lin["mse"].curves.meta["time_factor"])
     ratio = float(s_mse / s_sim)
     r.check(f"steps to learn concept 1, mse / L (linear model; theory d/2 = {d / 2:g})", ratio,
             f"within 10% of {d / 2:g}", abs(ratio / (d / 2) - 1) <= 0.10)

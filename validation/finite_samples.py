@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 import simtheory as sim
+from simtheory.measures import log_linear_fit
 from simtheory.simulate import Init, Model, init_params, train
 
 from ._report import Report, main
@@ -55,7 +56,7 @@ def run(quick: bool = True, out=None) -> Report:
     for n in ns:
         rn = train(task, lin, init, lr=lr, steps=steps, record=[steps], seeds=seeds, data_seeds=[1000 + s for s in seeds], n=int(n))
         errs.append(float(np.mean(np.linalg.norm(rn.curves.W[:, -1] - pop, axis=(-2, -1)))))
-    slope = float(np.polyfit(np.log(ns), np.log(errs), 1)[0])
+    slope = log_linear_fit(ns, errs, log_x=True).slope  # convergence order
     r.check("log-log slope of mean ||W_GD - linear_gd(A)|| against n", slope, "in [-0.6, -0.4]", -0.6 <= slope <= -0.4)
     r.metrics["population_error_by_n"] = {int(n): e for n, e in zip(ns, errs)}
     if out is not None:

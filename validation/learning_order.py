@@ -31,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 import simtheory as sim
+from simtheory import compiled
 from simtheory.simulate import Init, Model, epoch_steps, train
 
 from ._report import Report, main
@@ -52,20 +53,9 @@ def sweep(quick: bool):
     return [sim.SIMTask([m, 1.5], [s, 0.05], d=2) for m in mus for s in sigmas]
 
 
-def first_learned(curves, level=0.9):
-    """(E, s) first recorded time each concept's output reaches level x mu_p (inf if never)."""
-    task = curves.task
-    comps = task.compositions()
-    out = []
-    for p in range(task.s):
-        onehot = int(np.flatnonzero((comps.sum(1) == 1) & (comps[:, p] == 1))[0])
-        tasks = curves.meta.get("tasks") or [task.to_dict()] * curves.W.shape[0]
-        mu_p = np.array([t["mu"][p] for t in tasks])
-        y = curves.composition_outputs[:, :, onehot, p]
-        reached = y >= level * mu_p[:, None]
-        idx = np.argmax(reached, axis=1)
-        out.append(np.where(reached.any(axis=1), curves.times[idx], np.inf))
-    return np.stack(out, axis=1)
+def level_time(**kwargs):
+    """The symmetric model's logistic time to a level (``derivations/symmetric.py``, ``level_time``)."""
+    return compiled("symmetric", "level_time")(**kwargs)
 
 
 def separated(a: np.ndarray) -> np.ndarray:
@@ -96,7 +86,7 @@ def figure2(r: Report, quick: bool, out) -> None:
     members = [t for t in tasks for _ in range(seeds_per)]
     run_ = train(members, Model("mlp", (64,), bias=True), Init("default"), lr=lr, steps=steps,
                  seeds=list(range(len(members))), n=n, batch_size=batch, loss="mse", dtype="float32")
-    t = first_learned(run_.curves) / (lr * run_.curves.meta["time_factor"])  # steps
+    t = run_.curves.learning_times() / (lr * run_.curves.meta["time_factor"])  # steps
     t = t.reshape(len(tasks), seeds_per, 2)
     rows, verdict = {}, []  # verdict per setting: True / False (agrees with the a_p order or not), None: undecided
     for k, ((name, v), task) in enumerate(zip(settings, tasks)):
@@ -146,7 +136,7 @@ def run(quick: bool = True, out=None) -> Report:
     for name, (model, init, lr) in MODELS.items():
         run_ = train(tasks, model, init or isotropic, lr=lr, steps=steps, record=record, seeds=list(range(E)),
                      n=64 if quick else 256)
-        t = first_learned(run_.curves)
+        t = run_.curves.learning_times()
         decided = np.isfinite(t.min(axis=1)) & apart
         ok = (np.argmin(t, axis=1) == theory_first) & decided
         rate = float(ok.sum() / max(decided.sum(), 1))
@@ -154,15 +144,15 @@ def run(quick: bool = True, out=None) -> Report:
         if name in REQUIRED:
             r.check(f"{name}: agreement with the a_p order", rate, f">= {REQUIRED[name]}", rate >= REQUIRED[name])
         if name == "symmetric":
-            # overlay: logistic time to w_pp = 0.9 from each member's own w_pp(0) (kappa = 2)
+            # overlay: logistic time to w_pp = 0.9 from each member's own w_pp(0) (gradient flow: kappa = 2)
             w0 = np.einsum("eii->ei", run_.curves.W[:, 0])[:, :2]
-            t_pred = np.log(9 * (1 - w0) / w0) / (4 * a)
+            t_pred = level_time(a=a, omega=w0, kappa=2.0, ell=0.9)
             rel = float(np.median(np.abs(t - t_pred) / t_pred))
             r.check("symmetric: median |t_GD - t_logistic| / t_logistic (time to 0.9)", rel, "<= 0.1", rel <= 0.1)
             sym_times = (a, t, t_pred, rel)
         if name == "symmetric (gaussian init)":
             w0 = np.einsum("eii->ei", run_.curves.W[:, 0])[:, :2]
-            t_pred = np.log(9 * (1 - w0) / w0) / (4 * a)  # decoupled logistic; ignores the off-diagonal coupling
+            t_pred = level_time(a=a, omega=w0, kappa=2.0, ell=0.9)  # decoupled logistic; ignores the coupling
             done = np.isfinite(t.min(axis=1))
             ok_pred = (np.argmin(t, axis=1) == np.argmin(t_pred, axis=1)) & done
             rates[name]["agreement_logistic_order"] = float(ok_pred.sum() / max(done.sum(), 1))

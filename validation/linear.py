@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 import simtheory as sim
+from simtheory.measures import log_linear_fit
 from simtheory.simulate import Init, Model, init_params, train
 
 from ._report import Report, main
@@ -43,7 +44,7 @@ def run(quick: bool = True, out=None) -> Report:
         rk = train(tasks[0], model, init, lr=float(lr_k), steps=k, record=[k], seeds=[0], inputs=X)
         flow = sim.linear_flow(rk.A_n[0], W0[0], t_end)[0]
         errs.append(float(np.linalg.norm(rk.curves.W[0, -1] - flow)))
-    slope = float(np.polyfit(np.log(lrs), np.log(errs), 1)[0])
+    slope = log_linear_fit(lrs, errs, log_x=True).slope  # convergence order
     r.check("log-log slope of ||W_GD(t) - W_flow(t)|| against lr", slope, "in [0.9, 1.1]", 0.9 <= slope <= 1.1)
     r.metrics["errors_by_lr"] = {f"{a:g}": e for a, e in zip(lrs, errs)}
     if out is not None:

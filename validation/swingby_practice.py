@@ -26,27 +26,7 @@ import simtheory as sim
 from simtheory import swingby, theory
 from simtheory.simulate import Init, Model, epoch_steps, flow_limit, train
 
-from ._report import Report, main
-
-
-def ood_nonmonotone(curves, losses=None) -> np.ndarray:
-    """(E,) whether each member's OOD loss (or the given (E, T) ``losses``) is non-monotone after t = 0."""
-    losses = curves.ood_loss if losses is None else losses
-    return swingby.non_monotone(curves.times[1:], losses[:, 1:])
-
-
-def training_description(lr: float, n: int, batch) -> str:
-    """How the runs were trained, for captions: full-batch GD or the paper's SGD (40 epochs)."""
-    if batch is None:
-        return f"full-batch GD at lr {lr:g}, {n} points per cluster"
-    return f"SGD at lr {lr:g}, batch {batch}, 40 epochs of {n} points per cluster"
-
-
-def train_loss_monotone(train_loss: np.ndarray, sgd: bool) -> np.ndarray:
-    """(E,) whether each training-loss curve (E, T) never rises: by more than 1e-9 relative per record
-    for GD, by more than 1% of the initial loss for SGD (minibatch noise)."""
-    tol = 1e-2 * train_loss[:, :1] if sgd else 1e-9 * train_loss[:, :-1]
-    return np.all(np.diff(train_loss, axis=1) <= tol, axis=1)
+from ._report import Report, main, train_loss_monotone, training_description
 
 
 def _flow(run_, members=None):
@@ -63,7 +43,7 @@ class _Agreement:
 
     def add(self, run_, nonmono_gd) -> np.ndarray:
         pred = _flow(run_)
-        nonmono_pred = ood_nonmonotone(run_.curves, pred)
+        nonmono_pred = swingby.ood_non_monotone(run_.curves, pred)
         self.last = (int(np.sum(nonmono_pred == nonmono_gd)), nonmono_gd.size)
         self.last_fraction = float(nonmono_pred.mean())  # predicted fraction of non-monotone runs
         self.agree += self.last[0]
@@ -92,7 +72,7 @@ def run(quick: bool = True, out=None) -> Report:
         task = sim.SIMTask([1.0, 2.0], 0.05, d=d)
         run_ = train(task, Model("deep", (d, d, d)), Init("default"), lr=0.05, steps=steps, seeds=seeds, n=n,
                      batch_size=batch)
-        nm = ood_nonmonotone(run_.curves)
+        nm = swingby.ood_non_monotone(run_.curves)
         fractions[d] = float(nm.mean())
         e = int(np.flatnonzero(nm)[0]) if nm.any() else 0
         label = f"d = {d}, seed {e}" + (" (non-monotone)" if nm.any() else " (all monotone)")
@@ -103,7 +83,7 @@ def run(quick: bool = True, out=None) -> Report:
         else:
             overlay[label] = (run_.curves.times, _flow(run_, members=[e])[0])
         nonmono_total += int(nm.sum())
-        train_monotone += int(np.sum(nm & train_loss_monotone(run_.curves.train_loss, sgd=batch is not None)))
+        train_monotone += int(np.sum(nm & train_loss_monotone(run_.curves.train_loss, batch)))
     r.check("non-monotone fraction d = 2 minus d = 64 (four-layer linear)", fractions[2] - fractions[64], ">= 0.3",
             fractions[2] - fractions[64] >= 0.3)
     r.metrics["non-monotone fraction, four-layer linear"] = fractions
@@ -125,7 +105,7 @@ def run(quick: bool = True, out=None) -> Report:
                         f"predicts monotone vs not in {agree2[0]}/{agree2[1]} runs.")
     three = train(sim.SIMTask([1.0, 2.0], 0.05, d=3), Model("deep", (3, 3)), Init("default"), lr=0.05, steps=steps,
                   seeds=seeds, n=n, batch_size=batch)
-    nm3 = ood_nonmonotone(three.curves)
+    nm3 = swingby.ood_non_monotone(three.curves)
     pred3 = agreement.add(three, nm3)
     r.metrics["non-monotone fraction, three-layer linear d = 3"] = float(nm3.mean())
     if out is not None:
@@ -148,7 +128,7 @@ def run(quick: bool = True, out=None) -> Report:
         for mu1 in mus:
             rr = train(sim.SIMTask([mu1, 2.0], 0.05, d=2), model, Init("default"), lr=0.05, steps=steps, seeds=seeds,
                        n=n, batch_size=batch)
-            nm = ood_nonmonotone(rr.curves)
+            nm = swingby.ood_non_monotone(rr.curves)
             row[mu1] = float(nm.mean())
             if model.kind == "untied":
                 agreement.add(rr, nm)

@@ -12,6 +12,7 @@ import numpy as np
 
 import simtheory as sim
 from simtheory import swingby
+from simtheory.measures import log_linear_fit
 from simtheory.simulate import Init, Model, train
 
 from ._report import Report, main
@@ -34,7 +35,7 @@ def run(quick: bool = True, out=None) -> Report:
         pred = sim.symmetric_flow(run_.A_n[0], W0, run_.curves.times)
         errs.append(float(np.max(np.linalg.norm(run_.curves.W[0] - pred, axis=(-2, -1)))))
         last = (run_, pred)
-    slope = float(np.polyfit(np.log(lrs), np.log(errs), 1)[0])
+    slope = log_linear_fit(lrs, errs, log_x=True).slope  # convergence order
     r.check("log-log slope of max_t ||W_GD(t) - W_flow(t)|| against lr", slope, "in [0.9, 1.1]", 0.9 <= slope <= 1.1)
     r.metrics["errors_by_lr"] = {f"{a:g}": e for a, e in zip(lrs, errs)}
 

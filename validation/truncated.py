@@ -26,12 +26,11 @@ from __future__ import annotations
 import numpy as np
 
 import simtheory as sim
-from simtheory import theory
+from simtheory import swingby, theory
 from simtheory.simulate import Init, Model, epoch_steps, flow_limit, train
 from simtheory.task import truncated_variance_factor
 
-from ._report import Report, main
-from .swingby_practice import ood_nonmonotone, train_loss_monotone, training_description
+from ._report import Report, main, train_loss_monotone, training_description
 
 CUTS = (0.5, 1.0, 2.0)
 
@@ -91,15 +90,15 @@ def _swingby(r: Report, quick: bool, out):
                             ("two-layer ReLU", Model("mlp", (16,), bias=True))):
             run_ = train(task, model, Init("default"), lr=0.05, steps=steps, seeds=seeds, n=n, batch_size=batch)
             c = run_.curves
-            nm = ood_nonmonotone(c)
-            mono_train = train_loss_monotone(c.train_loss, sgd=batch is not None)
+            nm = swingby.ood_non_monotone(c)
+            mono_train = train_loss_monotone(c.train_loss, batch)
             kinds[(data, name)] = float(nm.mean())
             r.metrics[f"{name}, {data}: non-monotone OOD loss / training loss monotone in those runs"] = (
                 float(nm.mean()), f"{int(np.sum(mono_train & nm))}/{int(nm.sum())}")
             if name != "four-layer linear" or cut is None:
                 continue
             pred = theory.ood_loss(task, flow_limit(run_, population=True, rtol=1e-7, atol=1e-10))
-            agree = float(np.mean(ood_nonmonotone(c, pred) == nm))
+            agree = float(np.mean(swingby.ood_non_monotone(c, pred) == nm))
             check = "four-layer linear, truncated clusters: flow with the truncated population A predicts monotone vs not"
             if batch is None:
                 r.check(check, agree, ">= 0.9", agree >= 0.9)

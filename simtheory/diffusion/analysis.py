@@ -24,7 +24,13 @@ from pathlib import Path
 import numpy as np
 
 from simtheory.claims import Claim, verdict
-from simtheory.measures import Crossing, gaussian_smooth, log_linear_fit, spearman, sustained_crossing
+from simtheory.measures import (
+    Crossing,
+    gaussian_smooth,
+    log_linear_fit,
+    spearman,
+    sustained_crossing,
+)
 from simtheory.swingby import turning_points
 
 from .data import ImageSpec, concept_signal

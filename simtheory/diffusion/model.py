@@ -17,7 +17,6 @@ from torch.nn import functional as F
 
 from .data import MAX_TOKENS, VOCAB
 
-
 CONDITIONINGS = ("text", "vector")
 VECTOR_DIM = 4  # Park's vector prompt: (R, G, B, radius)
 
