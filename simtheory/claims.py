@@ -55,5 +55,5 @@ def markdown_table(claims) -> str:
     rows = ["| claim | measured | required | verdict | trivial / wrong answers | paper |", "|---|---|---|---|---|---|"]
     for c in claims:
         cells = (c.name, c.measured, c.required, f"**{c.verdict}**", c.base_rate or "-", c.figure or "-")
-        rows.append("| " + " | ".join(str(x).replace("|", "/") for x in cells) + " |")
+        rows.append("| " + " | ".join(str(x).replace("|", "\\|") for x in cells) + " |")  # pipes escaped
     return "\n".join(rows)

@@ -46,11 +46,13 @@ def _initial(args, d: int):
         U0 = rng.standard_normal((d, d)) * args.init_scale
     else:  # diag
         U0 = np.eye(d) * args.init_scale
-    if args.model == "linear-flow":
-        return U0
-    if args.model == "untied":
-        return (U0, U0.T.copy())
-    return U0 @ U0.T
+    from .models import get
+
+    spec = get(args.model)
+    if spec.name in ("untied", "deep"):  # factors U0, U0^T, U0, ... (first layer first)
+        n = 2 if spec.name == "untied" else args.layers
+        return spec.init_from_factors([U0 if k % 2 == 0 else U0.T.copy() for k in range(n)])
+    return spec.init_from_factors([U0])
 
 
 def _cmd_predict(args) -> int:
@@ -61,6 +63,8 @@ def _cmd_predict(args) -> int:
     task = SIMTask(args.mu, args.sigma if len(args.sigma) > 1 else args.sigma[0], d=args.d, origin=args.origin)
     if args.n_times < 2:
         raise ValueError(f"--n-times must be >= 2, got {args.n_times}")
+    if args.layers < 2:
+        raise ValueError(f"--layers must be >= 2 (factors of the deep model), got {args.layers}")
     if not args.t_max > 0:
         raise ValueError(f"--t-max must be > 0, got {args.t_max}")
     if args.log_times:
@@ -105,6 +109,9 @@ def _cmd_export(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import models
+    from .theory import CONVENTIONS
+
     p = argparse.ArgumentParser(prog="simtheory", description="Learning dynamics of the SIM task (Yang et al., ICLR 2025).")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -118,10 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--sigma", type=float, nargs="+", default=[0.05], help="standard deviation(s): scalar, length s or d")
     q.add_argument("--d", type=int, default=None, help="dimension (default s)")
     q.add_argument("--origin", action="store_true", help="add a cluster at the origin")
-    q.add_argument("--model", choices=["symmetric", "linear-flow", "untied"], default="symmetric")
-    q.add_argument("--convention", choices=["gradient-flow", "paper", "paper-code"], default="gradient-flow")
+    q.add_argument("--model", choices=[*models.names(predictable=True), "linear-flow"], default="symmetric",
+                   help="a predictable model of the registry (simtheory.models); linear-flow = linear")
+    q.add_argument("--convention", choices=sorted(CONVENTIONS), default="gradient-flow")
     q.add_argument("--init", choices=["rand", "normal", "diag"], default="rand",
-                   help="U0 = scale * rand / normal / identity; W0 = U0 U0^T (symmetric), U0 (linear), (U0, U0^T) (untied)")
+                   help="U0 = scale * rand / normal / identity; W0 = U0 U0^T (symmetric), U0 (linear), (U0, U0^T) "
+                        "(untied), U0, U0^T, U0, ... (deep, --layers factors)")
+    q.add_argument("--layers", type=int, default=3, help="number of factors of the deep model (>= 2)")
     q.add_argument("--init-scale", type=float, default=0.2)
     q.add_argument("--init-file", help="a .npy file holding W0 (overrides --init)")
     q.add_argument("--seed", type=int, default=0)

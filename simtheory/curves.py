@@ -17,16 +17,6 @@ import numpy as np
 from . import _checks, theory
 from .task import SIMTask
 
-MODELS = ("linear-flow", "linear-gd", "symmetric", "untied")
-
-_FORMULAS = {  # which derivations a model's curves come from (for the LaTeX record)
-    "linear-flow": [("one_layer_flow", "matrix"), ("one_layer_flow", "entry")],
-    "linear-gd": [("one_layer_gd", "entry")],
-    "symmetric": [("symmetric", "V"), ("symmetric", "logistic")],
-    "untied": [("untied", "flow_W1"), ("untied", "flow_W2"), ("untied", "mode")],
-}
-
-
 def _frozen(a) -> np.ndarray:
     a = np.array(a, dtype=np.float64)
     a.setflags(write=False)
@@ -215,24 +205,24 @@ class Curves:
 def predict(task: SIMTask, W0, t, model: str = "symmetric", convention: str = "gradient-flow", **kwargs) -> Curves:
     """Predicted :class:`Curves` of ``model`` on ``task`` from ``W0`` over times ``t``.
 
-    ``model``: "linear-flow", "symmetric" (``convention`` applies) or "untied" (``W0`` is then a
-    pair ``(W1_0, W2_0)``). ``linear-gd`` is :func:`simtheory.linear_gd` (it takes steps, not times).
+    ``model``: any predictable entry of the model registry (:mod:`simtheory.models`): "linear" (alias
+    "linear-flow"), "symmetric" (``convention`` applies), "untied" (``W0`` is then a pair ``(W1_0, W2_0)``) or
+    "deep" (``W0`` a list of factor matrices, first layer first). ``kwargs`` go to the solver (``rtol``,
+    ``atol``, ``method``) where the flow is integrated numerically. Discrete GD of the one-layer model is
+    :func:`simtheory.linear_gd` (it takes steps, not times).
     """
+    from . import models
 
-    if model not in ("linear-flow", "symmetric", "untied"):
-        raise ValueError(f"model must be 'linear-flow', 'symmetric' or 'untied', got {model!r}")
-    if model != "symmetric" and convention != "gradient-flow":
-        raise ValueError(f"convention applies to the symmetric model only; {model} uses 'gradient-flow'")
+    spec = models.get(model)
+    if not spec.predictable:
+        raise ValueError(f"model {model!r} has no gradient-flow prediction; predictable models: "
+                         f"{models.names(predictable=True)}")
+    if convention not in spec.conventions:
+        raise ValueError(f"convention must be one of {spec.conventions} for the {spec.name} model "
+                         f"(the paper's conventions apply to the symmetric model only); got {convention!r}")
     t = _checks.times(t)
-    if model == "linear-flow":
-        W = theory.linear_flow(task, W0, t)
-    elif model == "symmetric":
-        W = theory.symmetric_flow(task, W0, t, convention=convention, **kwargs)
-    else:
-        if not (isinstance(W0, (tuple, list)) and len(W0) == 2):
-            raise ValueError("W0 must be a pair (W1_0, W2_0) for the untied model")
-        W = theory.untied_flow(task, W0[0], W0[1], t, **kwargs).W
-    latex = {f"{d}.{f}": compiled_latex(d, f) for d, f in _FORMULAS[model]}
+    W = spec.flow(task, W0, t, convention=convention, **kwargs)
+    latex = {f"{d}.{f}": compiled_latex(d, f) for d, f in spec.formulas}
     return Curves.from_W(task, t, W, model=model, convention=convention, latex=latex)
 
 

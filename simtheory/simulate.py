@@ -31,7 +31,9 @@ from . import _checks
 from .curves import Curves, _frozen
 from .task import SIMTask, empirical_second_moment
 
-MODELS = ("linear", "symmetric", "untied", "deep", "mlp")
+from .models import names as _model_names
+
+MODELS = _model_names(simulate=True)  # the model registry's simulated kinds
 INITS = ("gaussian", "uniform", "default", "given")
 LOSSES = ("sim", "mse")
 
@@ -323,12 +325,13 @@ def flow_limit(run: Run, t=None, *, population: bool = False, members=None, rtol
     ``members``: indices of the members to predict (default all); ``rtol``/``atol``: the ODE solver's
     tolerances where the flow is integrated numerically.
     """
-    from . import theory
+    from . import models
 
     meta = run.curves.meta
     kind = meta["model"]["kind"]
-    if kind == "mlp":
-        raise ValueError("flow_limit: the ReLU MLP has no gradient-flow prediction (the theory covers linear models)")
+    spec = models.get(kind)
+    if not spec.predictable:
+        raise ValueError(f"flow_limit: the {kind} model has no gradient-flow prediction ({spec.description})")
     if not run.initial:
         raise ValueError("flow_limit: this Run carries no initial weights (made by an older version of train)")
     t = run.curves.times if t is None else _checks.times(t)
@@ -342,13 +345,7 @@ def flow_limit(run: Run, t=None, *, population: bool = False, members=None, rtol
     else:
         A = run.A_n[idx]
     start = [w[idx] for w in run.initial]
-    if kind == "linear":
-        return theory.linear_flow(A, start[0], t)
-    if kind == "symmetric":
-        return theory.symmetric_flow(A, theory.symmetric_init(start[0]), t, rtol=rtol, atol=atol)
-    if kind == "untied":
-        return theory.untied_flow(A, start[0], start[1], t, rtol=rtol, atol=atol).W
-    return theory.deep_flow(A, start, t, rtol=rtol, atol=atol).W
+    return spec.flow(A, spec.init_from_factors(start), t, rtol=rtol, atol=atol)
 
 
 def epoch_steps(n_points: int, batch_size: int, epochs: int) -> int:

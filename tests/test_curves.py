@@ -55,9 +55,11 @@ def test_batched_curves_export(tmp_path):
 
 def test_predict_rejects_bad_model_and_convention():
     task = sim.SIMTask([1.0], 0.1)
-    with pytest.raises(ValueError, match="model must be"):
+    with pytest.raises(ValueError, match="model must be one of"):
+        sim.predict(task, np.eye(1), [1.0], model="resnet")
+    with pytest.raises(ValueError, match="'mlp' has no gradient-flow prediction"):
         sim.predict(task, np.eye(1), [1.0], model="mlp")
-    with pytest.raises(ValueError, match="convention applies to the symmetric model only"):
+    with pytest.raises(ValueError, match="convention must be one of .*symmetric model only"):
         sim.predict(task, np.eye(1), [1.0], model="linear-flow", convention="paper")
     with pytest.raises(ValueError, match="pair"):
         sim.predict(task, np.eye(1), [1.0], model="untied")
@@ -69,6 +71,21 @@ def test_untied_and_linear_predict(tmp_path):
     np.testing.assert_allclose(c.W[-1], np.eye(2), atol=1e-8)
     lin = sim.predict(task, np.zeros((2, 2)), [0.0, 1.0], model="linear-flow")
     np.testing.assert_allclose(lin.ood_loss[0], 0.5 * (1 + 4))
+
+
+def test_every_predictable_model_of_the_registry_predicts_and_deep_with_two_factors_is_untied():
+    from simtheory import models
+
+    task = sim.SIMTask([1.0, 2.0], 0.1)
+    t = [0.0, 1.0, 5.0]
+    W1, W2 = 0.1 * np.eye(2) + 0.02, 0.1 * np.eye(2)
+    deep = sim.predict(task, [W1, W2], t, model="deep")
+    untied = sim.predict(task, (W1, W2), t, model="untied")
+    np.testing.assert_allclose(deep.W, untied.W, rtol=1e-7, atol=1e-10)
+    assert set(models.names(predictable=True)) == {"linear", "symmetric", "untied", "deep"}
+    from simtheory.simulate import MODELS
+
+    assert set(MODELS) == {"linear", "symmetric", "untied", "deep", "mlp"}
 
 
 def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
