@@ -15,15 +15,15 @@ from __future__ import annotations
 import numpy as np
 
 import simtheory as sim
-from simtheory import swingby
+from simtheory import paper, swingby
 from simtheory.simulate import Init, Model, train
 
 from ._report import Report, main
 
 
-def _find_seed(task, want_max, limit=200):
+def _find_seed(setting, task, want_max, limit=200):
     for seed in range(limit):
-        U0 = np.random.default_rng(seed).random((task.d, task.d)) / 5
+        U0 = setting.U0(seed)
         W0 = U0 @ U0.T
         t = swingby.time_grid(swingby.horizon(task, W0), 1500)
         res = swingby.classify(t, sim.ood_loss(task, sim.symmetric_flow(task, W0, t)))
@@ -41,12 +41,14 @@ def _gd(task, U0, lr, t_end, n):
 def run(quick: bool = True, out=None) -> Report:
     """Multiple descent and weak-concept suppression: GD vs theory."""
     r = Report("multiple_descent", "GD reproduces the predicted triple/quadruple descent and the weak-entry suppression")
-    lr = 0.0025 if quick else 0.000625
-    n = 200 if quick else 5000
+    settings = paper.multiple_descent()
+    sizes = settings["triple"].sizes(quick)
+    lr, n = sizes.lrs[0], sizes.n
     panels, overlay, summary = {}, {}, []
-    for label, mu in (("triple", (1.0, 1.5, 2.2)), ("quadruple", (1.0, 1.5, 2.2, 2.7))):
-        task = sim.SIMTask(mu, 0.05)
-        seed, U0 = _find_seed(task, len(mu) - 1)
+    for label in ("triple", "quadruple"):
+        setting = settings[label]
+        mu, task = setting.mu, setting.task()
+        seed, U0 = _find_seed(setting, task, len(mu) - 1)
         run_ = _gd(task, U0, lr, swingby.horizon(task, U0 @ U0.T), n)
         c = run_.curves.select(0)
         pred = sim.symmetric_flow(run_.A_n[0], U0 @ U0.T, c.times)
@@ -63,9 +65,10 @@ def run(quick: bool = True, out=None) -> Report:
         overlay[f"{label}, GD"] = (c.times, sim.ood_loss(task, pred))
         summary.append(f"{label} descent, mu = {mu}: " + (f"the predicted turning points, times within {dt:.2%}, values "
                                                          f"within {dv:.2%}" if same else "NOT the predicted turning points"))
-    task = sim.SIMTask((0.7, 1.7, 3.0), 0.05)
-    U0 = np.random.default_rng(0).random((3, 3)) / 5
-    run_ = _gd(task, U0, lr, 20.0, n)
+    failure = settings["failure"]
+    task = failure.task()
+    U0 = failure.U0(0)
+    run_ = _gd(task, U0, lr, failure.budget, n)
     c = run_.curves.select(0)
     pred = sim.symmetric_flow(run_.A_n[0], U0 @ U0.T, c.times)
     s_gd = c.W[:, 0, 0].min() / c.W[0, 0, 0]
@@ -81,8 +84,10 @@ def run(quick: bool = True, out=None) -> Report:
         paths = plotting.ood_loss_panels(panels, out / "multiple_descent_gd_vs_theory", overlay=overlay,
                                          overlay_label="symmetric_flow (A_n)",
                                          title=f"Multiple descent and the failure mode: GD (lr = {lr:g}) vs theory")
-        r.figure(paths, f"Paper Figures 8, 9 and 10 analogues from GD: symmetric model, sigma = 0.05, full-batch GD at lr "
-                        f"{lr:g} on {n} points per cluster, U0 = rand/5 with the first seed whose predicted curve has the "
+        tri = settings["triple"]
+        r.figure(paths, f"Paper Figures 8, 9 and 10 analogues from GD: symmetric model, sigma = {tri.sigma:g}, full-batch "
+                        f"GD at lr {lr:g} on {n} points per cluster, U0 = rand/{tri.init_divisor:g} with the first seed "
+                        f"whose predicted curve has the "
                         f"named number of maxima. Dotted: symmetric_flow with A_n. GD shows " + "; ".join(summary) +
                         f". Failure setting mu = (0.7, 1.7, 3): min w_11(t)/w_11(0) = {s_gd:.4g} (GD) vs {s_th:.4g} (theory).")
     return r

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from simtheory import plotting, swingby, theory
+from simtheory import paper, plotting, swingby, theory
 from simtheory._compile import compiled
 from simtheory.curves import Curves, atomic_write_text, predict, provenance
 from simtheory.task import SIMTask
@@ -36,8 +36,8 @@ class Config:
 
 
 def _u0(rng, shape, d):
-    U0 = rng.random(shape + (d, d)) / 5.0  # the paper's Figure 5 initialisation: rand(d, d) / 5
-    return U0 @ np.swapaxes(U0, -1, -2)
+    """``U0 U0^T`` with the paper's initialisation ``U0 = rand(d, d) / 5`` (:mod:`simtheory.paper`)."""
+    return paper.figure5().with_(d=d).W0(rng, shape)
 
 
 class _Report:
@@ -88,11 +88,11 @@ def _ensemble_kinds(task, W0s, convention, n_grid=800):
 
 def _section_figure5(r: _Report):
     cfg = r.cfg
-    task = SIMTask([1.0, 1.5], cfg.sigma, d=3)
-    W0 = _u0(np.random.default_rng(cfg.seed), (), 3)
+    fig5 = paper.figure5().with_(sigma=cfg.sigma)
+    task = fig5.task()
+    W0 = fig5.W0(np.random.default_rng(cfg.seed))
     r.md("## 2. Swing-by: the Figure 5 analogue under three conventions", "",
-         f"Symmetric model W = U U^T, d = 3, mu = (1, 1.5), sigma = {cfg.sigma} (a = {np.round(task.a, 4).tolist()}), "
-         f"U0 = rand(3, 3)/5 with seed {cfg.seed}. Conventions: `gradient-flow` (dW/dt = 2V, t = lr x steps), "
+         f"{fig5.describe()} (a = {np.round(task.a, 4).tolist()}) with seed {cfg.seed}. Conventions: `gradient-flow` (dW/dt = 2V, t = lr x steps), "
          "`paper` (dW/dt = V, the paper's text), `paper-code` (dW/dt = V with A∘A, as the published scripts).", "",
          "| convention | kind | turning points (t, OOD loss) | bump | rule predicts non-monotone |", "|---|---|---|---|---|")
     panels, marks, fig5 = {}, {}, {}
@@ -148,7 +148,7 @@ def _section_multiple(r: _Report):
          "the number of interior maxima of the OOD loss (1 = swing-by/double descent, 2 = triple, 3 = quadruple descent).", "",
          "| setting | convention | 0 | 1 | 2 | 3+ | failure |", "|---|---|---|---|---|---|---|")
     out, examples = {}, []
-    settings = {"triple (Fig 8)": (1.0, 1.5, 2.2), "quadruple (Fig 9)": (1.0, 1.5, 2.2, 2.7), "failure (Fig 10)": (0.7, 1.7, 3.0)}
+    settings = {f"{name} (Fig {s.figure})": s.mu for name, s in paper.multiple_descent().items()}
     for label, mu in settings.items():
         task = SIMTask(mu, cfg.sigma, d=len(mu))
         W0s = _u0(np.random.default_rng(20_000 + len(mu)), (cfg.n_seeds,), len(mu))
@@ -172,7 +172,7 @@ def _section_multiple(r: _Report):
     # the failure mode: a plateau at 1/2 mu_weak^2 within the paper's budget
     task = SIMTask(settings["failure (Fig 10)"], cfg.sigma, d=3)
     W0s = _u0(np.random.default_rng(20_003), (cfg.n_seeds,), 3)
-    budget = 20.0  # lr 0.01 x 2000 steps in the paper's time
+    budget = paper.figure10().budget  # lr 0.01 x 2000 steps in the paper's time
     t = swingby.time_grid(2000.0, 600)
     plateau = 0.5 * task.mu[0] ** 2
     r.md("", f"**Failure mode** (mu = (0.7, 1.7, 3)): the weak concept's diagonal entry w_11 is pushed down while the "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 import simtheory as sim
+from simtheory import paper
 from simtheory import swingby
 from simtheory.measures import log_linear_fit
 from simtheory.simulate import Init, Model, train
@@ -21,14 +22,16 @@ from ._report import Report, main
 def run(quick: bool = True, out=None) -> Report:
     """Symmetric model: GD -> flow with error ∝ lr; turning points within 2%."""
     r = Report("symmetric", "GD on U -> symmetric_flow with error ∝ lr; OOD turning points within 2% at the smallest lr")
-    task = sim.SIMTask([1.0, 1.5], 0.05, d=3)
-    U0 = np.random.default_rng(2).random((3, 3)) / 5
+    fig5 = paper.figure5()
+    sizes = fig5.sizes(quick)
+    task = fig5.task()
+    U0 = fig5.U0(2)
     W0 = U0 @ U0.T
     init = Init("given", arrays=(U0,))
     t_end = 6.0
-    lrs = np.array([0.04, 0.02, 0.01, 0.005] if quick else [0.04, 0.02, 0.01, 0.005, 0.0025, 0.00125])
+    lrs = np.array(sizes.lrs)
     errs, last = [], None
-    X = task.sample(200 if quick else 2000, seed=0).inputs
+    X = task.sample(sizes.n, seed=0).inputs
     for lr in lrs:
         k = int(round(t_end / lr))
         run_ = train(task, Model("symmetric"), init, lr=float(lr), steps=k, record=np.arange(k + 1), seeds=[0], inputs=X)
@@ -64,8 +67,7 @@ def run(quick: bool = True, out=None) -> Report:
                                          overlay_label="symmetric_flow (A_n)")
         agree = (f"the same {len(th.turning_points)} turning points, times within {dt:.2%} and values within {dv:.2%}"
                  if same else "a different sequence of turning points")
-        r.figure(paths, f"Paper Figure 5 analogue from GD: symmetric model U U^T, d = 3, mu = (1, 1.5), sigma = 0.05, "
-                        f"U0 = rand(3, 3)/5, full-batch GD at lr {lrs[-1]:g} on {X.shape[0] // 2} points per cluster, "
+        r.figure(paths, f"Paper Figure 5 analogue from GD: {fig5.describe()}, full-batch GD at lr {lrs[-1]:g} on {X.shape[0] // 2} points per cluster, "
                         f"gradient-flow time. Dotted and right: symmetric_flow with the training set's A_n. GD shows "
                         f"{agree}; the GD-to-flow error falls like lr^{slope:.3f}.")
     return r
