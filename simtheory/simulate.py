@@ -196,19 +196,31 @@ def _loss(Y, X, kind):
     return sq.mean(dim=(-2, -1))
 
 
-def train(tasks, model: Model, init: Init, *, lr: float, steps: int, record=None, n: int = 100,
-          seeds=(0,), data_seeds=None, inputs=None, batch_size: int | None = None, loss: str = "sim",
-          dtype="float64", device="cpu", progress: bool = False, max_growth: float = 1e6) -> Run:
-    """Train an ensemble and record its curves.
+@dataclass(frozen=True)
+class _Setup:
+    """A validated training problem: the members' tasks, data (numpy and torch), steps to run and to record."""
 
-    ``tasks``: one :class:`SIMTask` or a list (one per member; same s, d and origin). ``seeds``:
-    one init seed per member (its length is the ensemble size E; a single task is shared).
-    ``data_seeds``: seeds of each member's training set (default: the init seeds); ``n`` points per
-    cluster; or ``inputs`` (E, N, d) / (N, d) to train on given data. ``batch_size=None`` is
-    full-batch GD, an int is minibatch SGD (sampling without replacement each step, seeded).
-    ``record``: step indices to record (default 60 log-spaced steps and 0). Raises ``ValueError``
-    for bad input and ``RuntimeError`` naming the member and step when the loss diverges.
-    """
+    tasks: list
+    shared_task: bool
+    seeds: list
+    lr: float
+    steps: int
+    record: np.ndarray
+    X_np: np.ndarray
+    X: torch.Tensor
+    batch_size: int | None
+    loss: str
+    dtype: str
+    tdtype: torch.dtype
+    device: str
+
+    @property
+    def d(self) -> int:
+        return self.tasks[0].d
+
+
+def _setup(tasks, *, lr, steps, record, n, seeds, data_seeds, inputs, batch_size, loss, dtype, device) -> _Setup:
+    """Check every argument of :func:`train` and build the training data (before any side effect)."""
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
     tdtype = _dtype(dtype)
@@ -250,67 +262,111 @@ def train(tasks, model: Model, init: Init, *, lr: float, steps: int, record=None
         if batch_size > N:
             raise ValueError(f"batch_size must be <= N = {N}, got {batch_size}")
     X = torch.as_tensor(np.array(X_np, dtype=np.float64), dtype=tdtype, device=device)
-    weights, biases = init_params(model, init, d, seeds, tdtype, device)
+    return _Setup(task_list, isinstance(tasks, SIMTask), seeds, lr, steps, record, X_np, X, batch_size, loss,
+                  str(dtype), tdtype, device)
+
+
+class _Recorder:
+    """The recorded curves of a run: the Jacobian at the OOD point, the outputs at every composition and the
+    training loss, at the steps of ``setup.record``; :meth:`curves` makes the :class:`Curves`."""
+
+    def __init__(self, setup: _Setup, model: Model):
+        self.setup, self.model = setup, model
+        tasks, dev, dt = setup.tasks, setup.device, setup.tdtype
+        self.x_ood = np.stack([t.test_point() for t in tasks])
+        self.ood = torch.as_tensor(self.x_ood, dtype=dt, device=dev)
+        self.comps = torch.as_tensor(np.stack([t.test_points() for t in tasks]), dtype=dt, device=dev)
+        E, T, d = len(setup.seeds), setup.record.size, setup.d
+        self.W = np.empty((E, T, d, d))
+        self.out = np.empty((E, T, self.comps.shape[1], d))
+        self.train = np.empty((E, T))
+
+    def __call__(self, r: int, weights, biases) -> None:
+        m, X = self.model, self.setup.X
+        with torch.no_grad():
+            self.W[:, r] = jacobian(m, weights, biases, self.ood).double().cpu().numpy()
+            self.out[:, r] = forward(m, weights, biases, self.comps).double().cpu().numpy()
+            self.train[:, r] = _loss(forward(m, weights, biases, X), X, "sim").double().cpu().numpy()
+
+    def curves(self, init: Init) -> Curves:
+        st, model = self.setup, self.model
+        factor = 2.0 / st.d if st.loss == "mse" else 1.0
+        times = st.record.astype(np.float64) * st.lr * factor
+        ood_out = self.out[:, :, -1, :]  # the last composition is the all-ones OOD point
+        return Curves(
+            times=_frozen(times), W=_frozen(self.W), ood_output=_frozen(ood_out),
+            ood_loss=_frozen(0.5 * np.sum((ood_out - self.x_ood[:, None, :]) ** 2, axis=-1)),
+            train_loss=_frozen(self.train), convention="gradient-flow", model=f"gd-{model.kind}", task=st.tasks[0],
+            latex={}, composition_outputs=_frozen(self.out),
+            meta={"lr": st.lr, "steps": st.record.tolist(), "loss": st.loss, "batch_size": st.batch_size,
+                  "dtype": st.dtype, "seeds": [int(s) for s in st.seeds],
+                  "model": {"kind": model.kind, "widths": list(model.widths), "bias": model.bias},
+                  "init": {"kind": init.kind, "scale": init.scale}, "time_factor": factor,
+                  "tasks": None if st.shared_task else [t.to_dict() for t in st.tasks]},
+        )
+
+
+def _step(setup: _Setup, model: Model, weights, biases, params, gen, initial, k: int, max_growth: float):
+    """One GD (or SGD) step of every member, in place; returns the loss at the first step (the divergence
+    guard's reference), raising ``RuntimeError`` naming the member and step when the loss diverges."""
+    X, E, N, d = setup.X, len(setup.seeds), setup.X.shape[1], setup.d
+    if setup.batch_size is None:
+        Xb = X
+    else:
+        idx = torch.stack([torch.randperm(N, generator=gen)[:setup.batch_size] for _ in range(E)]).to(setup.device)
+        Xb = torch.gather(X, 1, idx[..., None].expand(-1, -1, d))
+    L = _loss(forward(model, weights, biases, Xb), Xb, setup.loss)
+    if initial is None:
+        initial = L.detach().clone()
+    bad = ~torch.isfinite(L) | (L > max_growth * (initial + 1.0))
+    if bool(bad.any()):
+        e = int(torch.nonzero(bad)[0])
+        raise RuntimeError(f"training diverged: member {e} (seed {setup.seeds[e]}) has loss {float(L[e].detach()):.3g} "
+                           f"at step {k} with lr = {setup.lr}; lower lr (GD on a quadratic is stable only for "
+                           f"lr < 2 / curvature)")
+    grads = torch.autograd.grad(L.sum(), params)
+    with torch.no_grad():
+        for p, g in zip(params, grads):
+            p -= setup.lr * g
+    return initial
+
+
+def train(tasks, model: Model, init: Init, *, lr: float, steps: int, record=None, n: int = 100,
+          seeds=(0,), data_seeds=None, inputs=None, batch_size: int | None = None, loss: str = "sim",
+          dtype="float64", device="cpu", progress: bool = False, max_growth: float = 1e6) -> Run:
+    """Train an ensemble and record its curves.
+
+    ``tasks``: one :class:`SIMTask` or a list (one per member; same s, d and origin). ``seeds``:
+    one init seed per member (its length is the ensemble size E; a single task is shared).
+    ``data_seeds``: seeds of each member's training set (default: the init seeds); ``n`` points per
+    cluster; or ``inputs`` (E, N, d) / (N, d) to train on given data. ``batch_size=None`` is
+    full-batch GD, an int is minibatch SGD (sampling without replacement each step, seeded).
+    ``record``: step indices to record (default 60 log-spaced steps and 0). Raises ``ValueError``
+    for bad input and ``RuntimeError`` naming the member and step when the loss diverges.
+    """
+    setup = _setup(tasks, lr=lr, steps=steps, record=record, n=n, seeds=seeds, data_seeds=data_seeds, inputs=inputs,
+                   batch_size=batch_size, loss=loss, dtype=dtype, device=device)
+    weights, biases = init_params(model, init, setup.d, setup.seeds, setup.tdtype, device)
     start = tuple(w.detach().double().cpu().numpy().copy() for w in weights)
     params = [p.requires_grad_(True) for p in (*weights, *biases)]
-    x_ood = np.stack([t.test_point() for t in task_list])
-    ood = torch.as_tensor(x_ood, dtype=tdtype, device=device)
-    comps = torch.as_tensor(np.stack([t.test_points() for t in task_list]), dtype=tdtype, device=device)
-    gen = torch.Generator(device="cpu").manual_seed(int(seeds[0]) * 1_000_003 + 17)
-
-    T = record.size
-    rec_W = np.empty((E, T, d, d))
-    rec_out = np.empty((E, T, comps.shape[1], d))
-    rec_train = np.empty((E, T))
-    it = range(steps + 1)
+    recorder = _Recorder(setup, model)
+    gen = torch.Generator(device="cpu").manual_seed(int(setup.seeds[0]) * 1_000_003 + 17)
+    it = range(setup.steps + 1)
     if progress:
         from tqdm.auto import tqdm
 
-        it = tqdm(it, desc=f"train {model.kind} x{E}", unit="step")
-    r = 0
-    initial = None
+        it = tqdm(it, desc=f"train {model.kind} x{len(setup.seeds)}", unit="step")
+    r, T, initial = 0, setup.record.size, None
     for k in it:
-        if r < T and record[r] == k:
-            with torch.no_grad():
-                rec_W[:, r] = jacobian(model, weights, biases, ood).double().cpu().numpy()
-                rec_out[:, r] = forward(model, weights, biases, comps).double().cpu().numpy()
-                rec_train[:, r] = _loss(forward(model, weights, biases, X), X, "sim").double().cpu().numpy()
+        if r < T and setup.record[r] == k:
+            recorder(r, weights, biases)
             r += 1
-        if k == steps:
+        if k == setup.steps:
             break
-        if batch_size is None:
-            Xb = X
-        else:
-            idx = torch.stack([torch.randperm(N, generator=gen)[:batch_size] for _ in range(E)]).to(device)
-            Xb = torch.gather(X, 1, idx[..., None].expand(-1, -1, d))
-        L = _loss(forward(model, weights, biases, Xb), Xb, loss)
-        if initial is None:
-            initial = L.detach().clone()
-        bad = ~torch.isfinite(L) | (L > max_growth * (initial + 1.0))
-        if bool(bad.any()):
-            e = int(torch.nonzero(bad)[0])
-            raise RuntimeError(f"training diverged: member {e} (seed {seeds[e]}) has loss {float(L[e].detach()):.3g} at step {k} "
-                               f"with lr = {lr}; lower lr (GD on a quadratic is stable only for lr < 2 / curvature)")
-        grads = torch.autograd.grad(L.sum(), params)
-        with torch.no_grad():
-            for p, g in zip(params, grads):
-                p -= lr * g
-    factor = 2.0 / d if loss == "mse" else 1.0
-    times = record.astype(np.float64) * lr * factor
-    ood_out = rec_out[:, :, -1, :]  # the last composition is the all-ones OOD point
-    curves = Curves(
-        times=_frozen(times), W=_frozen(rec_W), ood_output=_frozen(ood_out),
-        ood_loss=_frozen(0.5 * np.sum((ood_out - x_ood[:, None, :]) ** 2, axis=-1)),
-        train_loss=_frozen(rec_train), convention="gradient-flow", model=f"gd-{model.kind}", task=ref,
-        latex={}, composition_outputs=_frozen(rec_out),
-        meta={"lr": lr, "steps": record.tolist(), "loss": loss, "batch_size": batch_size, "dtype": str(dtype),
-              "seeds": [int(s) for s in seeds], "model": {"kind": model.kind, "widths": list(model.widths), "bias": model.bias},
-              "init": {"kind": init.kind, "scale": init.scale}, "time_factor": factor,
-              "tasks": [t.to_dict() for t in task_list] if not isinstance(tasks, SIMTask) else None},
-    )
-    A_n = np.stack([empirical_second_moment(x) for x in X_np])
+        initial = _step(setup, model, weights, biases, params, gen, initial, k, max_growth)
+    A_n = np.stack([empirical_second_moment(x) for x in setup.X_np])
     final = tuple(p.detach().cpu().numpy().copy() for p in params)
-    return Run(curves, np.asarray(X_np), A_n, final, start)
+    return Run(recorder.curves(init), np.asarray(setup.X_np), A_n, final, start)
 
 
 def flow_limit(run: Run, t=None, *, population: bool = False, members=None, rtol: float = 1e-10,
