@@ -50,7 +50,9 @@ def main(argv=None):
     p.add_argument("--k", type=int, default=4, help="ensemble size")
     p.add_argument("--steps", type=int, default=10, help="timed steps (after warm-up)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--cpu-default", action="store_true", help="the CPU default U-Net (0.49M parameters, batch 64)")
+    p.add_argument(
+        "--cpu-default", action="store_true", help="the CPU default U-Net (0.49M parameters, batch 64)"
+    )
     p.add_argument("--paper", action="store_true", help="the paper-sized setting (K = 18, 32x32)")
     args = p.parse_args(argv)
     if args.paper:
@@ -58,8 +60,13 @@ def main(argv=None):
         k = len(cfg.members)
     else:
         small = dict(net=NetConfig(16, 16, (1, 2, 2), 32), batch=32)
-        cfg = cpu_config(deltas=(0.6,), seeds=tuple(range(args.k)), n_per_class=256, device=args.device,
-                         **({} if args.cpu_default else small))
+        cfg = cpu_config(
+            deltas=(0.6,),
+            seeds=tuple(range(args.k)),
+            n_per_class=256,
+            device=args.device,
+            **({} if args.cpu_default else small),
+        )
         k = args.k
     with tempfile.TemporaryDirectory() as tmp:
         run = Run(cfg, tmp)
@@ -70,7 +77,9 @@ def main(argv=None):
         ens = Ensemble(cfg.net, seeds, args.device)
         opt = make_optimizer(ens, cfg)
         streams = [_Stream(s) for s in seeds]
-        t_ens = time_steps(lambda: run.step(ens, opt, streams, images, tokens, null), args.steps, 2, args.device)
+        t_ens = time_steps(
+            lambda: run.step(ens, opt, streams, images, tokens, null), args.steps, 2, args.device
+        )
 
         singles = [ens.member(i).to(args.device) for i in range(k)]
         opts = [torch.optim.AdamW(m.parameters(), lr=cfg.lr) for m in singles]
@@ -81,20 +90,30 @@ def main(argv=None):
                 idx, t, eps, drop = st.draw(images.shape[1], cfg.batch, images.shape[2:], cfg.T, cfg.p_uncond)
                 tok = torch.where(drop[:, None], null, tokens[idx]).to(args.device)
                 t, eps = t.to(args.device), eps.to(args.device)
-                loss = ((m(run.schedule.noisy(images[i, idx.to(args.device)], t, eps), t, tok) - eps) ** 2).mean()
+                loss = (
+                    (m(run.schedule.noisy(images[i, idx.to(args.device)], t, eps), t, tok) - eps) ** 2
+                ).mean()
                 o.zero_grad(set_to_none=True)
                 loss.backward()
                 o.step()
 
         t_loop = time_steps(loop, args.steps, 2, args.device)
     n_par = n_parameters(singles[0])
-    print(f"K = {k} U-Nets of {n_par / 1e6:.2f}M parameters, {cfg.resolution}x{cfg.resolution}, batch {cfg.batch}, "
-          f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"ensemble step (all K) {t_ens * 1e3:.1f} ms; loop of K plain models {t_loop * 1e3:.1f} ms; "
-          f"ratio loop/ensemble {t_loop / t_ens:.2f}x")
+    print(
+        f"K = {k} U-Nets of {n_par / 1e6:.2f}M parameters, {cfg.resolution}x{cfg.resolution}, batch "
+        f"{cfg.batch}, "
+        f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
+    print(
+        f"ensemble step (all K) {t_ens * 1e3:.1f} ms; loop of K plain models {t_loop * 1e3:.1f} ms; "
+        f"ratio loop/ensemble {t_loop / t_ens:.2f}x"
+    )
     if args.paper:
-        print(f"projected sweep ({k} models x {cfg.steps} steps, training only): ensemble {t_ens * cfg.steps / 60:.1f} min, "
-              f"sequential {t_loop * cfg.steps / 60:.1f} min (goal <= 10 min)")
+        print(
+            f"projected sweep ({k} models x {cfg.steps} steps, training only): ensemble "
+            f"{t_ens * cfg.steps / 60:.1f} min, "
+            f"sequential {t_loop * cfg.steps / 60:.1f} min (goal <= 10 min)"
+        )
 
 
 if __name__ == "__main__":

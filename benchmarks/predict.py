@@ -108,18 +108,26 @@ def main(argv=None):
     n_lin, n_sym = (200, 64) if args.quick else (1000, 256)
 
     t_pred, t_ref, err, t_floor, nbytes = bench_linear(n_lin, min(args.n_ref, n_lin))
-    print(f"linear_flow, {n_lin} settings x 1000 times, d = 8: predictor {t_pred:.3f} s, "
-          f"solve_ivp {t_ref:.1f} s (timed on {min(args.n_ref, n_lin)} settings, scaled), "
-          f"ratio {t_ref / t_pred:.0f}x (goal >= 1000x); max |difference| {err:.1e}")
-    print(f"  memory floor: copying the {nbytes / 2**20:.0f} MiB result takes {t_floor:.3f} s; "
-          f"the predictor takes {t_pred / t_floor:.1f}x that")
+    print(
+        f"linear_flow, {n_lin} settings x 1000 times, d = 8: predictor {t_pred:.3f} s, "
+        f"solve_ivp {t_ref:.1f} s (timed on {min(args.n_ref, n_lin)} settings, scaled), "
+        f"ratio {t_ref / t_pred:.0f}x (goal >= 1000x); max |difference| {err:.1e}"
+    )
+    print(
+        f"  memory floor: copying the {nbytes / 2**20:.0f} MiB result takes {t_floor:.3f} s; "
+        f"the predictor takes {t_pred / t_floor:.1f}x that"
+    )
     t_batch, t_loop, err, method = bench_symmetric(n_sym)
-    print(f"symmetric_flow, {n_sym} settings batched vs loop of solve_ivp ({method}), d = 8: "
-          f"batched {t_batch:.2f} s, loop {t_loop:.2f} s, ratio {t_loop / t_batch:.1f}x (goal >= 20x); "
-          f"max |difference| {err:.1e}")
+    print(
+        f"symmetric_flow, {n_sym} settings batched vs loop of solve_ivp ({method}), d = 8: "
+        f"batched {t_batch:.2f} s, loop {t_loop:.2f} s, ratio {t_loop / t_batch:.1f}x (goal >= 20x); "
+        f"max |difference| {err:.1e}"
+    )
     t_np, t_st = bench_import()
-    print(f"import time: simtheory {t_st * 1e3:.0f} ms vs numpy {t_np * 1e3:.0f} ms "
-          f"(ratio {t_st / t_np:.2f}; SymPy, SciPy, matplotlib and torch load lazily)")
+    print(
+        f"import time: simtheory {t_st * 1e3:.0f} ms vs numpy {t_np * 1e3:.0f} ms "
+        f"(ratio {t_st / t_np:.2f}; SymPy, SciPy, matplotlib and torch load lazily)"
+    )
 
 
 if __name__ == "__main__":

@@ -56,13 +56,19 @@ def main(argv=None):
     N = 2 * n
     flops_per_step = 3 * (2 * N * d * d * 2)  # forward: X U then (X U) U^T; backward ~ 2x forward
     peak = peak_flops()
-    print(f"{E} symmetric models, d = {d}, N = {N}, {steps} full-batch steps, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
-    print(f"ensemble {t_ens:.1f} s; loop {t_loop:.1f} s (timed on {args.n_loop} models, scaled); "
-          f"ratio {t_loop / t_ens:.1f}x (goal >= 20x); max |W difference| {diff:.1e}")
-    print(f"achieved {E * steps * flops_per_step / t_ens / 1e9:.2f} GFLOP/s (ensemble), "
-          f"{E * steps * flops_per_step / t_loop / 1e9:.3f} GFLOP/s (loop); "
-          f"peak estimate {peak / 1e9:.1f} GFLOP/s (1024^2 float64 matmul)")
+    print(
+        f"{E} symmetric models, d = {d}, N = {N}, {steps} full-batch steps, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
+    print(
+        f"ensemble {t_ens:.1f} s; loop {t_loop:.1f} s (timed on {args.n_loop} models, scaled); "
+        f"ratio {t_loop / t_ens:.1f}x (goal >= 20x); max |W difference| {diff:.1e}"
+    )
+    print(
+        f"achieved {E * steps * flops_per_step / t_ens / 1e9:.2f} GFLOP/s (ensemble), "
+        f"{E * steps * flops_per_step / t_loop / 1e9:.3f} GFLOP/s (loop); "
+        f"peak estimate {peak / 1e9:.1f} GFLOP/s (1024^2 float64 matmul)"
+    )
 
 
 if __name__ == "__main__":

@@ -65,18 +65,37 @@ class OneLayerFlow(Derivation):
         W_gen = sp.Matrix(2, 2, lambda k, i: entry(avec[i], t, V0[k, i], 1 if k == i else 0))
         y1 = sp.Function(r"\hat{y}_1")(t)
         return {
-            "ood_output": Formula(y1, sp.collect(sp.expand((W_gen * x)[0]), [sp.exp(-avec[0] * t), sp.exp(-avec[1] * t)]),
-                                  description="OOD output, coordinate 1 (s = 2, any W(0)): sum_p w_1p(t) mu_p"),
-            "flow": Formula(sp.Symbol(r"\dot{W}"), -(sp.MatrixSymbol("W", 2, 2) - sp.Identity(2)) * sp.MatrixSymbol("A", 2, 2),
-                            description="gradient flow of the loss"),
-            "entry": Formula(wt, entry(a, t, w0, delta), args=(a, t, w0, delta),
-                             description="entry (k, i) with a = a_i, w0 = w_ki(0), delta = delta_ki"),
-            "matrix": Formula(sp.Function("W")(t),
-                              sp.Identity(2) - (sp.Identity(2) - sp.MatrixSymbol("W_0", 2, 2)) * sp.MatrixSymbol("e^{-A t}", 2, 2),
-                              description="matrix form for any symmetric A"),
-            "ood_loss_zero_init": Formula(ood, sp.simplify(loss), description="OOD loss from W(0) = 0, s = 2"),
-            "time_to_eps": Formula(sp.Symbol("t_p"), sp.log(1 / eps) / a, args=(a, eps),
-                                   description="time for concept p to reach relative error eps (a = a_p)"),
+            "ood_output": Formula(
+                y1,
+                sp.collect(sp.expand((W_gen * x)[0]), [sp.exp(-avec[0] * t), sp.exp(-avec[1] * t)]),
+                description="OOD output, coordinate 1 (s = 2, any W(0)): sum_p w_1p(t) mu_p",
+            ),
+            "flow": Formula(
+                sp.Symbol(r"\dot{W}"),
+                -(sp.MatrixSymbol("W", 2, 2) - sp.Identity(2)) * sp.MatrixSymbol("A", 2, 2),
+                description="gradient flow of the loss",
+            ),
+            "entry": Formula(
+                wt,
+                entry(a, t, w0, delta),
+                args=(a, t, w0, delta),
+                description="entry (k, i) with a = a_i, w0 = w_ki(0), delta = delta_ki",
+            ),
+            "matrix": Formula(
+                sp.Function("W")(t),
+                sp.Identity(2)
+                - (sp.Identity(2) - sp.MatrixSymbol("W_0", 2, 2)) * sp.MatrixSymbol("e^{-A t}", 2, 2),
+                description="matrix form for any symmetric A",
+            ),
+            "ood_loss_zero_init": Formula(
+                ood, sp.simplify(loss), description="OOD loss from W(0) = 0, s = 2"
+            ),
+            "time_to_eps": Formula(
+                sp.Symbol("t_p"),
+                sp.log(1 / eps) / a,
+                args=(a, eps),
+                description="time for concept p to reach relative error eps (a = a_p)",
+            ),
         }
 
     def checks(self, f):
@@ -85,29 +104,54 @@ class OneLayerFlow(Derivation):
         d = 3
         W = matrix_symbols("w", d, d)
         A = matrix_symbols("A", d, d, symmetric=True)
-        out.append(check_zero("dW/dt = -dL/dW = -(W - I) A (d = 3, symmetric A)", flow(W, A) + (W - sp.eye(d)) * A))
+        out.append(
+            check_zero("dW/dt = -dL/dW = -(W - I) A (d = 3, symmetric A)", flow(W, A) + (W - sp.eye(d)) * A)
+        )
         # 2. The entry-wise closed form satisfies the derived flow and the initial condition (diagonal A).
         avec = diag_symbols("a", d, positive=True)
         A_diag = sp.diag(*avec)
         W0 = matrix_symbols("v", d, d)
         sol = f["entry"].rhs
-        Wt = sp.Matrix(d, d, lambda k, i: sol.subs({a: avec[i], w0: W0[k, i], delta: 1 if k == i else 0}, simultaneous=True))
-        out.append(check_zero("closed form satisfies dW/dt = -dL/dW (diagonal A, d = 3)", Wt.diff(t) - flow(Wt, A_diag)))
+        Wt = sp.Matrix(
+            d,
+            d,
+            lambda k, i: sol.subs({a: avec[i], w0: W0[k, i], delta: 1 if k == i else 0}, simultaneous=True),
+        )
+        out.append(
+            check_zero(
+                "closed form satisfies dW/dt = -dL/dW (diagonal A, d = 3)", Wt.diff(t) - flow(Wt, A_diag)
+            )
+        )
         out.append(check_zero("closed form has W(0) = W0", Wt.subs(t, 0) - W0))
         # 3. Covariance under rotations, so the eigenbasis form is exact for any symmetric A.
-        out.append(check_rotation_covariance("flow is covariant under orthogonal change of basis (d = 2)", flow))
+        out.append(
+            check_rotation_covariance("flow is covariant under orthogonal change of basis (d = 2)", flow)
+        )
         # 4. OOD loss from zero init equals 1/2 sum_p mu_p^2 e^{-2 a_p t} and decreases monotonically.
         mus = diag_symbols("mu", 2, positive=True)
         a1, a2 = diag_symbols("a", 2, positive=True)
         expected = sp.Rational(1, 2) * (mus[0] ** 2 * sp.exp(-2 * a1 * t) + mus[1] ** 2 * sp.exp(-2 * a2 * t))
-        out.append(check_zero("OOD loss = 1/2 sum_p mu_p^2 exp(-2 a_p t) (W0 = 0, s = 2)", f["ood_loss_zero_init"].rhs - expected))
-        out.append(check_true("OOD loss is strictly decreasing (no swing-by in one layer)",
-                              sp.diff(expected, t).is_negative))
+        out.append(
+            check_zero(
+                "OOD loss = 1/2 sum_p mu_p^2 exp(-2 a_p t) (W0 = 0, s = 2)",
+                f["ood_loss_zero_init"].rhs - expected,
+            )
+        )
+        out.append(
+            check_true(
+                "OOD loss is strictly decreasing (no swing-by in one layer)", sp.diff(expected, t).is_negative
+            )
+        )
         # 4b. OOD output coordinate 1 approaches mu_1 and the minor entry's contribution decays.
         y1 = f["ood_output"].rhs
         out.append(check_zero("OOD output -> mu_1 as t -> oo", sp.limit(y1, t, sp.oo) - mus[0]))
-        out.append(check_zero("OOD output at t = 0 is w_11(0) mu_1 + w_12(0) mu_2",
-                              y1.subs(t, 0) - (sp.Symbol("w_11", real=True) * mus[0] + sp.Symbol("w_12", real=True) * mus[1])))
+        out.append(
+            check_zero(
+                "OOD output at t = 0 is w_11(0) mu_1 + w_12(0) mu_2",
+                y1.subs(t, 0)
+                - (sp.Symbol("w_11", real=True) * mus[0] + sp.Symbol("w_12", real=True) * mus[1]),
+            )
+        )
         # 5. Concept p reaches relative error eps at t_p = log(1/eps)/a_p ...
         tp = f["time_to_eps"].rhs
         err = (f["entry"].rhs.subs({t: tp, delta: 1}, simultaneous=True) - 1) - eps * (w0 - 1)
@@ -115,8 +159,12 @@ class OneLayerFlow(Derivation):
         # ... so concepts are learned in decreasing order of a_p.
         h, da = sp.Symbol("h", positive=True), sp.Symbol("Delta", positive=True)
         t_eps = lambda rate: tp.subs({a: rate, eps: 1 / (1 + h)})  # eps in (0, 1)
-        out.append(check_true("a_p > a_q implies t_p < t_q (learning order)",
-                              sp.simplify(t_eps(a + da) - t_eps(a)).is_negative))
+        out.append(
+            check_true(
+                "a_p > a_q implies t_p < t_q (learning order)",
+                sp.simplify(t_eps(a + da) - t_eps(a)).is_negative,
+            )
+        )
         return out
 
 

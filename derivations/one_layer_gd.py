@@ -57,14 +57,27 @@ class OneLayerGD(Derivation):
         x = sp.Symbol("x")
         bound = sp.solve_univariate_inequality(sp.Abs(1 - x * a) < 1, x, relational=False)
         self._stable_interval = bound
-        gap = sp.series(entry(a, lr, t / lr, w0, delta) - (delta + sp.exp(-a * t) * (w0 - delta)), lr, 0, 2).removeO()
+        gap = sp.series(
+            entry(a, lr, t / lr, w0, delta) - (delta + sp.exp(-a * t) * (w0 - delta)), lr, 0, 2
+        ).removeO()
         return {
-            "entry": Formula(sp.Function("w")(k), entry(a, lr, k, w0, delta), args=(a, lr, k, w0, delta),
-                             description="entry (k, i) after k steps, a = a_i, delta = delta_ki"),
-            "stability": Formula(sp.Symbol(r"\mathrm{lr}_{\max}"), 2 / a, args=(a,),
-                                 description="GD is stable iff lr < 2 / a_max"),
-            "flow_gap": Formula(sp.Symbol(r"w_{\mathrm{GD}} - w_{\mathrm{flow}}"), sp.factor(gap),
-                                description="first-order gap between GD and gradient flow at time t = lr k"),
+            "entry": Formula(
+                sp.Function("w")(k),
+                entry(a, lr, k, w0, delta),
+                args=(a, lr, k, w0, delta),
+                description="entry (k, i) after k steps, a = a_i, delta = delta_ki",
+            ),
+            "stability": Formula(
+                sp.Symbol(r"\mathrm{lr}_{\max}"),
+                2 / a,
+                args=(a,),
+                description="GD is stable iff lr < 2 / a_max",
+            ),
+            "flow_gap": Formula(
+                sp.Symbol(r"w_{\mathrm{GD}} - w_{\mathrm{flow}}"),
+                sp.factor(gap),
+                description="first-order gap between GD and gradient flow at time t = lr k",
+            ),
         }
 
     def checks(self, f):
@@ -74,23 +87,48 @@ class OneLayerGD(Derivation):
         A = sp.diag(*avec)
         W0 = matrix_symbols("v", d, d)
         sol = f["entry"].rhs
-        Wk = sp.Matrix(d, d, lambda r, c: sol.subs({a: avec[c], w0: W0[r, c], delta: 1 if r == c else 0}, simultaneous=True))
+        Wk = sp.Matrix(
+            d,
+            d,
+            lambda r, c: sol.subs({a: avec[c], w0: W0[r, c], delta: 1 if r == c else 0}, simultaneous=True),
+        )
         Wk1 = Wk.subs(k, k + 1)
-        out.append(check_zero("W_{k+1} = W_k - lr dL/dW_k (derived gradient, diagonal A, d = 3)",
-                              (Wk1 - gd_step(Wk, A, lr)).applyfunc(sp.powsimp)))
+        out.append(
+            check_zero(
+                "W_{k+1} = W_k - lr dL/dW_k (derived gradient, diagonal A, d = 3)",
+                (Wk1 - gd_step(Wk, A, lr)).applyfunc(sp.powsimp),
+            )
+        )
         out.append(check_zero("W_0 = W0", Wk.subs(k, 0) - W0))
         # General symmetric A: the step is covariant under rotations (so the eigenbasis form is exact).
-        out.append(check_rotation_covariance("GD step is covariant under orthogonal change of basis (d = 2)",
-                                             lambda W, A: gd_step(W, A, lr)))
+        out.append(
+            check_rotation_covariance(
+                "GD step is covariant under orthogonal change of basis (d = 2)",
+                lambda W, A: gd_step(W, A, lr),
+            )
+        )
         expected = sp.Interval.open(0, 2 / a)
-        out.append(check_true("|1 - lr a| < 1 iff 0 < lr < 2/a (over real lr)",
-                              self._stable_interval == expected,
-                              f"solution set {self._stable_interval}"))
+        out.append(
+            check_true(
+                "|1 - lr a| < 1 iff 0 < lr < 2/a (over real lr)",
+                self._stable_interval == expected,
+                f"solution set {self._stable_interval}",
+            )
+        )
         n = sp.Symbol("n", positive=True, integer=True)
         limit = sp.limit(sol.subs({lr: t / n, k: n}, simultaneous=True), n, sp.oo)
-        out.append(check_zero("lr = t/n, n -> oo recovers the gradient-flow entry", limit - (delta + sp.exp(-a * t) * (w0 - delta))))
-        out.append(check_zero("first-order GD-flow gap = -(a^2 t/2) e^{-a t} (w0 - delta) lr",
-                              f["flow_gap"].rhs + a**2 * t / 2 * sp.exp(-a * t) * (w0 - delta) * lr))
+        out.append(
+            check_zero(
+                "lr = t/n, n -> oo recovers the gradient-flow entry",
+                limit - (delta + sp.exp(-a * t) * (w0 - delta)),
+            )
+        )
+        out.append(
+            check_zero(
+                "first-order GD-flow gap = -(a^2 t/2) e^{-a t} (w0 - delta) lr",
+                f["flow_gap"].rhs + a**2 * t / 2 * sp.exp(-a * t) * (w0 - delta) * lr,
+            )
+        )
         return out
 
 

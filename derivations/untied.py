@@ -58,8 +58,12 @@ class Untied(Derivation):
         return {
             "flow_W1": Formula(sp.Symbol(r"\dot{W}_1"), -W2.T * E * A),
             "flow_W2": Formula(sp.Symbol(r"\dot{W}_2"), -E * A * W1.T),
-            "mode": Formula(sp.Function("u_i")(t), mode(a, t, u0), args=(a, t, u0),
-                            description="product mode i, a = a_i, u0 = u_i(0)"),
+            "mode": Formula(
+                sp.Function("u_i")(t),
+                mode(a, t, u0),
+                args=(a, t, u0),
+                description="product mode i, a = a_i, u0 = u_i(0)",
+            ),
         }
 
     def checks(self, f):
@@ -69,15 +73,30 @@ class Untied(Derivation):
         A = matrix_symbols("A", d, d, symmetric=True)
         g1, g2 = flow(W1, W2, A)
         E = W2 * W1 - sp.eye(d)
-        out.append(check_zero("dW1/dt = -W2^T (W2 W1 - I) A (d = 2, h = 3, symmetric A)", g1 + W2.T * E * A, simplify=False))
-        out.append(check_zero("dW2/dt = -(W2 W1 - I) A W1^T (d = 2, h = 3, symmetric A)", g2 + E * A * W1.T, simplify=False))
-        out.append(check_zero("W1 W1^T - W2^T W2 is conserved",
-                              g1 * W1.T + W1 * g1.T - g2.T * W2 - W2.T * g2, simplify=False))
+        out.append(
+            check_zero(
+                "dW1/dt = -W2^T (W2 W1 - I) A (d = 2, h = 3, symmetric A)", g1 + W2.T * E * A, simplify=False
+            )
+        )
+        out.append(
+            check_zero(
+                "dW2/dt = -(W2 W1 - I) A W1^T (d = 2, h = 3, symmetric A)", g2 + E * A * W1.T, simplify=False
+            )
+        )
+        out.append(
+            check_zero(
+                "W1 W1^T - W2^T W2 is conserved",
+                g1 * W1.T + W1 * g1.T - g2.T * W2 - W2.T * g2,
+                simplify=False,
+            )
+        )
         # Balanced aligned solution, d = h = 3.
         d = 3
         avec = diag_symbols("a", d, positive=True)
         us = diag_symbols("u0", d, positive=True)
-        root = sp.diag(*[sp.sqrt(f["mode"].rhs.subs({a: avec[i], u0: us[i]}, simultaneous=True)) for i in range(d)])
+        root = sp.diag(
+            *[sp.sqrt(f["mode"].rhs.subs({a: avec[i], u0: us[i]}, simultaneous=True)) for i in range(d)]
+        )
         g1, g2 = flow(root, root, sp.diag(*avec))
         out.append(check_zero("W1 = W2^T = diag(sqrt(u(t))) satisfies dW1/dt (d = 3)", root.diff(t) - g1))
         out.append(check_zero("W1 = W2^T = diag(sqrt(u(t))) satisfies dW2/dt (d = 3)", root.diff(t) - g2))

@@ -38,7 +38,18 @@ _LAZY = {
 __all__ = ["SIMTask", "empirical_second_moment", "__version__", *_LAZY]
 
 
-_SUBMODULES = ("theory", "curves", "swingby", "simulate", "testing", "plotting", "report", "symbolic", "cli", "diffusion")
+_SUBMODULES = (
+    "theory",
+    "curves",
+    "swingby",
+    "simulate",
+    "testing",
+    "plotting",
+    "report",
+    "symbolic",
+    "cli",
+    "diffusion",
+)
 
 
 def __getattr__(name: str):

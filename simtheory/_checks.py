@@ -76,7 +76,5 @@ def psd(arr: np.ndarray, name: str, *, rtol: float = 1e-10) -> np.ndarray:
     eig = np.linalg.eigvalsh(arr)
     scale = max(1.0, float(np.max(np.abs(eig)))) if eig.size else 1.0
     if eig.size and eig.min() < -rtol * scale:
-        raise ValueError(
-            f"{name} must be positive semi-definite, smallest eigenvalue {eig.min():.3g} < 0"
-        )
+        raise ValueError(f"{name} must be positive semi-definite, smallest eigenvalue {eig.min():.3g} < 0")
     return arr

@@ -24,8 +24,9 @@ def _eval_grid(t: np.ndarray):
     return tu, inverse.reshape(-1)
 
 
-def integrate(fun, y0: np.ndarray, t: np.ndarray, *, method: str, rtol: float, atol: float, jac=None,
-              n_systems: int = 1):
+def integrate(
+    fun, y0: np.ndarray, t: np.ndarray, *, method: str, rtol: float, atol: float, jac=None, n_systems: int = 1
+):
     """Solve ``y' = fun(t, y)`` from ``y(0) = y0`` and return ``y`` at ``t`` (shape (len(t), n)).
 
     ``solve_ivp`` controls the RMS of the scaled error over the whole state; for ``n_systems``
@@ -58,6 +59,7 @@ def choose_method(method: str, rate: float, t_end: float) -> str:
 
 
 # -- symmetric flow dW/dt = kappa V(W), integrated on U (W = U U^T) -----------------------------
+
 
 def symmetric_field(W: np.ndarray, A: np.ndarray, kappa: float) -> np.ndarray:
     """``kappa V(W)``, batched over leading axes (the matrix form derived in derivations.symmetric)."""
@@ -102,13 +104,13 @@ def factor_jacobian(U: np.ndarray, A: np.ndarray, kappa: float) -> np.ndarray:
     ``vec(X H Y) = (X kron Y^T) vec(H)``, ``vec(H^T) = K vec(H)``.
     """
     B, d = U.shape[0], U.shape[-1]
-    I = np.broadcast_to(np.eye(d), (B, d, d))
+    eye = np.broadcast_to(np.eye(d), (B, d, d))
     Ut = np.swapaxes(U, -1, -2)
     E = U @ Ut - np.eye(d)
     M = E @ A + A @ E
     AU = A @ U
     K = _commutation(d)
-    J = (_kron(M, I) + _kron(I, Ut @ AU) + _kron(U, Ut @ A) @ K + _kron(A, Ut @ U) + _kron(AU, Ut) @ K)
+    J = _kron(M, eye) + _kron(eye, Ut @ AU) + _kron(U, Ut @ A) @ K + _kron(A, Ut @ U) + _kron(AU, Ut) @ K
     return -0.5 * kappa * J
 
 
@@ -120,8 +122,16 @@ def psd_factor(W: np.ndarray) -> np.ndarray:
     return Q * np.sqrt(lam)[..., None, :]
 
 
-def solve_symmetric(A: np.ndarray, W0: np.ndarray, t: np.ndarray, kappa: float, *,
-                    method: str = "auto", rtol: float = 1e-10, atol: float = 1e-12) -> np.ndarray:
+def solve_symmetric(
+    A: np.ndarray,
+    W0: np.ndarray,
+    t: np.ndarray,
+    kappa: float,
+    *,
+    method: str = "auto",
+    rtol: float = 1e-10,
+    atol: float = 1e-12,
+) -> np.ndarray:
     """Integrate ``dW/dt = kappa V(W)`` for a batch: A, W0 (B, d, d) -> (B, len(t), d, d).
 
     The flow is integrated on a factor U (W0 = U0 U0^T): W stays symmetric PSD by construction
@@ -157,6 +167,7 @@ def solve_symmetric(A: np.ndarray, W0: np.ndarray, t: np.ndarray, kappa: float, 
 
 # -- deep linear flow: f = W_L ... W_1 x (untied two-layer: L = 2) ----------------------------------
 
+
 def _chain(Ws, d: int):
     """Partial products: ``below[k] = W_{k-1} ... W_1`` (identity for k = 0) and the full product."""
     below = [np.broadcast_to(np.eye(d), Ws[0].shape[:-2] + (d, d))]
@@ -181,8 +192,9 @@ def deep_field(Ws, A: np.ndarray):
     return out
 
 
-def solve_deep(A: np.ndarray, Ws, t: np.ndarray, *, method: str = "auto", rtol: float = 1e-10,
-               atol: float = 1e-12):
+def solve_deep(
+    A: np.ndarray, Ws, t: np.ndarray, *, method: str = "auto", rtol: float = 1e-10, atol: float = 1e-12
+):
     """Integrate the deep linear flow for a batch: A (B, d, d), factors ``Ws[k]`` (B, out_k, in_k).
 
     Returns the factors at ``t``, each of shape (B, len(t), out_k, in_k).
@@ -199,7 +211,7 @@ def solve_deep(A: np.ndarray, Ws, t: np.ndarray, *, method: str = "auto", rtol: 
     method = choose_method(method, rate if sum(sizes) <= MAX_IMPLICIT_STATE else 0.0, float(np.max(t)))
 
     def unpack(y, nb):
-        return [y[:, offsets[k]:offsets[k + 1]].reshape(nb, *shapes[k]) for k in range(len(Ws))]
+        return [y[:, offsets[k] : offsets[k + 1]].reshape(nb, *shapes[k]) for k in range(len(Ws))]
 
     def solve(Ab, Wb):
         nb = Ab.shape[0]
@@ -214,7 +226,7 @@ def solve_deep(A: np.ndarray, Ws, t: np.ndarray, *, method: str = "auto", rtol: 
 
     if method in ("Radau", "BDF", "LSODA"):
         # implicit methods build a dense Jacobian of the whole state: solve one system at a time
-        parts = [solve(A[b:b + 1], [W[b:b + 1] for W in Ws]) for b in range(B)]
+        parts = [solve(A[b : b + 1], [W[b : b + 1] for W in Ws]) for b in range(B)]
         res = [np.concatenate([p[k] for p in parts], axis=1) for k in range(len(Ws))]
     else:
         res = solve(A, list(Ws))

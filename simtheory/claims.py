@@ -16,7 +16,8 @@ class Claim:
     ``verdict`` is ``"pass"`` or ``"fail"`` against ``required``; ``"inconclusive"`` when the data cannot
     decide (too few points, nothing learned), never a silent pass; ``"reported"`` for a number shown
     without a threshold. ``base_rate`` says what a trivial or wrong answer scores on the same check
-    (empty when none applies); ``details`` holds the per-setting numbers behind ``measured``, and ``value`` the
+    (empty when none applies); ``details`` holds the per-setting numbers behind ``measured``, and ``value``
+    the
     measured number itself where there is one (full precision; ``measured`` is its display).
     """
 
@@ -52,7 +53,10 @@ def verdict(passed: bool | None) -> str:
 
 def markdown_table(claims) -> str:
     """The claims as a Markdown table (claim, measured, required, verdict, base rate, paper figure)."""
-    rows = ["| claim | measured | required | verdict | trivial / wrong answers | paper |", "|---|---|---|---|---|---|"]
+    rows = [
+        "| claim | measured | required | verdict | trivial / wrong answers | paper |",
+        "|---|---|---|---|---|---|",
+    ]
     for c in claims:
         cells = (c.name, c.measured, c.required, f"**{c.verdict}**", c.base_rate or "-", c.figure or "-")
         rows.append("| " + " | ".join(str(x).replace("|", "\\|") for x in cells) + " |")  # pipes escaped

@@ -60,7 +60,9 @@ def _cmd_predict(args) -> int:
     from .swingby import classify, time_grid
     from .task import SIMTask
 
-    task = SIMTask(args.mu, args.sigma if len(args.sigma) > 1 else args.sigma[0], d=args.d, origin=args.origin)
+    task = SIMTask(
+        args.mu, args.sigma if len(args.sigma) > 1 else args.sigma[0], d=args.d, origin=args.origin
+    )
     if args.n_times < 2:
         raise ValueError(f"--n-times must be >= 2, got {args.n_times}")
     if args.layers < 2:
@@ -90,9 +92,17 @@ def _cmd_reproduce(args) -> int:
     )
 
     out = Path(args.out) if args.out else Path("runs") / time.strftime("reproduce-%Y%m%d-%H%M%S")
-    cfg = Config(out=out, seed=args.seed, n_seeds=args.n_seeds, n_agreement=args.n_agreement, verify=not args.no_verify,
-                 gd=not args.no_gd, full=args.full, diffusion=args.diffusion or args.diffusion_run is not None,
-                 diffusion_run=Path(args.diffusion_run) if args.diffusion_run else None)
+    cfg = Config(
+        out=out,
+        seed=args.seed,
+        n_seeds=args.n_seeds,
+        n_agreement=args.n_agreement,
+        verify=not args.no_verify,
+        gd=not args.no_gd,
+        full=args.full,
+        diffusion=args.diffusion or args.diffusion_run is not None,
+        diffusion_run=Path(args.diffusion_run) if args.diffusion_run else None,
+    )
     if min(cfg.n_seeds, cfg.n_agreement) < 1:
         raise ValueError("--n-seeds and --n-agreement must be >= 1")
     path = reproduce(cfg, progress=not args.quiet)
@@ -112,7 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     from . import models
     from .theory import CONVENTIONS
 
-    p = argparse.ArgumentParser(prog="simtheory", description="Learning dynamics of the SIM task (Yang et al., ICLR 2025).")
+    p = argparse.ArgumentParser(
+        prog="simtheory", description="Learning dynamics of the SIM task (Yang et al., ICLR 2025)."
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("derive", help="show each derivation's LaTeX and verify it")
@@ -122,20 +134,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("predict", help="predicted curves for one setting, to CSV or NPZ (+ JSON sidecar)")
     q.add_argument("--mu", type=float, nargs="+", required=True, help="concept means (length s, > 0)")
-    q.add_argument("--sigma", type=float, nargs="+", default=[0.05], help="standard deviation(s): scalar, length s or d")
+    q.add_argument(
+        "--sigma", type=float, nargs="+", default=[0.05], help="standard deviation(s): scalar, length s or d"
+    )
     q.add_argument("--d", type=int, default=None, help="dimension (default s)")
     q.add_argument("--origin", action="store_true", help="add a cluster at the origin")
-    q.add_argument("--model", choices=[*models.names(predictable=True), "linear-flow"], default="symmetric",
-                   help="a predictable model of the registry (simtheory.models); linear-flow = linear")
+    q.add_argument(
+        "--model",
+        choices=[*models.names(predictable=True), "linear-flow"],
+        default="symmetric",
+        help="a predictable model of the registry (simtheory.models); linear-flow = linear",
+    )
     q.add_argument("--convention", choices=sorted(CONVENTIONS), default="gradient-flow")
-    q.add_argument("--init", choices=["rand", "normal", "diag"], default="rand",
-                   help="U0 = scale * rand / normal / identity; W0 = U0 U0^T (symmetric), U0 (linear), (U0, U0^T) "
-                        "(untied), U0, U0^T, U0, ... (deep, --layers factors)")
+    q.add_argument(
+        "--init",
+        choices=["rand", "normal", "diag"],
+        default="rand",
+        help="U0 = scale * rand / normal / identity; W0 = U0 U0^T (symmetric), U0 (linear), (U0, U0^T) "
+        "(untied), U0, U0^T, U0, ... (deep, --layers factors)",
+    )
     q.add_argument("--layers", type=int, default=3, help="number of factors of the deep model (>= 2)")
     q.add_argument("--init-scale", type=float, default=0.2)
     q.add_argument("--init-file", help="a .npy file holding W0 (overrides --init)")
     q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--t-max", type=float, default=50.0, help="last time (gradient-flow time unless --convention)")
+    q.add_argument(
+        "--t-max", type=float, default=50.0, help="last time (gradient-flow time unless --convention)"
+    )
     q.add_argument("--n-times", type=int, default=500)
     q.add_argument("--log-times", action="store_true", help="log-spaced times (plus t = 0)")
     q.add_argument("--out", default="curves.csv", help=".csv or .npz")
@@ -145,13 +169,25 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="run directory (default runs/reproduce-TIMESTAMP)")
     r.add_argument("--seed", type=int, default=2, help="U0 seed of the Figure 5 analogue")
     r.add_argument("--n-seeds", type=int, default=200, help="random initialisations per setting")
-    r.add_argument("--n-agreement", type=int, default=200, help="random settings in the swing-by agreement study")
+    r.add_argument(
+        "--n-agreement", type=int, default=200, help="random settings in the swing-by agreement study"
+    )
     r.add_argument("--no-verify", action="store_true", help="skip the derivations' verification")
-    r.add_argument("--no-gd", action="store_true", help="skip section 6 (PyTorch gradient-descent validations)")
+    r.add_argument(
+        "--no-gd", action="store_true", help="skip section 6 (PyTorch gradient-descent validations)"
+    )
     r.add_argument("--full", action="store_true", help="full-size validations (the paper's sizes; slow)")
-    r.add_argument("--diffusion", action="store_true",
-                   help="add section 7, the text-conditioned diffusion model (quick ~1 min; with --full ~25 min on 2 CPU cores)")
-    r.add_argument("--diffusion-run", metavar="DIR", help="analyse an existing diffusion run directory (e.g. a GPU sweep) in section 7")
+    r.add_argument(
+        "--diffusion",
+        action="store_true",
+        help="add section 7, the text-conditioned diffusion model (quick ~1 min; with --full ~25 min on 2 "
+        "CPU cores)",
+    )
+    r.add_argument(
+        "--diffusion-run",
+        metavar="DIR",
+        help="analyse an existing diffusion run directory (e.g. a GPU sweep) in section 7",
+    )
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=_cmd_reproduce)
     e = sub.add_parser("export", help="tidy CSV, pgfplots .dat and derivations.tex from a run directory")

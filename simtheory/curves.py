@@ -17,6 +17,7 @@ import numpy as np
 from . import _checks, theory
 from .task import SIMTask
 
+
 def _frozen(a) -> np.ndarray:
     a = np.array(a, dtype=np.float64)
     a.setflags(write=False)
@@ -54,8 +55,17 @@ class Curves:
     composition_outputs: np.ndarray | None = None
 
     @classmethod
-    def from_W(cls, task: SIMTask, times, W, *, model: str, convention: str = "gradient-flow",
-               latex: dict | None = None, meta: dict | None = None) -> "Curves":
+    def from_W(
+        cls,
+        task: SIMTask,
+        times,
+        W,
+        *,
+        model: str,
+        convention: str = "gradient-flow",
+        latex: dict | None = None,
+        meta: dict | None = None,
+    ) -> "Curves":
         """Build curves from a trajectory ``W`` of shape (*batch, T, d, d) on ``task``."""
         if not isinstance(task, SIMTask):
             raise ValueError(f"task must be a SIMTask, got {type(task).__name__}")
@@ -64,10 +74,16 @@ class Curves:
         if W.ndim < 3 or W.shape[-3] != times.size:
             raise ValueError(f"W must have shape (*batch, len(times) = {times.size}, d, d), got {W.shape}")
         return cls(
-            times=_frozen(times), W=_frozen(W),
-            ood_output=_frozen(theory.ood_output(task, W)), ood_loss=_frozen(theory.ood_loss(task, W)),
+            times=_frozen(times),
+            W=_frozen(W),
+            ood_output=_frozen(theory.ood_output(task, W)),
+            ood_loss=_frozen(theory.ood_loss(task, W)),
             train_loss=_frozen(theory.train_loss(task, W)),  # the task's own loss, whatever the convention
-            convention=convention, model=model, task=task, latex=dict(latex or {}), meta=dict(meta or {}),
+            convention=convention,
+            model=model,
+            task=task,
+            latex=dict(latex or {}),
+            meta=dict(meta or {}),
             composition_outputs=_frozen(np.einsum("...ij,mj->...mi", W, task.test_points())),
         )
 
@@ -80,9 +96,19 @@ class Curves:
         if not self.batch_shape:
             raise ValueError("these curves have no batch axis to select from")
         pick = lambda a: None if a is None else _frozen(np.asarray(a)[index])
-        return Curves(times=self.times, W=pick(self.W), ood_output=pick(self.ood_output), ood_loss=pick(self.ood_loss),
-                      train_loss=pick(self.train_loss), convention=self.convention, model=self.model, task=self.task,
-                      latex=dict(self.latex), meta=dict(self.meta), composition_outputs=pick(self.composition_outputs))
+        return Curves(
+            times=self.times,
+            W=pick(self.W),
+            ood_output=pick(self.ood_output),
+            ood_loss=pick(self.ood_loss),
+            train_loss=pick(self.train_loss),
+            convention=self.convention,
+            model=self.model,
+            task=self.task,
+            latex=dict(self.latex),
+            meta=dict(self.meta),
+            composition_outputs=pick(self.composition_outputs),
+        )
 
     def composition_losses(self) -> np.ndarray:
         """``1/2 ||f(x(v)) - x(v)||^2`` for every composition v, shape (*batch, T, 2^s), from the
@@ -98,7 +124,9 @@ class Curves:
         from .measures import first_crossing
 
         if len(self.batch_shape) != 1:
-            raise ValueError(f"learning_times needs curves with one batch axis; these have batch shape {self.batch_shape}")
+            raise ValueError(
+                f"learning_times needs curves with one batch axis; these have batch shape {self.batch_shape}"
+            )
         task = self.task
         comps = task.compositions()
         tasks = self.meta.get("tasks") or [task.to_dict()] * self.batch_shape[0]
@@ -110,7 +138,8 @@ class Curves:
         return np.stack(out, axis=1)
 
     def loss_at(self, v) -> np.ndarray:
-        """Loss at composition(s) ``v`` over time, from the input-output map W (see :func:`simtheory.ood_loss`)."""
+        """Loss at composition(s) ``v`` over time, from the input-output map W (see
+        :func:`simtheory.ood_loss`)."""
         return theory.ood_loss(self.task, self.W, v)
 
     # -- export -------------------------------------------------------------------------------
@@ -164,7 +193,8 @@ class Curves:
         return {
             "model": self.model,
             "convention": self.convention,
-            "time_unit": "gradient-flow time (lr x steps)" if self.convention == "gradient-flow"
+            "time_unit": "gradient-flow time (lr x steps)"
+            if self.convention == "gradient-flow"
             else "paper time (dW/dt = V), half the gradient-flow speed",
             "task": self.task.to_dict(),
             "batch_shape": list(self.batch_shape),
@@ -180,8 +210,15 @@ class Curves:
             path = path.with_suffix(".npz")
         buf = io.BytesIO()
         extra = {} if self.composition_outputs is None else {"composition_outputs": self.composition_outputs}
-        np.savez(buf, times=self.times, W=self.W, ood_output=self.ood_output,
-                 ood_loss=self.ood_loss, train_loss=self.train_loss, **extra)
+        np.savez(
+            buf,
+            times=self.times,
+            W=self.W,
+            ood_output=self.ood_output,
+            ood_loss=self.ood_loss,
+            train_loss=self.train_loss,
+            **extra,
+        )
         atomic_write_bytes(path, buf.getvalue())
         side = atomic_write_text(path.with_suffix(".json"), json.dumps(self.sidecar(), indent=2))
         return path, side
@@ -194,15 +231,25 @@ class Curves:
             arrays = {k: z[k] for k in z.files}
         side = json.loads(path.with_suffix(".json").read_text())
         return cls(
-            times=_frozen(arrays["times"]), W=_frozen(arrays["W"]), ood_output=_frozen(arrays["ood_output"]),
-            ood_loss=_frozen(arrays["ood_loss"]), train_loss=_frozen(arrays["train_loss"]),
-            convention=side["convention"], model=side["model"], task=SIMTask.from_dict(side["task"]),
-            latex=side.get("latex", {}), meta=side.get("meta", {}),
-            composition_outputs=_frozen(arrays["composition_outputs"]) if "composition_outputs" in arrays else None,
+            times=_frozen(arrays["times"]),
+            W=_frozen(arrays["W"]),
+            ood_output=_frozen(arrays["ood_output"]),
+            ood_loss=_frozen(arrays["ood_loss"]),
+            train_loss=_frozen(arrays["train_loss"]),
+            convention=side["convention"],
+            model=side["model"],
+            task=SIMTask.from_dict(side["task"]),
+            latex=side.get("latex", {}),
+            meta=side.get("meta", {}),
+            composition_outputs=_frozen(arrays["composition_outputs"])
+            if "composition_outputs" in arrays
+            else None,
         )
 
 
-def predict(task: SIMTask, W0, t, model: str = "symmetric", convention: str = "gradient-flow", **kwargs) -> Curves:
+def predict(
+    task: SIMTask, W0, t, model: str = "symmetric", convention: str = "gradient-flow", **kwargs
+) -> Curves:
     """Predicted :class:`Curves` of ``model`` on ``task`` from ``W0`` over times ``t``.
 
     ``model``: any predictable entry of the model registry (:mod:`simtheory.models`): "linear" (alias
@@ -215,11 +262,15 @@ def predict(task: SIMTask, W0, t, model: str = "symmetric", convention: str = "g
 
     spec = models.get(model)
     if not spec.predictable:
-        raise ValueError(f"model {model!r} has no gradient-flow prediction; predictable models: "
-                         f"{models.names(predictable=True)}")
+        raise ValueError(
+            f"model {model!r} has no gradient-flow prediction; predictable models: "
+            f"{models.names(predictable=True)}"
+        )
     if convention not in spec.conventions:
-        raise ValueError(f"convention must be one of {spec.conventions} for the {spec.name} model "
-                         f"(the paper's conventions apply to the symmetric model only); got {convention!r}")
+        raise ValueError(
+            f"convention must be one of {spec.conventions} for the {spec.name} model "
+            f"(the paper's conventions apply to the symmetric model only); got {convention!r}"
+        )
     t = _checks.times(t)
     W = spec.flow(task, W0, t, convention=convention, **kwargs)
     latex = {f"{d}.{f}": compiled_latex(d, f) for d, f in spec.formulas}
@@ -233,6 +284,7 @@ def compiled_latex(derivation: str, formula: str) -> str:
 
 
 # -- provenance and atomic writes -------------------------------------------------------------
+
 
 def provenance() -> dict:
     import sys
@@ -248,8 +300,13 @@ def provenance() -> dict:
 
     info["simtheory"] = __version__
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
         if sha.returncode == 0:
             info["git_sha"] = sha.stdout.strip()
     except (OSError, subprocess.SubprocessError):

@@ -26,14 +26,18 @@ def first_crossing(t, y, level) -> np.ndarray:
     t = np.asarray(t, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     if t.ndim != 1 or y.shape[-1:] != t.shape:
-        raise ValueError(f"y must end with the time axis of length len(t) = {t.size}; got y of shape {y.shape}")
+        raise ValueError(
+            f"y must end with the time axis of length len(t) = {t.size}; got y of shape {y.shape}"
+        )
     reached = y >= np.asarray(level, dtype=np.float64)[..., None]
     return np.where(reached.any(axis=-1), t[np.argmax(reached, axis=-1)], np.inf)
 
 
 def never_rises(y, *, rel_step: float | None = None, rel_initial: float | None = None) -> np.ndarray:
-    """Whether each curve ``(..., T)`` never rises: by more than ``rel_step`` times its previous value from one
-    sample to the next, or (``rel_initial``) by more than that fraction of its first value (for noisy curves)."""
+    """Whether each curve ``(..., T)`` never rises: by more than ``rel_step`` times its previous value from
+    one
+    sample to the next, or (``rel_initial``) by more than that fraction of its first value (for noisy
+    curves)."""
     y = np.asarray(y, dtype=np.float64)
     if (rel_step is None) == (rel_initial is None):
         raise ValueError("give exactly one of rel_step and rel_initial")
@@ -76,7 +80,9 @@ def sustained_crossing(t, y, level: float, *, sigma: float = 1.5, run: int = 3) 
     if not isinstance(run, (int, np.integer)) or run < 1:
         raise ValueError(f"run must be a positive integer, got {run!r}")
     above = gaussian_smooth(y, sigma) > level
-    streak = np.convolve(above.astype(int), np.ones(run, dtype=int), mode="valid")  # streak[i]: above[i:i+run]
+    streak = np.convolve(
+        above.astype(int), np.ones(run, dtype=int), mode="valid"
+    )  # streak[i]: above[i:i+run]
     hits = np.flatnonzero(streak == run)
     if hits.size:
         return Crossing(float(t[hits[0]]), int(hits[0]), False)

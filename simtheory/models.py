@@ -1,8 +1,10 @@
-"""The model registry: one entry per model, read by :func:`simtheory.predict`, :func:`simtheory.simulate.flow_limit`,
+"""The model registry: one entry per model, read by :func:`simtheory.predict`,
+:func:`simtheory.simulate.flow_limit`,
 :class:`simtheory.simulate.Model`, the command line's ``--model`` choices and the LaTeX record of curves.
 
 An entry says how the model's gradient flow is predicted (``flow``, or ``None`` for a network the theory does
-not cover), how a simulator's initial factor matrices become the flow's initial condition (``init_from_factors``),
+not cover), how a simulator's initial factor matrices become the flow's initial condition
+(``init_from_factors``),
 which time conventions apply, and which derivations the prediction comes from. Prediction names and simulator
 kinds are the same names; ``"linear-flow"`` is the prediction-side alias of ``"linear"`` kept for existing
 scripts and files.
@@ -19,9 +21,12 @@ class ModelSpec:
     """One model.
 
     ``flow(task_or_A, init, t, *, convention, **solver)`` returns ``W(t)`` (``(*batch, len(t), d, d)``), where
-    ``init`` is what :func:`simtheory.predict` takes as ``W0`` for this model (a matrix, a pair of factors, or a
-    list of factors); ``init_from_factors(factors)`` makes that from the weight matrices a simulator starts from
-    (first layer first). ``formulas`` are ``(derivation, formula)`` pairs whose LaTeX is recorded with the curves.
+    ``init`` is what :func:`simtheory.predict` takes as ``W0`` for this model (a matrix, a pair of factors, or
+    a
+    list of factors); ``init_from_factors(factors)`` makes that from the weight matrices a simulator starts
+    from
+    (first layer first). ``formulas`` are ``(derivation, formula)`` pairs whose LaTeX is recorded with the
+    curves.
     """
 
     name: str
@@ -59,11 +64,17 @@ def get(name: str) -> ModelSpec:
 
 def names(*, predictable: bool | None = None, simulate: bool | None = None) -> tuple[str, ...]:
     """Registered model names, optionally only those with a prediction and/or a simulator."""
-    return tuple(n for n, s in _REGISTRY.items()
-                 if (predictable is None or s.predictable == predictable) and (simulate is None or s.simulate == simulate))
+    return tuple(
+        n
+        for n, s in _REGISTRY.items()
+        if (predictable is None or s.predictable == predictable)
+        and (simulate is None or s.simulate == simulate)
+    )
 
 
-# --- built-in models -----------------------------------------------------------------------------------------------
+# --- built-in models
+# -----------------------------------------------------------------------------------------------
+
 
 def _linear(task, W0, t, *, convention="gradient-flow", **solver):
     from . import theory
@@ -104,12 +115,33 @@ def _symmetric_init(factors):
     return theory.symmetric_init(factors[0])
 
 
-register(ModelSpec("linear", "one layer, f = W x (Theorem 4.1; closed form)", _linear, lambda f: f[0],
-                   formulas=(("one_layer_flow", "matrix"), ("one_layer_flow", "entry"))))
-register(ModelSpec("symmetric", "factorised U U^T (closed form when W0 commutes with A, else the ODE)", _symmetric,
-                   _symmetric_init, conventions=("gradient-flow", "paper", "paper-code"),
-                   formulas=(("symmetric", "V"), ("symmetric", "logistic"))))
-register(ModelSpec("untied", "two layers W2 W1 (mode-wise sigmoid for balanced starts, else the ODE)", _untied,
-                   lambda f: (f[0], f[1]), formulas=(("untied", "flow_W1"), ("untied", "flow_W2"), ("untied", "mode"))))
+register(
+    ModelSpec(
+        "linear",
+        "one layer, f = W x (Theorem 4.1; closed form)",
+        _linear,
+        lambda f: f[0],
+        formulas=(("one_layer_flow", "matrix"), ("one_layer_flow", "entry")),
+    )
+)
+register(
+    ModelSpec(
+        "symmetric",
+        "factorised U U^T (closed form when W0 commutes with A, else the ODE)",
+        _symmetric,
+        _symmetric_init,
+        conventions=("gradient-flow", "paper", "paper-code"),
+        formulas=(("symmetric", "V"), ("symmetric", "logistic")),
+    )
+)
+register(
+    ModelSpec(
+        "untied",
+        "two layers W2 W1 (mode-wise sigmoid for balanced starts, else the ODE)",
+        _untied,
+        lambda f: (f[0], f[1]),
+        formulas=(("untied", "flow_W1"), ("untied", "flow_W2"), ("untied", "mode")),
+    )
+)
 register(ModelSpec("deep", "deep linear W_L ... W_1 (the ODE of every factor; no closed form)", _deep, list))
 register(ModelSpec("mlp", "ReLU network (simulated only: the theory covers linear models)"))

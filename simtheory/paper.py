@@ -22,8 +22,13 @@ import numpy as np
 
 from .task import SIMTask
 
-_MODEL_WORDS = {"symmetric": "symmetric model U U^T", "linear": "one-layer linear model", "untied": "two-layer W2 W1",
-                "deep": "deep linear network", "mlp": "ReLU MLP"}
+_MODEL_WORDS = {
+    "symmetric": "symmetric model U U^T",
+    "linear": "one-layer linear model",
+    "untied": "two-layer W2 W1",
+    "deep": "deep linear network",
+    "mlp": "ReLU MLP",
+}
 
 
 @dataclass(frozen=True)
@@ -38,7 +43,8 @@ class Sizes:
 class Setting:
     """One figure's setting: the data (``mu``, ``sigma`` as a standard deviation, ``d``), the model, the
     initialisation ``U0 = rand(d, d) / init_divisor`` (the paper's ``rand/5``) and the training budget
-    (``lr`` x ``steps`` of the paper's runs). ``quick`` and ``full`` are the sizes of the GD validation of it."""
+    (``lr`` x ``steps`` of the paper's runs). ``quick`` and ``full`` are the sizes of the GD validation of
+    it."""
 
     figure: str
     mu: tuple[float, ...]
@@ -81,8 +87,11 @@ class Setting:
     def describe(self) -> str:
         """The parameters of a caption, written from the configuration."""
         mu = ", ".join(f"{m:g}" for m in self.mu)
-        return (f"{_MODEL_WORDS.get(self.model, self.model)}, d = {self.dim}, mu = ({mu}), sigma = {self.sigma:g}, "
-                f"U0 = rand({self.dim}, {self.dim})/{self.init_divisor:g}")
+        return (
+            f"{_MODEL_WORDS.get(self.model, self.model)}, d = {self.dim}, mu = ({mu}), sigma = "
+            f"{self.sigma:g}, "
+            f"U0 = rand({self.dim}, {self.dim})/{self.init_divisor:g}"
+        )
 
     def with_(self, **changes) -> Setting:
         return replace(self, **changes)
@@ -91,8 +100,13 @@ class Setting:
 def figure5() -> Setting:
     """Figure 5: swing-by of the symmetric model, d = 3, mu = (1, 1.5), sigma = 0.05, U0 = rand/5, lr 0.01,
     2000 steps. The GD validation runs lr 0.04 ... 0.005 (quick) or down to 0.00125 (full)."""
-    return Setting("5", (1.0, 1.5), d=3, quick=Sizes((0.04, 0.02, 0.01, 0.005), 200),
-                   full=Sizes((0.04, 0.02, 0.01, 0.005, 0.0025, 0.00125), 2000))
+    return Setting(
+        "5",
+        (1.0, 1.5),
+        d=3,
+        quick=Sizes((0.04, 0.02, 0.01, 0.005), 200),
+        full=Sizes((0.04, 0.02, 0.01, 0.005, 0.0025, 0.00125), 2000),
+    )
 
 
 def figure8() -> Setting:
@@ -106,7 +120,8 @@ def figure9() -> Setting:
 
 
 def figure10() -> Setting:
-    """Figure 10: the failure mode, mu = (0.7, 1.7, 3): the weak concept is suppressed and the OOD loss sits on a
+    """Figure 10: the failure mode, mu = (0.7, 1.7, 3): the weak concept is suppressed and the OOD loss sits
+    on a
     plateau near 1/2 mu_1^2 within the paper's budget (lr 0.01 x 2000 steps)."""
     return Setting("10", (0.7, 1.7, 3.0))
 

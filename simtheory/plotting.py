@@ -41,8 +41,15 @@ def _finish(fig, ax, stem, title: str, ncol: int = 1) -> list[Path]:
     return save(fig, stem)
 
 
-def ood_loss_panels(panels: dict, stem, *, title: str = "", marks: dict | None = None,
-                    overlay: dict | None = None, overlay_label: str = "prediction") -> list[Path]:
+def ood_loss_panels(
+    panels: dict,
+    stem,
+    *,
+    title: str = "",
+    marks: dict | None = None,
+    overlay: dict | None = None,
+    overlay_label: str = "prediction",
+) -> list[Path]:
     """One panel per entry ``{label: Curves}`` (single setting each): OOD and training loss
     against time (log x), with turning points ``marks[label]`` (list of (t, value)) marked and a
     predicted OOD loss ``overlay[label] = (t, loss)`` drawn dotted over the measured one."""
@@ -61,7 +68,9 @@ def ood_loss_panels(panels: dict, stem, *, title: str = "", marks: dict | None =
         for tm, v in (marks or {}).get(label, []):
             ax.plot([tm], [v], "o", ms=4, color=PALETTE[3])
         ax.set_xscale("log")
-        ax.set_xlabel("t (" + ("gradient-flow" if c.convention == "gradient-flow" else c.convention) + " time)")
+        ax.set_xlabel(
+            "t (" + ("gradient-flow" if c.convention == "gradient-flow" else c.convention) + " time)"
+        )
         ax.set_title(label, fontsize=9)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("loss")
@@ -82,23 +91,46 @@ def entries(c, stem, *, title: str = "") -> list[Path]:
     k = 0
     for i in range(s):
         for j in range(i, s):
-            ax.plot(t[sel], c.W[sel, i, j], ls="-" if i == j else "--", color=PALETTE[k % len(PALETTE)],
-                    label=f"$w_{{{i + 1}{j + 1}}}$")
+            ax.plot(
+                t[sel],
+                c.W[sel, i, j],
+                ls="-" if i == j else "--",
+                color=PALETTE[k % len(PALETTE)],
+                label=f"$w_{{{i + 1}{j + 1}}}$",
+            )
             k += 1
     ax.set_xscale("log")
     ax.set_xlabel("t")
     return _finish(fig, ax, stem, title, ncol=2)
 
 
-def sweep(x, series: dict, stem, *, xlabel: str, ylabel: str, title: str = "", logy: bool = True,
-          logx: bool = False) -> list[Path]:
+def sweep(
+    x, series: dict, stem, *, xlabel: str, ylabel: str, title: str = "", logy: bool = True, logx: bool = False
+) -> list[Path]:
     """Line plot (with markers) of several named series over one swept parameter ``x``."""
-    return lines({label: (x, y) for label, y in series.items()}, stem, xlabel=xlabel, ylabel=ylabel, title=title,
-                 logx=logx, logy=logy, style="o-")
+    return lines(
+        {label: (x, y) for label, y in series.items()},
+        stem,
+        xlabel=xlabel,
+        ylabel=ylabel,
+        title=title,
+        logx=logx,
+        logy=logy,
+        style="o-",
+    )
 
 
-def lines(series: dict, stem, *, xlabel: str, ylabel: str, title: str = "", logx: bool = True,
-          logy: bool = False, style: str = "-") -> list[Path]:
+def lines(
+    series: dict,
+    stem,
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+    logx: bool = True,
+    logy: bool = False,
+    style: str = "-",
+) -> list[Path]:
     """Several named curves ``{label: (x, y)}``, each on its own x grid (x <= 0 dropped on a log axis)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(4.2, 3.0))
@@ -123,8 +155,13 @@ def compositions(c, stem, *, title: str = "") -> list[Path]:
     fig, ax = plt.subplots(figsize=(4.2, 3.0))
     sel = c.times > 0
     for m, v in enumerate(V):
-        ax.plot(c.times[sel], L[sel, m], color=PALETTE[int(v.sum()) % len(PALETTE)], lw=1,
-                label=f"|v|={int(v.sum())}" if m == int(np.argmax(V.sum(1) == v.sum())) else None)
+        ax.plot(
+            c.times[sel],
+            L[sel, m],
+            color=PALETTE[int(v.sum()) % len(PALETTE)],
+            lw=1,
+            label=f"|v|={int(v.sum())}" if m == int(np.argmax(V.sum(1) == v.sum())) else None,
+        )
     ax.set_xscale("log")
     ax.set_xlabel("t")
     ax.set_ylabel("loss at x(v)")
@@ -144,8 +181,17 @@ def paper_figure(c, stem, *, width: str = "one-column") -> list[Path]:
         raise ValueError("paper_figure draws one setting: select one with Curves.select(i)")
     plt = _plt()
     w = WIDTHS[width]
-    with plt.rc_context({"font.size": 8, "axes.labelsize": 8, "legend.fontsize": 7, "xtick.labelsize": 7,
-                         "ytick.labelsize": 7, "pdf.fonttype": 42, "axes.prop_cycle": plt.cycler(color=PALETTE)}):
+    with plt.rc_context(
+        {
+            "font.size": 8,
+            "axes.labelsize": 8,
+            "legend.fontsize": 7,
+            "xtick.labelsize": 7,
+            "ytick.labelsize": 7,
+            "pdf.fonttype": 42,
+            "axes.prop_cycle": plt.cycler(color=PALETTE),
+        }
+    ):
         fig, ax = plt.subplots(figsize=(w, w * 0.62))
         sel = c.times > 0
         ax.plot(c.times[sel], c.ood_loss[sel], label="OOD loss")

@@ -38,8 +38,14 @@ def sim_runs():
     cache = {}
 
     def run(task, model, init, **kwargs):
-        key = (_key(task.to_dict()), model, _key(init.kind), init.scale,
-               _key(list(init.arrays)), _key(kwargs))
+        key = (
+            _key(task.to_dict()),
+            model,
+            _key(init.kind),
+            init.scale,
+            _key(list(init.arrays)),
+            _key(kwargs),
+        )
         if key not in cache:
             cache[key] = train(task, model, init, **kwargs)
         return cache[key]

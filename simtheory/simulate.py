@@ -29,9 +29,8 @@ import torch
 
 from . import _checks
 from .curves import Curves, _frozen
-from .task import SIMTask, empirical_second_moment
-
 from .models import names as _model_names
+from .task import SIMTask, empirical_second_moment
 
 MODELS = _model_names(simulate=True)  # the model registry's simulated kinds
 INITS = ("gaussian", "uniform", "default", "given")
@@ -106,7 +105,12 @@ class Run:
 
 
 def _dtype(dtype) -> torch.dtype:
-    table = {"float64": torch.float64, "float32": torch.float32, torch.float64: torch.float64, torch.float32: torch.float32}
+    table = {
+        "float64": torch.float64,
+        "float32": torch.float32,
+        torch.float64: torch.float64,
+        torch.float32: torch.float32,
+    }
     if dtype not in table:
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     return table[dtype]
@@ -120,7 +124,9 @@ def init_params(model: Model, init: Init, d: int, seeds, dtype=torch.float64, de
     weights, biases = [], []
     if init.kind == "given":
         if len(init.arrays) != len(shapes):
-            raise ValueError(f"init arrays must hold {len(shapes)} matrices for {model.kind}, got {len(init.arrays)}")
+            raise ValueError(
+                f"init arrays must hold {len(shapes)} matrices for {model.kind}, got {len(init.arrays)}"
+            )
         for k, (arr, shp) in enumerate(zip(init.arrays, shapes)):
             a = _checks.as_float_array(arr, f"init.arrays[{k}]")
             if a.shape[-2:] != shp or a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[0] != E):
@@ -140,12 +146,16 @@ def init_params(model: Model, init: Init, d: int, seeds, dtype=torch.float64, de
                     bound = 1.0 / np.sqrt(in_)
                     mats.append((torch.rand(out_, in_, generator=g, dtype=torch.float64) * 2 - 1) * bound)
             per_member.append(mats)
-        weights = [torch.stack([m[k] for m in per_member]).to(dtype=dtype, device=device) for k in range(len(shapes))]
+        weights = [
+            torch.stack([m[k] for m in per_member]).to(dtype=dtype, device=device) for k in range(len(shapes))
+        ]
     if model.bias:
         for k, (out_, in_) in enumerate(shapes):
             if init.kind == "default":
                 g = [torch.Generator().manual_seed(s + 7919 * (k + 1)) for s in seeds]
-                b = torch.stack([(torch.rand(out_, generator=gi, dtype=torch.float64) * 2 - 1) / np.sqrt(in_) for gi in g])
+                b = torch.stack(
+                    [(torch.rand(out_, generator=gi, dtype=torch.float64) * 2 - 1) / np.sqrt(in_) for gi in g]
+                )
             else:
                 b = torch.zeros(E, out_, dtype=torch.float64)
             biases.append(b.to(dtype=dtype, device=device))
@@ -198,7 +208,8 @@ def _loss(Y, X, kind):
 
 @dataclass(frozen=True)
 class _Setup:
-    """A validated training problem: the members' tasks, data (numpy and torch), steps to run and to record."""
+    """A validated training problem: the members' tasks, data (numpy and torch), steps to run and to
+    record."""
 
     tasks: list
     shared_task: bool
@@ -219,7 +230,9 @@ class _Setup:
         return self.tasks[0].d
 
 
-def _setup(tasks, *, lr, steps, record, n, seeds, data_seeds, inputs, batch_size, loss, dtype, device) -> _Setup:
+def _setup(
+    tasks, *, lr, steps, record, n, seeds, data_seeds, inputs, batch_size, loss, dtype, device
+) -> _Setup:
     """Check every argument of :func:`train` and build the training data (before any side effect)."""
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
@@ -239,9 +252,16 @@ def _setup(tasks, *, lr, steps, record, n, seeds, data_seeds, inputs, batch_size
         raise ValueError(f"lr must be > 0, got {lr}")
     steps = _checks.positive_int(steps, "steps", minimum=0)
     if record is None:
-        record = np.unique(np.concatenate([[0], np.geomspace(1, max(steps, 1), 60).astype(np.int64), [steps]]))
+        record = np.unique(
+            np.concatenate([[0], np.geomspace(1, max(steps, 1), 60).astype(np.int64), [steps]])
+        )
     record = np.unique(np.asarray(record))
-    if record.size == 0 or not np.issubdtype(record.dtype, np.integer) or record.min() < 0 or record.max() > steps:
+    if (
+        record.size == 0
+        or not np.issubdtype(record.dtype, np.integer)
+        or record.min() < 0
+        or record.max() > steps
+    ):
         raise ValueError(f"record must be integer steps in [0, steps = {steps}], got {record!r}")
     d = ref.d
     if inputs is not None:
@@ -262,8 +282,21 @@ def _setup(tasks, *, lr, steps, record, n, seeds, data_seeds, inputs, batch_size
         if batch_size > N:
             raise ValueError(f"batch_size must be <= N = {N}, got {batch_size}")
     X = torch.as_tensor(np.array(X_np, dtype=np.float64), dtype=tdtype, device=device)
-    return _Setup(task_list, isinstance(tasks, SIMTask), seeds, lr, steps, record, X_np, X, batch_size, loss,
-                  str(dtype), tdtype, device)
+    return _Setup(
+        task_list,
+        isinstance(tasks, SIMTask),
+        seeds,
+        lr,
+        steps,
+        record,
+        X_np,
+        X,
+        batch_size,
+        loss,
+        str(dtype),
+        tdtype,
+        device,
+    )
 
 
 class _Recorder:
@@ -294,15 +327,28 @@ class _Recorder:
         times = st.record.astype(np.float64) * st.lr * factor
         ood_out = self.out[:, :, -1, :]  # the last composition is the all-ones OOD point
         return Curves(
-            times=_frozen(times), W=_frozen(self.W), ood_output=_frozen(ood_out),
+            times=_frozen(times),
+            W=_frozen(self.W),
+            ood_output=_frozen(ood_out),
             ood_loss=_frozen(0.5 * np.sum((ood_out - self.x_ood[:, None, :]) ** 2, axis=-1)),
-            train_loss=_frozen(self.train), convention="gradient-flow", model=f"gd-{model.kind}", task=st.tasks[0],
-            latex={}, composition_outputs=_frozen(self.out),
-            meta={"lr": st.lr, "steps": st.record.tolist(), "loss": st.loss, "batch_size": st.batch_size,
-                  "dtype": st.dtype, "seeds": [int(s) for s in st.seeds],
-                  "model": {"kind": model.kind, "widths": list(model.widths), "bias": model.bias},
-                  "init": {"kind": init.kind, "scale": init.scale}, "time_factor": factor,
-                  "tasks": None if st.shared_task else [t.to_dict() for t in st.tasks]},
+            train_loss=_frozen(self.train),
+            convention="gradient-flow",
+            model=f"gd-{model.kind}",
+            task=st.tasks[0],
+            latex={},
+            composition_outputs=_frozen(self.out),
+            meta={
+                "lr": st.lr,
+                "steps": st.record.tolist(),
+                "loss": st.loss,
+                "batch_size": st.batch_size,
+                "dtype": st.dtype,
+                "seeds": [int(s) for s in st.seeds],
+                "model": {"kind": model.kind, "widths": list(model.widths), "bias": model.bias},
+                "init": {"kind": init.kind, "scale": init.scale},
+                "time_factor": factor,
+                "tasks": None if st.shared_task else [t.to_dict() for t in st.tasks],
+            },
         )
 
 
@@ -313,7 +359,9 @@ def _step(setup: _Setup, model: Model, weights, biases, params, gen, initial, k:
     if setup.batch_size is None:
         Xb = X
     else:
-        idx = torch.stack([torch.randperm(N, generator=gen)[:setup.batch_size] for _ in range(E)]).to(setup.device)
+        idx = torch.stack([torch.randperm(N, generator=gen)[: setup.batch_size] for _ in range(E)]).to(
+            setup.device
+        )
         Xb = torch.gather(X, 1, idx[..., None].expand(-1, -1, d))
     L = _loss(forward(model, weights, biases, Xb), Xb, setup.loss)
     if initial is None:
@@ -321,9 +369,11 @@ def _step(setup: _Setup, model: Model, weights, biases, params, gen, initial, k:
     bad = ~torch.isfinite(L) | (L > max_growth * (initial + 1.0))
     if bool(bad.any()):
         e = int(torch.nonzero(bad)[0])
-        raise RuntimeError(f"training diverged: member {e} (seed {setup.seeds[e]}) has loss {float(L[e].detach()):.3g} "
-                           f"at step {k} with lr = {setup.lr}; lower lr (GD on a quadratic is stable only for "
-                           f"lr < 2 / curvature)")
+        raise RuntimeError(
+            f"training diverged: member {e} (seed {setup.seeds[e]}) has loss {float(L[e].detach()):.3g} "
+            f"at step {k} with lr = {setup.lr}; lower lr (GD on a quadratic is stable only for "
+            f"lr < 2 / curvature)"
+        )
     grads = torch.autograd.grad(L.sum(), params)
     with torch.no_grad():
         for p, g in zip(params, grads):
@@ -331,9 +381,25 @@ def _step(setup: _Setup, model: Model, weights, biases, params, gen, initial, k:
     return initial
 
 
-def train(tasks, model: Model, init: Init, *, lr: float, steps: int, record=None, n: int = 100,
-          seeds=(0,), data_seeds=None, inputs=None, batch_size: int | None = None, loss: str = "sim",
-          dtype="float64", device="cpu", progress: bool = False, max_growth: float = 1e6) -> Run:
+def train(
+    tasks,
+    model: Model,
+    init: Init,
+    *,
+    lr: float,
+    steps: int,
+    record=None,
+    n: int = 100,
+    seeds=(0,),
+    data_seeds=None,
+    inputs=None,
+    batch_size: int | None = None,
+    loss: str = "sim",
+    dtype="float64",
+    device="cpu",
+    progress: bool = False,
+    max_growth: float = 1e6,
+) -> Run:
     """Train an ensemble and record its curves.
 
     ``tasks``: one :class:`SIMTask` or a list (one per member; same s, d and origin). ``seeds``:
@@ -344,8 +410,20 @@ def train(tasks, model: Model, init: Init, *, lr: float, steps: int, record=None
     ``record``: step indices to record (default 60 log-spaced steps and 0). Raises ``ValueError``
     for bad input and ``RuntimeError`` naming the member and step when the loss diverges.
     """
-    setup = _setup(tasks, lr=lr, steps=steps, record=record, n=n, seeds=seeds, data_seeds=data_seeds, inputs=inputs,
-                   batch_size=batch_size, loss=loss, dtype=dtype, device=device)
+    setup = _setup(
+        tasks,
+        lr=lr,
+        steps=steps,
+        record=record,
+        n=n,
+        seeds=seeds,
+        data_seeds=data_seeds,
+        inputs=inputs,
+        batch_size=batch_size,
+        loss=loss,
+        dtype=dtype,
+        device=device,
+    )
     weights, biases = init_params(model, init, setup.d, setup.seeds, setup.tdtype, device)
     start = tuple(w.detach().double().cpu().numpy().copy() for w in weights)
     params = [p.requires_grad_(True) for p in (*weights, *biases)]
@@ -369,8 +447,9 @@ def train(tasks, model: Model, init: Init, *, lr: float, steps: int, record=None
     return Run(recorder.curves(init), np.asarray(setup.X_np), A_n, final, start)
 
 
-def flow_limit(run: Run, t=None, *, population: bool = False, members=None, rtol: float = 1e-10,
-               atol: float = 1e-12) -> np.ndarray:
+def flow_limit(
+    run: Run, t=None, *, population: bool = False, members=None, rtol: float = 1e-10, atol: float = 1e-12
+) -> np.ndarray:
     """The gradient-flow prediction for every member of a GD run, from its own initial weights.
 
     Returns ``W(t)`` of shape (E, len(t), d, d) at the run's recorded times (default) or at ``t``
@@ -389,7 +468,9 @@ def flow_limit(run: Run, t=None, *, population: bool = False, members=None, rtol
     if not spec.predictable:
         raise ValueError(f"flow_limit: the {kind} model has no gradient-flow prediction ({spec.description})")
     if not run.initial:
-        raise ValueError("flow_limit: this Run carries no initial weights (made by an older version of train)")
+        raise ValueError(
+            "flow_limit: this Run carries no initial weights (made by an older version of train)"
+        )
     t = run.curves.times if t is None else _checks.times(t)
     E = run.A_n.shape[0]
     idx = np.arange(E) if members is None else np.asarray(members, dtype=np.int64).reshape(-1)

@@ -47,8 +47,10 @@ class Analysis:
 
     def summary(self) -> str:
         tp = ", ".join(f"{p.kind} {p.value:.4g} at t={p.time:.4g}" for p in self.turning_points) or "none"
-        return (f"{self.kind}; turning points: {tp}; bump {self.bump:.4g}; final loss {self.final_loss:.4g}"
-                + ("" if self.converged else " (not converged: extend the horizon)"))
+        return (
+            f"{self.kind}; turning points: {tp}; bump {self.bump:.4g}; final loss {self.final_loss:.4g}"
+            + ("" if self.converged else " (not converged: extend the horizon)")
+        )
 
 
 def _curve(t, loss):
@@ -119,7 +121,7 @@ def classify(t, loss, rel_tol: float = 1e-3, failure_frac: float = 0.05) -> Anal
     t, loss = _curve(t, loss)
     tps = turning_points(t, loss, rel_tol)
     span = float(loss.max() - loss.min())
-    tail = loss[int(0.9 * (loss.size - 1)):]
+    tail = loss[int(0.9 * (loss.size - 1)) :]
     converged = bool(span == 0.0 or (tail.max() - tail.min()) <= rel_tol * span)
     bump = 0.0
     for p, q in zip(tps, tps[1:]):
@@ -137,7 +139,9 @@ def non_monotone(t, losses, rel_tol: float = 1e-3) -> np.ndarray:
     """For each curve ``losses[..., :]`` on the grid ``t``, whether :func:`classify` calls it non-monotone."""
     losses = np.asarray(losses, dtype=float)
     flat = losses.reshape(-1, losses.shape[-1])
-    return np.array([classify(t, y, rel_tol).non_monotone for y in flat], dtype=bool).reshape(losses.shape[:-1])
+    return np.array([classify(t, y, rel_tol).non_monotone for y in flat], dtype=bool).reshape(
+        losses.shape[:-1]
+    )
 
 
 def ood_non_monotone(curves, losses=None) -> np.ndarray:
@@ -172,8 +176,9 @@ class Prediction:
     reasons: tuple[str, ...]
 
 
-def predict_swingby(task: SIMTask, W0, convention: str = "gradient-flow", *,
-                    ratio: float = 3.0, init_scale: float = 0.1) -> Prediction:
+def predict_swingby(
+    task: SIMTask, W0, convention: str = "gradient-flow", *, ratio: float = 3.0, init_scale: float = 0.1
+) -> Prediction:
     """Predict a swing-by from the conditions of the theory (design reference, Section 4.2).
 
     For a weak concept i and a strong concept j (``a_j > a_i`` under the convention's rates) the
@@ -204,8 +209,10 @@ def predict_swingby(task: SIMTask, W0, convention: str = "gradient-flow", *,
             ok_sign, ok_ratio = W0[i, j] > 0, a[j] > ratio * a[i]
             if ok_sign and ok_ratio and small:
                 pairs.append((i, j))
-            reasons.append(f"pair (weak {i + 1}, strong {j + 1}): w_ij(0) > 0: {bool(ok_sign)}; "
-                           f"a_j/a_i = {a[j] / a[i]:.3g} > {ratio}: {bool(ok_ratio)}; small init: {small}")
+            reasons.append(
+                f"pair (weak {i + 1}, strong {j + 1}): w_ij(0) > 0: {bool(ok_sign)}; "
+                f"a_j/a_i = {a[j] / a[i]:.3g} > {ratio}: {bool(ok_ratio)}; small init: {small}"
+            )
     return Prediction(bool(pairs), tuple(pairs), tuple(reasons))
 
 
@@ -227,8 +234,15 @@ def time_grid(t_end: float, n: int = 1500) -> np.ndarray:
     return np.concatenate([[0.0], np.geomspace(t_end * 1e-4, t_end, n - 1)])
 
 
-def agreement_study(n: int = 200, seed: int = 0, convention: str = "gradient-flow", *,
-                    ratio: float = 3.0, init_scale: float = 0.1, rel_tol: float = 1e-3) -> dict:
+def agreement_study(
+    n: int = 200,
+    seed: int = 0,
+    convention: str = "gradient-flow",
+    *,
+    ratio: float = 3.0,
+    init_scale: float = 0.1,
+    rel_tol: float = 1e-3,
+) -> dict:
     """Compare :func:`predict_swingby` with the numerical solution over ``n`` random settings.
 
     Settings: s = 2 concepts in d = 3, mu ~ U[0.5, 3]^2, sigma ~ U[0, 0.3], W0 = U0 U0^T with
@@ -251,7 +265,9 @@ def agreement_study(n: int = 200, seed: int = 0, convention: str = "gradient-flo
     A_eff = np.stack([theory.effective_A(tk, convention)[0] * Tk for tk, Tk in zip(tasks, T)])
     grid = time_grid(1.0)
     kappa, _ = theory.CONVENTIONS[convention]
-    Ws = theory.symmetric_flow(A_eff, np.stack(W0s), grid, convention="gradient-flow" if kappa == 2.0 else "paper")
+    Ws = theory.symmetric_flow(
+        A_eff, np.stack(W0s), grid, convention="gradient-flow" if kappa == 2.0 else "paper"
+    )
     records, confusion = [], {"tp": 0, "tn": 0, "fp": 0, "fn": 0}
     for k, (task, W0) in enumerate(zip(tasks, W0s)):
         res = classify(grid * T[k], theory.ood_loss(task, Ws[k]), rel_tol=rel_tol)
@@ -259,8 +275,21 @@ def agreement_study(n: int = 200, seed: int = 0, convention: str = "gradient-flo
         actual = res.non_monotone
         key = ("t" if pred.nonmonotone == actual else "f") + ("p" if pred.nonmonotone else "n")
         confusion[key] += 1
-        records.append({"mu": task.mu.tolist(), "sigma": float(task.sigma[0]), "predicted": pred.nonmonotone,
-                        "actual": res.kind, "bump": res.bump})
+        records.append(
+            {
+                "mu": task.mu.tolist(),
+                "sigma": float(task.sigma[0]),
+                "predicted": pred.nonmonotone,
+                "actual": res.kind,
+                "bump": res.bump,
+            }
+        )
     agree = (confusion["tp"] + confusion["tn"]) / n
-    return {"n": n, "seed": seed, "convention": convention, "agreement": agree,
-            "confusion": confusion, "records": records}
+    return {
+        "n": n,
+        "seed": seed,
+        "convention": convention,
+        "agreement": agree,
+        "confusion": confusion,
+        "records": records,
+    }

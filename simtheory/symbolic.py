@@ -50,9 +50,7 @@ class Verification:
         n_num = sum(c.method == NUMERIC for c in self.checks)
         if n_num == 0:
             return f"verified ({len(self.checks)} symbolic checks)"
-        return (
-            f"verified ({len(self.checks) - n_num} symbolic, {n_num} numeric at random points)"
-        )
+        return f"verified ({len(self.checks) - n_num} symbolic, {n_num} numeric at random points)"
 
     def __str__(self) -> str:
         lines = [f"{self.derivation}: {self.status}"]
@@ -115,7 +113,9 @@ def check_zero(
             val = sp.N(e.subs(subs), 40)
             scale = max(
                 1.0,
-                max((abs(float(sp.N(a.subs(subs), 20))) for a in sp.Add.make_args(sp.expand(e))), default=1.0),
+                max(
+                    (abs(float(sp.N(a.subs(subs), 20))) for a in sp.Add.make_args(sp.expand(e))), default=1.0
+                ),
             )
             if not val.is_number:
                 return Check(name, False, NUMERIC, f"non-numeric residual {val}")
@@ -124,7 +124,9 @@ def check_zero(
         if done < points:
             return Check(name, False, NUMERIC, f"only {done} admissible random points found")
     passed = worst < 1e-25
-    return Check(name, passed, NUMERIC, f"{points} random points per entry, max relative residual {worst:.1e}")
+    return Check(
+        name, passed, NUMERIC, f"{points} random points per entry, max relative residual {worst:.1e}"
+    )
 
 
 def check_true(name: str, claim, detail: str = "") -> Check:
@@ -179,6 +181,7 @@ class Derivation:
 
 
 # -- shared model builders -----------------------------------------------------------------
+
 
 def diag_symbols(prefix: str, d: int, **assumptions) -> list[sp.Symbol]:
     return [sp.Symbol(f"{prefix}_{i + 1}", **assumptions) for i in range(d)]

@@ -94,8 +94,14 @@ class SIMTask:
         n_clusters = s + (1 if origin else 0)
         a = sig**2 * (1.0 if truncate is None else truncated_variance_factor(truncate))
         a[:s] += mu**2 / n_clusters
-        for name, value in (("mu", mu), ("sigma", sig), ("d", d), ("origin", bool(origin)), ("truncate", truncate),
-                            ("_a", a)):
+        for name, value in (
+            ("mu", mu),
+            ("sigma", sig),
+            ("d", d),
+            ("origin", bool(origin)),
+            ("truncate", truncate),
+            ("_a", a),
+        ):
             if isinstance(value, np.ndarray):
                 value.setflags(write=False)
             object.__setattr__(self, name, value)
@@ -153,8 +159,13 @@ class SIMTask:
 
     @classmethod
     def from_dict(cls, data: dict) -> "SIMTask":
-        return cls(data["mu"], data["sigma"], d=data["d"], origin=data.get("origin", False),
-                   truncate=data.get("truncate"))
+        return cls(
+            data["mu"],
+            data["sigma"],
+            d=data["d"],
+            origin=data.get("origin", False),
+            truncate=data.get("truncate"),
+        )
 
     def learning_order(self) -> np.ndarray:
         """Concept indices (0-based) in the order the theory says they are learned (largest a_p first)."""

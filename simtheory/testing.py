@@ -32,7 +32,9 @@ def _st():
     return st
 
 
-def tasks(min_s: int = 1, max_s: int = 3, max_extra_d: int = 1, *, mu=(0.3, 3.0), sigma=(0.0, 0.5), origin=None):
+def tasks(
+    min_s: int = 1, max_s: int = 3, max_extra_d: int = 1, *, mu=(0.3, 3.0), sigma=(0.0, 0.5), origin=None
+):
     """Strategy for :class:`SIMTask` with s in [min_s, max_s], d - s in [0, max_extra_d]."""
     st = _st()
     floats = lambda lo, hi: st.floats(lo, hi, allow_nan=False, allow_infinity=False)
@@ -54,7 +56,8 @@ def arrays(shape, lo: float = -1.0, hi: float = 1.0):
     st = _st()
     n = int(np.prod(shape))
     return st.lists(st.floats(lo, hi, allow_nan=False, allow_infinity=False), min_size=n, max_size=n).map(
-        lambda v: np.asarray(v, dtype=np.float64).reshape(shape))
+        lambda v: np.asarray(v, dtype=np.float64).reshape(shape)
+    )
 
 
 def factor_inits(d: int, scale=(1e-3, 0.3)):
@@ -81,7 +84,9 @@ def _unpack(x):
     return np.asarray(x), None
 
 
-def assert_curves_close(actual, desired, rtol: float | None = None, atol: float | None = None, err_msg: str = ""):
+def assert_curves_close(
+    actual, desired, rtol: float | None = None, atol: float | None = None, err_msg: str = ""
+):
     """Assert that two trajectories agree at every time: ``||a_t - d_t||_F <= atol + rtol ||d_t||_F``.
 
     ``actual``/``desired`` are :class:`~simtheory.Curves` (their ``W`` is compared) or arrays of
@@ -100,7 +105,9 @@ def assert_curves_close(actual, desired, rtol: float | None = None, atol: float 
     atol = default[1] if atol is None else atol
     a64, d64 = a.astype(np.float64), d.astype(np.float64)
     if not np.all(np.isfinite(a64)):
-        raise AssertionError(f"actual contains non-finite values at {np.argwhere(~np.isfinite(a64))[0].tolist()}. {err_msg}")
+        raise AssertionError(
+            f"actual contains non-finite values at {np.argwhere(~np.isfinite(a64))[0].tolist()}. {err_msg}"
+        )
     matrix = a.ndim >= 3
     axes = (-2, -1) if matrix else ()
     err = np.sqrt(np.sum((a64 - d64) ** 2, axis=axes)) if matrix else np.abs(a64 - d64)
@@ -113,12 +120,16 @@ def assert_curves_close(actual, desired, rtol: float | None = None, atol: float 
     times = ta if ta is not None else td
     t_idx = worst[-1]
     when = f"time index {t_idx}" + (f" (t = {times[t_idx]:.6g})" if times is not None else "")
-    msg = [f"curves differ at {int(bad.sum())} of {bad.size} time points; worst at {when}"
-           + (f", batch index {tuple(int(i) for i in worst[:-1])}" if len(worst) > 1 else "")]
+    msg = [
+        f"curves differ at {int(bad.sum())} of {bad.size} time points; worst at {when}"
+        + (f", batch index {tuple(int(i) for i in worst[:-1])}" if len(worst) > 1 else "")
+    ]
     if matrix:
         diff = np.abs(a64[worst] - d64[worst])
         i, j = np.unravel_index(np.argmax(diff), diff.shape)
-        msg.append(f"  worst entry W[{i},{j}]: actual {a64[worst][i, j]:.10g}, desired {d64[worst][i, j]:.10g}")
+        msg.append(
+            f"  worst entry W[{i},{j}]: actual {a64[worst][i, j]:.10g}, desired {d64[worst][i, j]:.10g}"
+        )
     else:
         msg.append(f"  actual {a64[worst]:.10g}, desired {d64[worst]:.10g}")
     msg.append(f"  error {err[worst]:.3g} > tolerance {tol[worst]:.3g} (rtol {rtol:g}, atol {atol:g})")

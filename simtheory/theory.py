@@ -32,8 +32,8 @@ from .task import SIMTask, second_moment
 #: time conventions of :func:`symmetric_flow`: name -> (speed kappa, square A elementwise)
 CONVENTIONS = {
     "gradient-flow": (2.0, False),  # dW/dt = 2 V(W): gradient flow on U, t = lr x steps
-    "paper": (1.0, False),          # dW/dt = V(W): the paper's text (half speed)
-    "paper-code": (1.0, True),      # dW/dt = V(W) with A replaced by A∘A: the published scripts
+    "paper": (1.0, False),  # dW/dt = V(W): the paper's text (half speed)
+    "paper-code": (1.0, True),  # dW/dt = V(W) with A replaced by A∘A: the published scripts
 }
 
 
@@ -92,6 +92,7 @@ def _eig(A: np.ndarray):
 
 # -- one layer --------------------------------------------------------------------------------
 
+
 def linear_flow(task_or_A, W0, t) -> np.ndarray:
     """Gradient flow of the one-layer model f(x) = W x: ``W(t) = I - (I - W0) expm(-A t)``.
 
@@ -124,7 +125,9 @@ def linear_gd(task_or_A, W0, lr, steps) -> np.ndarray:
     try:
         lr_b = np.broadcast_to(lr_arr, batch).reshape(-1)
     except ValueError:
-        raise ValueError(f"lr must be a scalar or broadcast to the batch shape {batch}, got {lr_arr.shape}") from None
+        raise ValueError(
+            f"lr must be a scalar or broadcast to the batch shape {batch}, got {lr_arr.shape}"
+        ) from None
     lam, Q = _eig(A)
     if np.any(lr_b <= 0):
         raise ValueError(f"lr must be > 0, got {lr_arr.tolist()}")
@@ -165,8 +168,16 @@ def _joint_basis(A: np.ndarray, W0: np.ndarray, tol: float = 1e-10):
     return P, ok
 
 
-def symmetric_flow(task_or_A, W0, t, convention: str = "gradient-flow", *,
-                   method: str = "auto", rtol: float = 1e-10, atol: float = 1e-12) -> np.ndarray:
+def symmetric_flow(
+    task_or_A,
+    W0,
+    t,
+    convention: str = "gradient-flow",
+    *,
+    method: str = "auto",
+    rtol: float = 1e-10,
+    atol: float = 1e-12,
+) -> np.ndarray:
     """Flow of W = U U^T for the symmetric two-layer model f(x) = U U^T x.
 
     ``dW/dt = kappa V(W)`` with ``V(W) = WA + AW - 1/2 (A W^2 + W^2 A + 2 W A W)``; the
@@ -220,6 +231,7 @@ def symmetric_init(U0) -> np.ndarray:
 
 # -- untied W2 W1 ----------------------------------------------------------------------------------
 
+
 class UntiedSolution(NamedTuple):
     """Untied flow: layers W1 (*batch, T, h, d), W2 (*batch, T, d, h) and product W = W2 W1."""
 
@@ -228,8 +240,9 @@ class UntiedSolution(NamedTuple):
     W: np.ndarray
 
 
-def untied_flow(task_or_A, W1_0, W2_0, t, *, method: str = "auto",
-                rtol: float = 1e-10, atol: float = 1e-12) -> UntiedSolution:
+def untied_flow(
+    task_or_A, W1_0, W2_0, t, *, method: str = "auto", rtol: float = 1e-10, atol: float = 1e-12
+) -> UntiedSolution:
     """Gradient flow of the untied two-layer model f(x) = W2 W1 x (t = lr x steps).
 
     ``W1_0``: (..., h, d), ``W2_0``: (..., d, h). Balanced diagonal starts with diagonal A
@@ -267,7 +280,9 @@ def untied_flow(task_or_A, W1_0, W2_0, t, *, method: str = "auto",
         r1[closed] = root
         r2[closed] = root
     if (~closed).any():
-        s1, s2 = _solvers.solve_deep(A[~closed], [W1[~closed], W2[~closed]], t, method=method, rtol=rtol, atol=atol)
+        s1, s2 = _solvers.solve_deep(
+            A[~closed], [W1[~closed], W2[~closed]], t, method=method, rtol=rtol, atol=atol
+        )
         r1[~closed], r2[~closed] = s1, s2
     W = r2 @ r1
     shape = lambda x: x.reshape(batch + x.shape[1:])
@@ -275,6 +290,7 @@ def untied_flow(task_or_A, W1_0, W2_0, t, *, method: str = "auto",
 
 
 # -- deep linear W_L ... W_1 -------------------------------------------------------------------------
+
 
 class DeepSolution(NamedTuple):
     """Deep linear flow: the factors ``W_k`` (*batch, T, out_k, in_k), first layer first, and their
@@ -284,8 +300,9 @@ class DeepSolution(NamedTuple):
     W: np.ndarray
 
 
-def deep_flow(task_or_A, factors, t, *, method: str = "auto", rtol: float = 1e-10,
-              atol: float = 1e-12) -> DeepSolution:
+def deep_flow(
+    task_or_A, factors, t, *, method: str = "auto", rtol: float = 1e-10, atol: float = 1e-12
+) -> DeepSolution:
     """Gradient flow of a deep linear network ``f(x) = W_L ... W_1 x`` (t = lr x steps).
 
     ``factors``: the initial layers, first layer first, ``W_1`` (..., h_1, d), ``W_k``
@@ -303,7 +320,9 @@ def deep_flow(task_or_A, factors, t, *, method: str = "auto", rtol: float = 1e-1
     rows = d
     for k, W in enumerate(Ws):
         if W.ndim < 2 or W.shape[-1] != rows:
-            raise ValueError(f"factors[{k}] must have shape (..., h, {rows}) to follow the previous layer, got {W.shape}")
+            raise ValueError(
+                f"factors[{k}] must have shape (..., h, {rows}) to follow the previous layer, got {W.shape}"
+            )
         rows = W.shape[-2]
     if rows != d:
         raise ValueError(f"the last factor must map back to d = {d} rows, got {rows}")
@@ -318,6 +337,7 @@ def deep_flow(task_or_A, factors, t, *, method: str = "auto", rtol: float = 1e-1
 
 
 # -- losses ------------------------------------------------------------------------------------------
+
 
 def train_loss(task_or_A, W) -> np.ndarray:
     """``1/2 tr((W - I) A (W - I)^T)``, broadcast over the leading axes of W (and of A)."""

@@ -19,11 +19,48 @@ def test_derive_unknown_is_a_clear_error(capsys):
 
 def test_predict_writes_csv_and_npz(tmp_path, capsys):
     out = tmp_path / "c.csv"
-    assert main(["predict", "--mu", "1", "1.5", "--d", "3", "--convention", "paper-code", "--seed", "2",
-                 "--t-max", "60", "--log-times", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--mu",
+                "1",
+                "1.5",
+                "--d",
+                "3",
+                "--convention",
+                "paper-code",
+                "--seed",
+                "2",
+                "--t-max",
+                "60",
+                "--log-times",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert out.exists() and "swing-by" in capsys.readouterr().out
-    assert main(["predict", "--mu", "1", "2", "--model", "untied", "--init", "diag", "--init-scale", "0.1",
-                 "--out", str(tmp_path / "u.npz")]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--mu",
+                "1",
+                "2",
+                "--model",
+                "untied",
+                "--init",
+                "diag",
+                "--init-scale",
+                "0.1",
+                "--out",
+                str(tmp_path / "u.npz"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "u.json").exists()
 
 
@@ -31,16 +68,50 @@ def test_predict_bad_input(tmp_path, capsys):
     assert main(["predict", "--mu", "1", "-2", "--out", str(tmp_path / "x.csv")]) == 2
     assert "mu must be > 0" in capsys.readouterr().err
     np.save(tmp_path / "w.npy", -np.eye(2))
-    assert main(["predict", "--mu", "1", "2", "--init-file", str(tmp_path / "w.npy"), "--out", str(tmp_path / "x.csv")]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                "--mu",
+                "1",
+                "2",
+                "--init-file",
+                str(tmp_path / "w.npy"),
+                "--out",
+                str(tmp_path / "x.csv"),
+            ]
+        )
+        == 2
+    )
     assert "positive semi-definite" in capsys.readouterr().err
 
 
 def test_reproduce_small(tmp_path):
     out = tmp_path / "run"
-    assert main(["reproduce", "--out", str(out), "--n-seeds", "4", "--n-agreement", "4", "--no-verify", "--no-gd",
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "reproduce",
+                "--out",
+                str(out),
+                "--n-seeds",
+                "4",
+                "--n-agreement",
+                "4",
+                "--no-verify",
+                "--no-gd",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     report = (out / "report.md").read_text()
-    for heading in ("Figure 5 analogue", "Triple and quadruple descent", "Learning order", "Predicting the swing-by"):
+    for heading in (
+        "Figure 5 analogue",
+        "Triple and quadruple descent",
+        "Learning order",
+        "Predicting the swing-by",
+    ):
         assert heading in report
     assert "What the published-code convention changes" in report
     assert (out / "figures" / "figure5_conventions.png").stat().st_size > 1000
@@ -50,8 +121,11 @@ def test_reproduce_small(tmp_path):
 
 
 def test_import_is_lazy():
-    code = ("import sys, simtheory; heavy = [m for m in ('sympy', 'torch', 'scipy', 'matplotlib') if m in sys.modules];"
-            "print(heavy); assert not heavy, heavy")
+    code = (
+        "import sys, simtheory; heavy = [m for m in ('sympy', 'torch', 'scipy', 'matplotlib') if m in "
+        "sys.modules];"
+        "print(heavy); assert not heavy, heavy"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -46,8 +46,10 @@ def test_check_true_needs_a_decided_claim():
     assert check_true("decided", (x**2 + 1).is_positive).passed
 
 
-@pytest.mark.parametrize("name, formula", [("symmetric", "logistic"), ("one_layer_flow", "entry"),
-                                           ("one_layer_gd", "entry"), ("untied", "mode")])
+@pytest.mark.parametrize(
+    "name, formula",
+    [("symmetric", "logistic"), ("one_layer_flow", "entry"), ("one_layer_gd", "entry"), ("untied", "mode")],
+)
 def test_a_wrong_closed_form_fails_verification(name, formula):
     """Doubling the time in a closed form must break at least one of the derivation's checks."""
     deriv = derivations.get(name)

@@ -36,12 +36,22 @@ TINY_NET = NetConfig(16, 8, (1, 2), 16, attn_resolution=8, heads=2)
 
 
 def tiny(**changes) -> RunConfig:
-    base = dict(deltas=(0.6,), steps=12, batch=8, n_per_class=32, net=TINY_NET, n_checkpoints=3, n_generate=2,
-                sample_steps=3, probe_steps=400)
+    base = dict(
+        deltas=(0.6,),
+        steps=12,
+        batch=8,
+        n_per_class=32,
+        net=TINY_NET,
+        n_checkpoints=3,
+        n_generate=2,
+        sample_steps=3,
+        probe_steps=400,
+    )
     return cpu_config(**{**base, **changes})
 
 
 # --- data -------------------------------------------------------------------------------------
+
 
 def test_render_is_deterministic_in_the_seed_and_in_range():
     spec = ImageSpec(16, 0.5)
@@ -54,7 +64,10 @@ def test_render_is_deterministic_in_the_seed_and_in_range():
 
 def test_delta_changes_only_the_colour():
     labs = class_labels(classes(2), 8)
-    lo, hi = render(ImageSpec(16, 0.2, jitter=False), labs, 1), render(ImageSpec(16, 0.7, jitter=False), labs, 1)
+    lo, hi = (
+        render(ImageSpec(16, 0.2, jitter=False), labs, 1),
+        render(ImageSpec(16, 0.7, jitter=False), labs, 1),
+    )
     # background pixels (far from the shape) are identical; the green channel of the shape differs by the
     # known amount only where the shape is
     bg = np.all(np.abs(lo - hi) < 1e-6, axis=1)
@@ -78,10 +91,19 @@ def test_colour_signal_grows_with_delta_and_crosses_the_size_signal():
     assert 0.137 < cross < 0.8
 
 
-@pytest.mark.parametrize("kwargs, name", [({"delta": 0.0}, "delta"), ({"delta": 0.9}, "delta"),
-                                          ({"resolution": 4}, "resolution"), ({"size_gap": 0.5}, "size_gap"),
-                                          ({"concepts": ("size", "colour")}, "concepts"), ({"blur": -0.1}, "blur"),
-                                          ({"blur": float("nan")}, "blur"), ({"blur": "1px"}, "blur")])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"delta": 0.0}, "delta"),
+        ({"delta": 0.9}, "delta"),
+        ({"resolution": 4}, "resolution"),
+        ({"size_gap": 0.5}, "size_gap"),
+        ({"concepts": ("size", "colour")}, "concepts"),
+        ({"blur": -0.1}, "blur"),
+        ({"blur": float("nan")}, "blur"),
+        ({"blur": "1px"}, "blur"),
+    ],
+)
 def test_image_spec_rejects_bad_input(kwargs, name):
     with pytest.raises(ValueError, match=name):
         ImageSpec(**kwargs)
@@ -100,12 +122,15 @@ def test_blur_is_in_canvas_units_so_resolutions_are_comparable():
         g = img[:, 1]  # green: 0.2 inside the circle, >= 0.8 outside
         ramp = ((g > 0.3) & (g < 0.7)).sum(axis=(1, 2))  # pixels on the soft edge
         return float(np.mean(ramp)) * (2 / res) ** 2  # canvas area of the edge
+
     # the same blur in canvas units gives the same edge area at 16x16 and 32x32 (within a pixel's worth)
     a16, a32 = edge_width(16, 0.125), edge_width(32, 0.125)
     assert a16 == pytest.approx(a32, rel=0.3)
     # while one pixel at each resolution (the old rule) halves the edge's canvas width at 32x32
     assert edge_width(32, 2 / 32) < 0.7 * a16
-    assert np.array_equal(render(ImageSpec(16, 0.6, blur=0.0), labels, 3), render(ImageSpec(16, 0.6, blur=0.0), labels, 3))
+    assert np.array_equal(
+        render(ImageSpec(16, 0.6, blur=0.0), labels, 3), render(ImageSpec(16, 0.6, blur=0.0), labels, 3)
+    )
 
 
 def test_vector_prompts_are_each_images_own_values_and_class_means_at_test():
@@ -126,7 +151,11 @@ def test_vector_prompts_are_each_images_own_values_and_class_means_at_test():
     np.testing.assert_allclose(m[:, :3], spec.colour(classes(2)[:, 0]), rtol=1e-6)
     assert m[1, 3] == pytest.approx(np.mean(SMALL)) and m[0, 3] == pytest.approx(0.55 + spec.size_gap)
     over = class_vectors(spec, classes(2)[-1:], colour_scale=2.0)[0]
-    assert over[2] == pytest.approx(0.5 + 2 * 0.3) and over[0] == pytest.approx(0.5 - 2 * 0.3) and over[1] == pytest.approx(0.2)
+    assert (
+        over[2] == pytest.approx(0.5 + 2 * 0.3)
+        and over[0] == pytest.approx(0.5 - 2 * 0.3)
+        and over[1] == pytest.approx(0.2)
+    )
 
 
 def test_render_rejects_bad_labels():
@@ -143,6 +172,7 @@ def test_three_concepts_render_squares_and_captions():
 
 # --- tokenizer --------------------------------------------------------------------------------
 
+
 def test_tokenizer_word_orders_share_words_and_reject_unknown_words():
     tok = Tokenizer()
     ids = [tok.encode(caption([1, 1], template=k)) for k in range(7)]
@@ -158,6 +188,7 @@ def test_tokenizer_word_orders_share_words_and_reject_unknown_words():
 
 
 # --- model ------------------------------------------------------------------------------------
+
 
 def test_ensemble_forward_equals_its_members():
     cfg = NetConfig(16, 8, (1, 2), 16, heads=2)
@@ -186,6 +217,7 @@ def test_net_config_rejects_bad_sizes():
 
 # --- schedule ---------------------------------------------------------------------------------
 
+
 def test_cosine_schedule_and_ddim_with_an_oracle_recovers_the_data():
     s = Cosine(1000)
     ab = s.alpha_bar
@@ -212,6 +244,7 @@ def test_ddim_rejects_bad_arguments():
 
 # --- probes -----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("delta", [PAPER_DELTAS[0], PAPER_DELTAS[-1]])
 @pytest.mark.parametrize("gap", [0.1, 0.3])
 def test_analytic_probe_reads_clean_images(delta, gap):
@@ -234,6 +267,7 @@ def test_probe_refuses_below_its_accuracy_threshold(tmp_path):
 
 # --- runs -------------------------------------------------------------------------------------
 
+
 def test_checkpoint_steps_are_quadratic():
     k = checkpoint_steps(12000, 60)
     assert k[0] == 0 and k[-1] == 12000 and 55 <= len(k) <= 61
@@ -241,15 +275,31 @@ def test_checkpoint_steps_are_quadratic():
     assert gaps[-1] > 10 * gaps[1]
 
 
-@pytest.mark.parametrize("kwargs, name", [({"lr": -1.0}, "lr"), ({"steps": 0}, "steps"), ({"p_uncond": 1.0}, "p_uncond"),
-                                          ({"deltas": (0.0,)}, "delta"), ({"resolution": 32}, "resolution"),
-                                          ({"guidance": 3.0, "p_uncond": 0.0}, "guidance"),
-                                          ({"weight_decay": -1.0}, "weight_decay"), ({"blur": -1.0}, "blur"),
-                                          ({"over_prompt": (2.0,)}, "over_prompt"),
-                                          ({"over_prompt": (-1.0,), "net": NetConfig(16, 8, (1, 2), 16, heads=2,
-                                                                                      conditioning="vector")}, "over_prompt"),
-                                          ({"concepts": ("colour", "size", "shape"),
-                                            "net": NetConfig(16, 8, (1, 2), 16, heads=2, conditioning="vector")}, "vector")])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"lr": -1.0}, "lr"),
+        ({"steps": 0}, "steps"),
+        ({"p_uncond": 1.0}, "p_uncond"),
+        ({"deltas": (0.0,)}, "delta"),
+        ({"resolution": 32}, "resolution"),
+        ({"guidance": 3.0, "p_uncond": 0.0}, "guidance"),
+        ({"weight_decay": -1.0}, "weight_decay"),
+        ({"blur": -1.0}, "blur"),
+        ({"over_prompt": (2.0,)}, "over_prompt"),
+        (
+            {"over_prompt": (-1.0,), "net": NetConfig(16, 8, (1, 2), 16, heads=2, conditioning="vector")},
+            "over_prompt",
+        ),
+        (
+            {
+                "concepts": ("colour", "size", "shape"),
+                "net": NetConfig(16, 8, (1, 2), 16, heads=2, conditioning="vector"),
+            },
+            "vector",
+        ),
+    ],
+)
 def test_run_config_rejects_bad_input(kwargs, name):
     with pytest.raises(ValueError, match=name):
         tiny(**kwargs)
@@ -301,7 +351,9 @@ def test_vector_prompt_run_records_the_over_prompts(tmp_path):
     assert rec.probs.shape == (C, 2, 4, cfg.n_generate, 2)
     assert rec.over_probs.shape == (C, 2, 2, cfg.n_generate, 2)
     res = analysis.analyse(rec, fit=False)
-    assert "over_prompt" in res["deltas"][0] and any(c["name"].startswith("over-prompting") for c in res["claims"])
+    assert "over_prompt" in res["deltas"][0] and any(
+        c["name"].startswith("over-prompting") for c in res["claims"]
+    )
     # members differ in delta only through their images and prompts: the vector of member delta 0.8 is bluer
     assert not np.array_equal(rec.over_probs[:, 0], rec.over_probs[:, 1])
 
@@ -322,16 +374,22 @@ def test_run_directory_refuses_another_config(full_run):
 
 # --- analysis ---------------------------------------------------------------------------------
 
+
 def _sig(t, t0, w=150.0):
     from scipy.special import expit
 
     return expit((t - t0) / w)
 
 
-def synthetic_records(times: dict, swing: dict, seeds=(0, 1, 2), n: int = 8, noise: float = 0.0) -> analysis.Records:
-    """Records whose probe outputs are known: for each delta, colour is learned at ``times[delta][0]`` and size at
-    ``times[delta][1]`` steps (logistic probabilities, the same on the training and the held-out prompts); with
-    ``swing[delta]`` the held-out P(blue) first rises to 0.6 near step 1500, after size is learned, and falls back
+def synthetic_records(
+    times: dict, swing: dict, seeds=(0, 1, 2), n: int = 8, noise: float = 0.0
+) -> analysis.Records:
+    """Records whose probe outputs are known: for each delta, colour is learned at ``times[delta][0]`` and
+    size at
+    ``times[delta][1]`` steps (logistic probabilities, the same on the training and the held-out prompts);
+    with
+    ``swing[delta]`` the held-out P(blue) first rises to 0.6 near step 1500, after size is learned, and falls
+    back
     before colour is learned (a swing-by to red-small). Seeds shift the times by 1% each."""
     deltas = tuple(sorted(times))
     cfg = tiny(deltas=deltas, seeds=seeds, steps=6000, n_checkpoints=60, n_generate=n)
@@ -347,13 +405,20 @@ def synthetic_records(times: dict, swing: dict, seeds=(0, 1, 2), n: int = 8, noi
             col = pc if c == 1 else 1 - pc
             size = ps if z == 1 else 1 - ps
             if (c, z) == (1, 1) and swing.get(d):
-                col = np.maximum(col, 0.6 * np.exp(-((steps - 1500) / 400) ** 2))
+                col = np.maximum(col, 0.6 * np.exp(-(((steps - 1500) / 400) ** 2)))
             spread = np.linspace(-0.1, 0.1, n)[None, :]  # the generations of a prompt differ a little
             probs[:, k, j, :, 0] = np.clip(col[:, None] + spread, 0, 1)
             probs[:, k, j, :, 1] = np.clip(size[:, None] + spread, 0, 1)
     probs = np.clip(probs + noise * rng.standard_normal(probs.shape), 0, 1)
-    return analysis.Records(cfg, steps.astype(np.int64), probs, probs.copy(), np.zeros((C, K, 1, 3, 16, 16), np.uint8),
-                            np.ones((C, K)), np.arange(C, dtype=float))
+    return analysis.Records(
+        cfg,
+        steps.astype(np.int64),
+        probs,
+        probs.copy(),
+        np.zeros((C, K, 1, 3, 16, 16), np.uint8),
+        np.ones((C, K)),
+        np.arange(C, dtype=float),
+    )
 
 
 def claims_by_prefix(result):
@@ -371,7 +436,10 @@ def test_learning_times_are_parks_definition_on_synthetic_runs():
     cl = claims_by_prefix(res)
     assert cl["(i) learning order on the held-out prompt"]["verdict"] == "pass"
     assert cl["(i) learning order on the training prompts"]["verdict"] == "pass"
-    assert cl["(i) the seed-mean colour learning time (held-out prompt) falls as delta rises"]["verdict"] == "pass"
+    assert (
+        cl["(i) the seed-mean colour learning time (held-out prompt) falls as delta rises"]["verdict"]
+        == "pass"
+    )
     cross = cl["(i) the delta at which colour and size are learned at the same time (held-out, seed means)"]
     assert 0.2 < cross["details"]["measured"] < 0.8
 
@@ -380,7 +448,10 @@ def test_a_wrong_order_fails_the_order_claims():
     rec = synthetic_records({0.1: (1000, 4000), 0.2: (1000, 3000), 0.8: (3000, 1000)}, {})
     cl = claims_by_prefix(analysis.analyse(rec, fit=False))
     assert cl["(i) learning order on the held-out prompt"]["verdict"] == "fail"
-    assert cl["(i) the seed-mean colour learning time (held-out prompt) falls as delta rises"]["verdict"] == "fail"
+    assert (
+        cl["(i) the seed-mean colour learning time (held-out prompt) falls as delta rises"]["verdict"]
+        == "fail"
+    )
 
 
 def test_a_concept_never_learned_is_censored_and_decides_nothing():
@@ -390,7 +461,10 @@ def test_a_concept_never_learned_is_censored_and_decides_nothing():
     assert m["censored_colour_heldout"] and m["time_colour_heldout"] == 6000 and m["first_heldout"] == "none"
     cl = claims_by_prefix(res)
     assert cl["(i) learning order on the held-out prompt"]["verdict"] == "inconclusive"
-    assert cl["(i) the seed-mean colour learning time (held-out prompt) falls as delta rises"]["verdict"] == "inconclusive"
+    assert (
+        cl["(i) the seed-mean colour learning time (held-out prompt) falls as delta rises"]["verdict"]
+        == "inconclusive"
+    )
 
 
 def test_a_noisy_plateau_is_not_learned():
@@ -405,7 +479,9 @@ def test_a_noisy_plateau_is_not_learned():
 
 
 def test_swingby_claim_sees_the_rise_where_predicted_and_not_a_monotone_curve():
-    swing = synthetic_records({0.1: (4000, 1000), 0.2: (3000, 1000), 0.8: (1000, 3000)}, {0.1: True, 0.2: True})
+    swing = synthetic_records(
+        {0.1: (4000, 1000), 0.2: (3000, 1000), 0.8: (1000, 3000)}, {0.1: True, 0.2: True}
+    )
     res = analysis.analyse(swing, fit=False)
     e = res["deltas"][0]
     assert e["predicted_swingby"] and e["rise"] > 0.2 and e["peak_near_stronger_corner"]
@@ -456,6 +532,7 @@ def test_sim_fit_recovers_the_rate_ratio_of_a_sim_trajectory():
 
 # --- end to end -------------------------------------------------------------------------------
 
+
 def test_quick_diffusion_validation_passes(tmp_path):
     """Smoke test: the pipeline runs and the in-distribution prompts get the right colour."""
     from validation import diffusion
@@ -485,7 +562,10 @@ def test_a_sweep_trains_one_run_per_seed_and_reports_every_claim(tmp_path):
     p0, p1 = (Probe.load(tmp_path / "sweep" / f"seed{k}" / "probe.pt") for k in (0, 1))
     assert all(torch.equal(a, b) for a, b in zip(p0.net.state_dict().values(), p1.net.state_dict().values()))
     names = [c.name.split(":")[0] for c in rep.claims]
-    assert names[:2] == ["(i) learning order on the held-out prompt", "(i) learning order on the training prompts"]
+    assert names[:2] == [
+        "(i) learning order on the held-out prompt",
+        "(i) learning order on the training prompts",
+    ]
     assert any(n.startswith("(ii)") for n in names) and any(n.startswith("(iii)") for n in names)
     assert all(c.verdict in ("pass", "fail", "inconclusive", "reported") for c in rep.claims)
     assert (tmp_path / "diffusion_figure6.png").exists() and len(rep.metrics["members"]) == 6
@@ -530,8 +610,12 @@ def test_three_concept_run_and_analysis(tmp_path):
     """The three-concept variant end to end (about 1.5 minutes: the 32x32 probe dominates)."""
     # shape needs 32x32: at 16x16 a small square and a small circle cover the same pixel or two,
     # and the probe (rightly) refuses to run at 0.91 held-out shape accuracy
-    cfg = tiny(concepts=("colour", "size", "shape"), resolution=32, net=NetConfig(32, 8, (1, 2), 16, attn_resolution=16, heads=2),
-               probe_steps=1000)
+    cfg = tiny(
+        concepts=("colour", "size", "shape"),
+        resolution=32,
+        net=NetConfig(32, 8, (1, 2), 16, attn_resolution=16, heads=2),
+        probe_steps=1000,
+    )
     rec = analysis.load(train(cfg, tmp_path / "three", progress=False))
     assert rec.probs.shape[2:] == (8, cfg.n_generate, 3)
     res = analysis.analyse(rec, fit=False)
@@ -549,7 +633,14 @@ def test_merge_runs_that_differ_in_seeds(full_run, tmp_path):
     with pytest.raises(ValueError, match="more than one run"):
         analysis.merge([a, a])
     with pytest.raises(ValueError, match="same configuration"):
-        analysis.merge([a, analysis.load(train(tiny(deltas=(0.3, 0.6), seeds=(2,), lr=5e-4), tmp_path / "lr", progress=False))])
+        analysis.merge(
+            [
+                a,
+                analysis.load(
+                    train(tiny(deltas=(0.3, 0.6), seeds=(2,), lr=5e-4), tmp_path / "lr", progress=False)
+                ),
+            ]
+        )
     from validation import diffusion
 
     rep = diffusion.run(run_dir=[d, other])

@@ -70,15 +70,23 @@ def test_tex_commands_are_valid_and_unique():
     assert command_name("one_layer_gd", "flow_gap") == "SimOneLayerGdFlowGap"
 
 
-@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="no LaTeX engine installed (parse-checked above)")
+@pytest.mark.skipif(
+    shutil.which("pdflatex") is None, reason="no LaTeX engine installed (parse-checked above)"
+)
 def test_tex_compiles(tmp_path):
     names = re.findall(r"\\newcommand\{\\([^}]*)\}", derivations_tex())
     (tmp_path / "derivations.tex").write_text(derivations_tex())
     body = "\n".join(f"\\[ \\{n} \\]" for n in names)
-    (tmp_path / "doc.tex").write_text("\\documentclass{article}\\usepackage{amsmath,amssymb}\\input{derivations.tex}"
-                                      f"\\begin{{document}}{body}\\end{{document}}")
-    subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path, check=True,
-                   capture_output=True)
+    (tmp_path / "doc.tex").write_text(
+        "\\documentclass{article}\\usepackage{amsmath,amssymb}\\input{derivations.tex}"
+        f"\\begin{{document}}{body}\\end{{document}}"
+    )
+    subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+    )
 
 
 def test_export_bad_run_dir(tmp_path, capsys):
@@ -117,7 +125,12 @@ def test_exported_files_go_into_a_paper_as_is(run_dir):
         "\\[ \\SimSymmetricLogistic \\]"
         "\\begin{tikzpicture}\\begin{semilogxaxis}\\addplot table[x=t, y=ood_loss] {fig5.dat};"
         "\\end{semilogxaxis}\\end{tikzpicture}"
-        "\\includegraphics{fig5_one-column.pdf}\\end{document}")
-    subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "paper.tex"], cwd=out, check=True,
-                   capture_output=True)
+        "\\includegraphics{fig5_one-column.pdf}\\end{document}"
+    )
+    subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "paper.tex"],
+        cwd=out,
+        check=True,
+        capture_output=True,
+    )
     assert (out / "paper.pdf").stat().st_size > 1000

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def imported_packages(path: Path, *, top_level_only: bool = False) -> set[str]:
     tree = ast.parse(path.read_text(), filename=str(path))
     out = set()
-    for node in (tree.body if top_level_only else ast.walk(tree)):
+    for node in tree.body if top_level_only else ast.walk(tree):
         if isinstance(node, ast.Import):
             out |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
@@ -21,30 +21,43 @@ def imported_packages(path: Path, *, top_level_only: bool = False) -> set[str]:
     return out
 
 
-@pytest.mark.parametrize("package, forbidden", [("simtheory", {"validation"}), ("derivations", {"validation"})])
+@pytest.mark.parametrize(
+    "package, forbidden", [("simtheory", {"validation"}), ("derivations", {"validation"})]
+)
 def test_lower_layers_never_import_higher_ones(package, forbidden):
     """No library module imports the application; the one exception is the command line's ``reproduce``, which
     reaches ``validation.report`` inside its function (the CLI is the entry point of both layers)."""
+
     def imports(p):
         if p == ROOT / "simtheory" / "cli.py":
             return imported_packages(p, top_level_only=True)
         return imported_packages(p)
 
-    offenders = {str(p.relative_to(ROOT)): sorted(imports(p) & forbidden)
-                 for p in (ROOT / package).rglob("*.py") if imports(p) & forbidden}
+    offenders = {
+        str(p.relative_to(ROOT)): sorted(imports(p) & forbidden)
+        for p in (ROOT / package).rglob("*.py")
+        if imports(p) & forbidden
+    }
     assert not offenders, f"{package}/ imports the application layer: {offenders}"
 
 
 def test_validation_modules_do_not_import_each_other():
-    """Shared measurements live in simtheory (measures, simulate); a validation module stands alone. The report
+    """Shared measurements live in simtheory (measures, simulate); a validation module stands alone. The
+    report
     and the shared report type are the exceptions: they are the application layer's own plumbing."""
     allowed = {"_report", "report", "__init__"}
     offenders = {}
     for p in (ROOT / "validation").glob("*.py"):
         tree = ast.parse(p.read_text())
-        rel = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 1 and n.module}
-        rel |= {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 1 and not n.module
-                for a in n.names}
+        rel = {
+            n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 1 and n.module
+        }
+        rel |= {
+            a.name
+            for n in ast.walk(tree)
+            if isinstance(n, ast.ImportFrom) and n.level == 1 and not n.module
+            for a in n.names
+        }
         bad = sorted(m for m in rel if m.split(".")[0] not in allowed) if p.stem not in ("report",) else []
         if bad:
             offenders[p.name] = bad

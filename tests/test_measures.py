@@ -68,10 +68,10 @@ def test_log_linear_fit_recovers_exponential_and_power_laws():
     x = np.linspace(1, 10, 30)
     e = measures.log_linear_fit(x, 3 * np.exp(-0.7 * x))
     assert e.slope == pytest.approx(-0.7) and e.r2 == pytest.approx(1.0) and e.n == 30
-    p = measures.log_linear_fit(x, 2 * x ** -1.5, log_x=True)
+    p = measures.log_linear_fit(x, 2 * x**-1.5, log_x=True)
     assert p.slope == pytest.approx(-1.5) and p.r2 == pytest.approx(1.0)
     # a power law is not a straight line on a log-y plot
-    assert measures.log_linear_fit(x, 2 * x ** -1.5).r2 < 0.95
+    assert measures.log_linear_fit(x, 2 * x**-1.5).r2 < 0.95
     assert np.isnan(measures.log_linear_fit([1, 2], [1, 2]).slope)
 
 

@@ -21,27 +21,44 @@ def test_linear_gd_is_exact_and_float32_is_close():
     W0 = init_params(Model("linear"), Init("gaussian", 0.3), 3, [0, 1])[0][0].numpy()
     exact = sim.linear_gd(run.A_n, W0, 0.1, np.asarray(run.curves.meta["steps"]))
     np.testing.assert_allclose(run.curves.W, exact, rtol=0, atol=1e-12)
-    r32 = train(TASK, Model("linear"), Init("gaussian", 0.3), lr=0.1, steps=80, seeds=[0, 1], n=30, dtype="float32")
+    r32 = train(
+        TASK, Model("linear"), Init("gaussian", 0.3), lr=0.1, steps=80, seeds=[0, 1], n=30, dtype="float32"
+    )
     sim.testing.assert_curves_close(r32.curves.W.astype(np.float32), exact, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("model", [Model("untied", (5,)), Model("deep", (4, 6)), Model("mlp", (7,), bias=True),
-                                   Model("mlp", (5, 5))])
+@pytest.mark.parametrize(
+    "model",
+    [Model("untied", (5,)), Model("deep", (4, 6)), Model("mlp", (7,), bias=True), Model("mlp", (5, 5))],
+)
 def test_jacobian_matches_autograd(model):
     w, b = init_params(model, Init("default"), 3, [0, 1])
     x = torch.tensor([[1.0, 1.5, 0.0], [0.3, -0.2, 0.1]], dtype=torch.float64)
     J = jacobian(model, w, b, x)
     for e in range(2):
-        f = lambda z: forward(model, [p[e:e + 1] for p in w], [p[e:e + 1] for p in b], z[None, None, :])[0, 0]
+        f = lambda z: forward(model, [p[e : e + 1] for p in w], [p[e : e + 1] for p in b], z[None, None, :])[
+            0, 0
+        ]
         ref = torch.autograd.functional.jacobian(f, x[e])
         torch.testing.assert_close(J[e], ref)
 
 
 def test_mse_loss_time_convention():
     """F.mse_loss = (2/d) L, so lr x steps x 2/d is the gradient-flow time."""
-    sim_run = train(TASK, Model("linear"), Init("gaussian", 0.1), lr=0.03, steps=100, record=[100], seeds=[0], n=30)
-    mse_run = train(TASK, Model("linear"), Init("gaussian", 0.1), lr=0.03 * 3 / 2, steps=100, record=[100], seeds=[0], n=30,
-                    loss="mse")
+    sim_run = train(
+        TASK, Model("linear"), Init("gaussian", 0.1), lr=0.03, steps=100, record=[100], seeds=[0], n=30
+    )
+    mse_run = train(
+        TASK,
+        Model("linear"),
+        Init("gaussian", 0.1),
+        lr=0.03 * 3 / 2,
+        steps=100,
+        record=[100],
+        seeds=[0],
+        n=30,
+        loss="mse",
+    )
     assert mse_run.curves.times[-1] == pytest.approx(sim_run.curves.times[-1])
     np.testing.assert_allclose(mse_run.curves.W, sim_run.curves.W, atol=1e-12)
 
@@ -56,8 +73,15 @@ def test_sgd_is_seeded_and_approaches_gd():
 
 
 def test_records_outputs_at_all_compositions():
-    run = train(sim.SIMTask([1.0, 2.0, 3.0], 0.1), Model("mlp", (8,), bias=True), Init("default"), lr=0.01, steps=10,
-                seeds=[0], n=10)
+    run = train(
+        sim.SIMTask([1.0, 2.0, 3.0], 0.1),
+        Model("mlp", (8,), bias=True),
+        Init("default"),
+        lr=0.01,
+        steps=10,
+        seeds=[0],
+        n=10,
+    )
     c = run.curves
     assert c.composition_outputs.shape == (1, c.times.size, 8, 3)
     np.testing.assert_allclose(c.ood_output, c.composition_outputs[:, :, -1])
@@ -80,14 +104,23 @@ def test_records_outputs_at_all_compositions():
     ],
 )
 def test_bad_input_stops_with_a_clear_error(kwargs, exc, match):
-    args = dict(tasks=TASK, model=Model("linear"), init=Init("gaussian", 0.1), lr=0.1, steps=100, seeds=[0], n=10)
+    args = dict(
+        tasks=TASK, model=Model("linear"), init=Init("gaussian", 0.1), lr=0.1, steps=100, seeds=[0], n=10
+    )
     args.update(kwargs)
     with pytest.raises(exc, match=match):
         train(**args)
 
 
-@pytest.mark.parametrize("kwargs, match", [(dict(kind="cnn"), "model kind"), (dict(kind="deep"), "at least one hidden"),
-                                           (dict(kind="linear", bias=True), "bias is only"), (dict(kind="untied", widths=(2, 3)), "at most one")])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(kind="cnn"), "model kind"),
+        (dict(kind="deep"), "at least one hidden"),
+        (dict(kind="linear", bias=True), "bias is only"),
+        (dict(kind="untied", widths=(2, 3)), "at most one"),
+    ],
+)
 def test_bad_model(kwargs, match):
     with pytest.raises(ValueError, match=match):
         Model(**kwargs)
@@ -102,7 +135,9 @@ def test_bad_init():
         train(TASK, Model("linear"), Init("given", arrays=(np.eye(2),)), lr=0.1, steps=1, seeds=[0], n=5)
 
 
-@pytest.mark.parametrize("kind, widths", [("deep", (2, 2)), ("untied", (3,)), ("symmetric", ()), ("linear", ())])
+@pytest.mark.parametrize(
+    "kind, widths", [("deep", (2, 2)), ("untied", (3,)), ("symmetric", ()), ("linear", ())]
+)
 def test_flow_limit_is_approached_with_error_proportional_to_lr(kind, widths):
     from simtheory.simulate import flow_limit
 
@@ -111,8 +146,16 @@ def test_flow_limit_is_approached_with_error_proportional_to_lr(kind, widths):
     errors = []
     for lr in (0.02, 0.01):
         steps = int(round(20.0 / lr))
-        run = train(task, Model(kind, widths), init, lr=lr, steps=steps, seeds=[0, 1], n=32,
-                    record=np.linspace(0, steps, 11).astype(int))
+        run = train(
+            task,
+            Model(kind, widths),
+            init,
+            lr=lr,
+            steps=steps,
+            seeds=[0, 1],
+            n=32,
+            record=np.linspace(0, steps, 11).astype(int),
+        )
         errors.append(np.abs(flow_limit(run) - run.curves.W).max())
     assert 1.8 < errors[0] / errors[1] < 2.2
     pop = flow_limit(run, population=True)
@@ -122,6 +165,8 @@ def test_flow_limit_is_approached_with_error_proportional_to_lr(kind, widths):
 def test_flow_limit_refuses_relu_networks():
     from simtheory.simulate import flow_limit
 
-    run = train(sim.SIMTask([1.0, 2.0], 0.05), Model("mlp", (4,), bias=True), Init("default"), lr=0.01, steps=2)
+    run = train(
+        sim.SIMTask([1.0, 2.0], 0.05), Model("mlp", (4,), bias=True), Init("default"), lr=0.01, steps=2
+    )
     with pytest.raises(ValueError, match="ReLU MLP has no gradient-flow prediction"):
         flow_limit(run)

@@ -35,7 +35,9 @@ def test_not_converged_is_flagged():
     assert not res.converged and res.kind == "monotone"
 
 
-@pytest.mark.parametrize("bad, match", [(dict(loss=np.ones(3)), "same length"), (dict(rel_tol=2.0), "rel_tol")])
+@pytest.mark.parametrize(
+    "bad, match", [(dict(loss=np.ones(3)), "same length"), (dict(rel_tol=2.0), "rel_tol")]
+)
 def test_bad_analysis_input(bad, match):
     kwargs = dict(t=t, loss=np.exp(-t)) | bad
     with pytest.raises(ValueError, match=match):

@@ -85,8 +85,14 @@ def test_embedding_is_orthonormal_and_consistent():
         task.sample(10, seed=0, embed_dim=1)
 
 
-@pytest.mark.parametrize("n, seed, match", [(0, 0, "n must be an integer >= 1"), (5, -1, "seed must be a non-negative"),
-                                            (5, 1.5, "seed must be a non-negative")])
+@pytest.mark.parametrize(
+    "n, seed, match",
+    [
+        (0, 0, "n must be an integer >= 1"),
+        (5, -1, "seed must be a non-negative"),
+        (5, 1.5, "seed must be a non-negative"),
+    ],
+)
 def test_invalid_sample_args(n, seed, match):
     with pytest.raises(ValueError, match=match):
         SIMTask([1.0], 0.1).sample(n, seed)
@@ -107,8 +113,15 @@ def test_round_trip_and_learning_order():
     np.testing.assert_array_equal(task.learning_order(), [0, 2, 1])
 
 
-@pytest.mark.parametrize("value, match", [(0.0, "truncate must be > 0"), (-1.0, "truncate must be > 0"),
-                                          (np.nan, "truncate must be finite"), ("a", "truncate must be numeric")])
+@pytest.mark.parametrize(
+    "value, match",
+    [
+        (0.0, "truncate must be > 0"),
+        (-1.0, "truncate must be > 0"),
+        (np.nan, "truncate must be finite"),
+        ("a", "truncate must be numeric"),
+    ],
+)
 def test_invalid_truncation_raises(value, match):
     with pytest.raises(ValueError, match=match):
         SIMTask([1.0, 2.0], 0.1, truncate=value)
@@ -126,7 +139,9 @@ def test_truncated_clusters_are_bounded_and_have_the_truncated_variance(c):
     centres = np.array([[1.0, 0, 0], [0, 2.0, 0]])
     noise = X - centres[y]
     assert np.all(np.abs(noise) <= c * task.sigma + 1e-12)
-    np.testing.assert_allclose(noise.std(0), task.sigma * np.sqrt(truncnorm.var(-c, c)), rtol=0.02, atol=1e-12)
+    np.testing.assert_allclose(
+        noise.std(0), task.sigma * np.sqrt(truncnorm.var(-c, c)), rtol=0.02, atol=1e-12
+    )
     np.testing.assert_allclose(empirical_second_moment(X), task.A, atol=0.02)
     gaussian = SIMTask([1.0, 2.0], [0.3, 0.2], d=3)
     np.testing.assert_allclose(task.a - gaussian.a, task.sigma**2 * (truncnorm.var(-c, c) - 1), atol=1e-14)

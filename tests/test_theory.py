@@ -28,8 +28,15 @@ def reference(field, W0, t):
     """
     shape = W0.shape
     scale = min(1.0, max(float(np.abs(W0).max()), 1e-8))
-    sol = solve_ivp(lambda _, y: field(y.reshape(shape)).ravel(), (0, t[-1]), W0.ravel(), method="DOP853",
-                    t_eval=t, rtol=1e-12, atol=1e-12 * scale)
+    sol = solve_ivp(
+        lambda _, y: field(y.reshape(shape)).ravel(),
+        (0, t[-1]),
+        W0.ravel(),
+        method="DOP853",
+        t_eval=t,
+        rtol=1e-12,
+        atol=1e-12 * scale,
+    )
     assert sol.success
     return sol.y.T.reshape((len(t),) + shape)
 
@@ -39,6 +46,7 @@ def V(W, A):  # written out independently of simtheory (design reference)
 
 
 # -- one layer -------------------------------------------------------------------------------
+
 
 @given(tasks(max_s=3, max_extra_d=1), st.data())
 def test_linear_flow_matches_solve_ivp(task, data):
@@ -85,7 +93,10 @@ def test_gd_error_is_first_order_in_lr():
 
 # -- symmetric ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("convention, kappa, square", [("gradient-flow", 2, False), ("paper", 1, False), ("paper-code", 1, True)])
+
+@pytest.mark.parametrize(
+    "convention, kappa, square", [("gradient-flow", 2, False), ("paper", 1, False), ("paper-code", 1, True)]
+)
 @given(task=tasks(min_s=2, max_s=3, max_extra_d=1), data=st.data())
 def test_symmetric_flow_numeric_matches_solve_ivp(convention, kappa, square, task, data):
     """Reference: gradient flow on the drawn factor U0 itself (dU/dt = -(kappa/2)(EA + AE)U)."""
@@ -98,13 +109,17 @@ def test_symmetric_flow_numeric_matches_solve_ivp(convention, kappa, square, tas
 
     ref_U = reference(dU, U0, T)
     ref = ref_U @ np.swapaxes(ref_U, -1, -2)
-    assert_curves_close(sim.symmetric_flow(task, U0 @ U0.T, T, convention=convention), ref, rtol=1e-7, atol=1e-9)
+    assert_curves_close(
+        sim.symmetric_flow(task, U0 @ U0.T, T, convention=convention), ref, rtol=1e-7, atol=1e-9
+    )
 
 
 @given(tasks(min_s=2, max_s=2, max_extra_d=1), st.data())
 def test_symmetric_flow_matches_W_space_reference_for_full_rank_init(task, data):
     U0 = data.draw(factor_inits(task.d, scale=(0.05, 0.3)))
-    W0 = U0 @ U0.T + 1e-2 * np.eye(task.d)  # well inside the PSD cone: W-space integration is well-conditioned
+    W0 = U0 @ U0.T + 1e-2 * np.eye(
+        task.d
+    )  # well inside the PSD cone: W-space integration is well-conditioned
     ref = reference(lambda W: 2 * V(W, task.A), W0, T)
     assert_curves_close(sim.symmetric_flow(task, W0, T), ref, rtol=1e-7, atol=1e-9)
 
@@ -132,8 +147,12 @@ def test_stiff_path_matches_explicit_path():
     task = sim.SIMTask([1.0, 1.5], 0.05, d=3)
     W0 = sim.symmetric_init(np.random.default_rng(1).random((3, 3)) / 5)
     t = np.array([0.0, 0.5, 2.0, 6.0])
-    assert_curves_close(sim.symmetric_flow(task, W0, t, method="Radau"), sim.symmetric_flow(task, W0, t, method="DOP853"),
-                        rtol=1e-6, atol=1e-8)
+    assert_curves_close(
+        sim.symmetric_flow(task, W0, t, method="Radau"),
+        sim.symmetric_flow(task, W0, t, method="DOP853"),
+        rtol=1e-6,
+        atol=1e-8,
+    )
 
 
 def test_analytic_jacobian_matches_finite_differences():
@@ -147,7 +166,9 @@ def test_analytic_jacobian_matches_finite_differences():
             dU = np.zeros(9)
             dU[n] = h
             dU = dU.reshape(3, 3)
-            fd = (_solvers.factor_field(U[b] + dU, A[b], 2.0) - _solvers.factor_field(U[b] - dU, A[b], 2.0)) / (2 * h)
+            fd = (
+                _solvers.factor_field(U[b] + dU, A[b], 2.0) - _solvers.factor_field(U[b] - dU, A[b], 2.0)
+            ) / (2 * h)
             np.testing.assert_allclose(J[b][:, n], fd.ravel(), atol=1e-7)
 
 
@@ -188,23 +209,26 @@ def test_numeric_field_is_the_derived_V():
 def test_paper_time_is_half_speed():
     task = sim.SIMTask([1.0, 1.5], 0.05, d=3)
     W0 = sim.symmetric_init(np.random.default_rng(3).random((3, 3)) / 5)
-    assert_curves_close(sim.symmetric_flow(task, W0, 2 * T, convention="paper"), sim.symmetric_flow(task, W0, T))
+    assert_curves_close(
+        sim.symmetric_flow(task, W0, 2 * T, convention="paper"), sim.symmetric_flow(task, W0, T)
+    )
 
 
 # -- untied --------------------------------------------------------------------------------------
+
 
 def untied_reference(A, W1, W2, t):
     h, d = W1.shape
 
     def f(_, y):
-        P, Q = y[: h * d].reshape(h, d), y[h * d:].reshape(d, h)
+        P, Q = y[: h * d].reshape(h, d), y[h * d :].reshape(d, h)
         E = Q @ P - np.eye(d)
         return np.concatenate([(-Q.T @ E @ A).ravel(), (-E @ A @ P.T).ravel()])
 
     y0 = np.concatenate([W1.ravel(), W2.ravel()])
     scale = min(1.0, max(float(np.abs(y0).max()), 1e-8))
     sol = solve_ivp(f, (0, t[-1]), y0, method="DOP853", t_eval=t, rtol=1e-12, atol=1e-12 * scale)
-    return sol.y.T[:, : h * d].reshape(-1, h, d), sol.y.T[:, h * d:].reshape(-1, d, h)
+    return sol.y.T[:, : h * d].reshape(-1, h, d), sol.y.T[:, h * d :].reshape(-1, d, h)
 
 
 @given(tasks(max_s=2, max_extra_d=1), st.integers(1, 4), st.integers(0, 1000))
@@ -229,6 +253,7 @@ def test_untied_sigmoid_matches_solve_ivp(task, data):
 
 
 # -- properties shared by all predictors -------------------------------------------------------
+
 
 def _predictors(task, W0):
     W1 = np.linalg.cholesky(W0 + 1e-3 * np.eye(task.d)).T
@@ -297,6 +322,7 @@ def test_batches_equal_separate_calls():
 
 # -- extreme but valid inputs -------------------------------------------------------------------
 
+
 def test_extreme_inputs_are_finite_and_correct():
     big = sim.SIMTask([1e3, 1.0], [0.0, 0.01], d=3)  # a spans 5e5 .. 0 (third axis: zero variance)
     W0 = 1e-12 * np.eye(3)
@@ -326,6 +352,7 @@ def test_extreme_inputs_are_finite_and_correct():
 
 # -- invalid input ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "call, match",
     [
@@ -334,7 +361,10 @@ def test_extreme_inputs_are_finite_and_correct():
         (lambda tk: sim.linear_flow(tk, np.eye(3), []), "at least one time"),
         (lambda tk: sim.linear_flow(tk, np.eye(2), [1.0]), "W0 must be 3 x 3"),
         (lambda tk: sim.linear_flow(tk, np.ones(3), [1.0]), r"W0 must have shape \(..., d, d\)"),
-        (lambda tk: sim.linear_flow(np.array([[1.0, 2.0], [0.0, 1.0]]), np.eye(2), [1.0]), "task_or_A must be symmetric"),
+        (
+            lambda tk: sim.linear_flow(np.array([[1.0, 2.0], [0.0, 1.0]]), np.eye(2), [1.0]),
+            "task_or_A must be symmetric",
+        ),
         (lambda tk: sim.linear_flow(-np.eye(3), np.eye(3), [1.0]), "positive semi-definite"),
         (lambda tk: sim.linear_flow(tk, np.full((3, 3), np.inf), [1.0]), "W0 must be finite"),
         (lambda tk: sim.symmetric_flow(tk, -np.eye(3), [1.0]), "W0 must be positive semi-definite"),
@@ -342,7 +372,10 @@ def test_extreme_inputs_are_finite_and_correct():
         (lambda tk: sim.symmetric_flow(tk, np.eye(3), [1.0], convention="nope"), "convention must be one of"),
         (lambda tk: sim.symmetric_flow(tk, np.eye(3), [1.0], rtol=0), "rtol must be"),
         (lambda tk: sim.symmetric_flow(tk, np.eye(3), [1.0], method="Euler"), "method must be"),
-        (lambda tk: sim.symmetric_flow(np.stack([tk.A] * 2), np.stack([np.eye(3)] * 3), [1.0]), "do not broadcast"),
+        (
+            lambda tk: sim.symmetric_flow(np.stack([tk.A] * 2), np.stack([np.eye(3)] * 3), [1.0]),
+            "do not broadcast",
+        ),
         (lambda tk: sim.linear_gd(tk, np.eye(3), 10.0, [1]), "lr must be < 2 / max eigenvalue"),
         (lambda tk: sim.linear_gd(tk, np.eye(3), -0.1, [1]), "lr must be > 0"),
         (lambda tk: sim.linear_gd(tk, np.eye(3), 0.1, [1.5]), "steps must be a non-negative integer"),
@@ -361,6 +394,7 @@ def test_invalid_inputs_raise_clear_errors(call, match):
 
 # -- losses --------------------------------------------------------------------------------------
 
+
 def test_losses_match_their_definitions_on_samples():
     task = sim.SIMTask([1.0, 2.0], [0.3, 0.2])
     X = task.sample(50, seed=0).inputs
@@ -377,6 +411,7 @@ def test_losses_match_their_definitions_on_samples():
 
 
 # -- deep linear flow -------------------------------------------------------------------------------
+
 
 def test_deep_flow_reduces_to_the_one_layer_and_untied_flows(setting):
     task, W0 = setting

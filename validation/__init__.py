@@ -5,5 +5,14 @@ metrics, figures) and runs from the command line: ``python -m validation.<name> 
 Tests call the quick versions.
 """
 
-MODULES = ("linear", "symmetric", "finite_samples", "learning_order", "swingby_practice", "topological", "conventions", "multiple_descent",
-           "truncated")
+MODULES = (
+    "linear",
+    "symmetric",
+    "finite_samples",
+    "learning_order",
+    "swingby_practice",
+    "topological",
+    "conventions",
+    "multiple_descent",
+    "truncated",
+)

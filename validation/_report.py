@@ -21,16 +21,22 @@ def training_description(lr: float, n: int, batch) -> str:
 
 
 def train_loss_monotone(train_loss, batch) -> np.ndarray:
-    """``(E,)`` whether each training-loss curve ``(E, T)`` never rises: by more than 1e-9 relative per record for
+    """``(E,)`` whether each training-loss curve ``(E, T)`` never rises: by more than 1e-9 relative per record
+    for
     full-batch GD (``batch=None``), by more than 1% of the initial loss for SGD (minibatch noise)."""
     from simtheory.measures import never_rises
 
-    return never_rises(train_loss, rel_initial=1e-2) if batch is not None else never_rises(train_loss, rel_step=1e-9)
+    return (
+        never_rises(train_loss, rel_initial=1e-2)
+        if batch is not None
+        else never_rises(train_loss, rel_step=1e-9)
+    )
 
 
 @dataclass
 class Report:
-    """A validation's result: its claims (:class:`~simtheory.claims.Claim`: each with its measured number, what
+    """A validation's result: its claims (:class:`~simtheory.claims.Claim`: each with its measured number,
+    what
     it is held to and a verdict), metrics, figures with captions, and notes."""
 
     name: str
@@ -48,11 +54,19 @@ class Report:
         self.figures.append(png)
         self.captions[png] = caption
 
-    def check(self, name: str, value: float, bound: str, passed: bool, *, base_rate: str = "",
-              figure: str = "") -> Claim:
+    def check(
+        self, name: str, value: float, bound: str, passed: bool, *, base_rate: str = "", figure: str = ""
+    ) -> Claim:
         """Record a claim held to a threshold: ``value`` measured, ``bound`` required, pass or fail."""
-        c = Claim(name, f"{float(value):.4g}", bound, "pass" if passed else "fail", figure, base_rate,
-                  value=float(value))
+        c = Claim(
+            name,
+            f"{float(value):.4g}",
+            bound,
+            "pass" if passed else "fail",
+            figure,
+            base_rate,
+            value=float(value),
+        )
         self.claims.append(c)
         return c
 
@@ -74,14 +88,23 @@ class Report:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "claim": self.claim, "passed": self.passed,
-                "claims": [c.to_dict() for c in self.claims], "metrics": self.metrics,
-                "figures": self.figures, "captions": self.captions, "notes": self.notes}
+        return {
+            "name": self.name,
+            "claim": self.claim,
+            "passed": self.passed,
+            "claims": [c.to_dict() for c in self.claims],
+            "metrics": self.metrics,
+            "figures": self.figures,
+            "captions": self.captions,
+            "notes": self.notes,
+        }
 
 
 def main(run, argv=None) -> int:
     """Command-line entry of a validation module: prints the report, exits 0 on pass, 1 on fail."""
-    p = argparse.ArgumentParser(description=(run.__doc__ or "").strip().splitlines()[0] if run.__doc__ else None)
+    p = argparse.ArgumentParser(
+        description=(run.__doc__ or "").strip().splitlines()[0] if run.__doc__ else None
+    )
     p.add_argument("--full", action="store_true", help="the full-size version (slow)")
     p.add_argument("--out", help="directory for figures and report.json")
     args = p.parse_args(argv)

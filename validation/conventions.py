@@ -32,7 +32,9 @@ def official_task(mu, sigma_as_variance: float, d: int) -> sim.SIMTask:
 
 def run(quick: bool = True, out=None) -> Report:
     """Published-code conventions vs the stated setting, one difference at a time."""
-    r = Report("conventions", "what each difference between the paper's text and its code changes, in numbers")
+    r = Report(
+        "conventions", "what each difference between the paper's text and its code changes, in numbers"
+    )
     d = 16 if quick else 64
     mu, sigma = [1.0, 2.0], 0.05
     # quick: full-batch GD; full: the paper's runs (5000 points per cluster, SGD at batch 128 for 40 epochs)
@@ -42,8 +44,12 @@ def run(quick: bool = True, out=None) -> Report:
     seeds = list(range(E))
     variants = {
         "stated": dict(task=sim.SIMTask(mu, sigma, d=d), init=Init("gaussian", 0.01), loss="sim"),
-        "sigma as variance": dict(task=sim.SIMTask(mu, np.sqrt(sigma), d=d), init=Init("gaussian", 0.01), loss="sim"),
-        "origin cluster": dict(task=sim.SIMTask(mu, sigma, d=d, origin=True), init=Init("gaussian", 0.01), loss="sim"),
+        "sigma as variance": dict(
+            task=sim.SIMTask(mu, np.sqrt(sigma), d=d), init=Init("gaussian", 0.01), loss="sim"
+        ),
+        "origin cluster": dict(
+            task=sim.SIMTask(mu, sigma, d=d, origin=True), init=Init("gaussian", 0.01), loss="sim"
+        ),
         "default init": dict(task=sim.SIMTask(mu, sigma, d=d), init=Init("default"), loss="sim"),
         "mse loss": dict(task=sim.SIMTask(mu, sigma, d=d), init=Init("gaussian", 0.01), loss="mse"),
         "official code (all four)": dict(task=official_task(mu, sigma, d), init=Init("default"), loss="mse"),
@@ -52,49 +58,99 @@ def run(quick: bool = True, out=None) -> Report:
     for name, v in variants.items():
         task = v["task"]
         steps = 1500 if quick else epoch_steps(n_pts * task.n_clusters, batch, 40)
-        run_ = train(task, Model("mlp", (64,), bias=True), v["init"], lr=lr, steps=steps, seeds=seeds,
-                     n=n_pts, loss=v["loss"], batch_size=batch)
+        run_ = train(
+            task,
+            Model("mlp", (64,), bias=True),
+            v["init"],
+            lr=lr,
+            steps=steps,
+            seeds=seeds,
+            n=n_pts,
+            loss=v["loss"],
+            batch_size=batch,
+        )
         c = run_.curves
         t_learn = c.learning_times()
         steps_learn = np.median(t_learn / (lr * c.meta["time_factor"]), axis=0)
         medians[name] = (c.times / (lr * c.meta["time_factor"]), np.median(c.ood_loss, axis=0))
-        rows[name] = {"a_1": float(task.a[0]), "a_2": float(task.a[1]),
-                      "median steps to learn concept 1": float(steps_learn[0]),
-                      "median steps to learn concept 2": float(steps_learn[1]),
-                      "median final OOD loss": float(np.median(c.ood_loss[:, -1])),
-                      "non-monotone OOD fraction": float(np.mean(swingby.non_monotone(c.times[1:], c.ood_loss[:, 1:])))}
+        rows[name] = {
+            "a_1": float(task.a[0]),
+            "a_2": float(task.a[1]),
+            "median steps to learn concept 1": float(steps_learn[0]),
+            "median steps to learn concept 2": float(steps_learn[1]),
+            "median final OOD loss": float(np.median(c.ood_loss[:, -1])),
+            "non-monotone OOD fraction": float(np.mean(swingby.non_monotone(c.times[1:], c.ood_loss[:, 1:]))),
+        }
     r.metrics["variants"] = rows
     a_var = rows["sigma as variance"]["a_1"]
-    r.check("a_1 with sigma read as a variance = mu_1^2/2 + sigma", a_var, f"= {mu[0] ** 2 / 2 + sigma:.4g}",
-            abs(a_var - (mu[0] ** 2 / 2 + sigma)) < 1e-12)
+    r.check(
+        "a_1 with sigma read as a variance = mu_1^2/2 + sigma",
+        a_var,
+        f"= {mu[0] ** 2 / 2 + sigma:.4g}",
+        abs(a_var - (mu[0] ** 2 / 2 + sigma)) < 1e-12,
+    )
     a_org = rows["origin cluster"]["a_1"]
-    r.check("a_1 with the origin cluster = mu_1^2/3 + sigma^2", a_org, f"= {mu[0] ** 2 / 3 + sigma ** 2:.4g}",
-            abs(a_org - (mu[0] ** 2 / 3 + sigma ** 2)) < 1e-12)
+    r.check(
+        "a_1 with the origin cluster = mu_1^2/3 + sigma^2",
+        a_org,
+        f"= {mu[0] ** 2 / 3 + sigma**2:.4g}",
+        abs(a_org - (mu[0] ** 2 / 3 + sigma**2)) < 1e-12,
+    )
     # the mse slow-down, where the theory is exact (one-layer linear)
     task = sim.SIMTask(mu, sigma, d=d)
-    lin = {loss: train(task, Model("linear"), Init("gaussian", 1e-3), lr=0.2, steps=4000, record=np.arange(0, 4001, 2),
-                       seeds=[0], n=64, loss=loss)
-           for loss in ("sim", "mse")}
+    lin = {
+        loss: train(
+            task,
+            Model("linear"),
+            Init("gaussian", 1e-3),
+            lr=0.2,
+            steps=4000,
+            record=np.arange(0, 4001, 2),
+            seeds=[0],
+            n=64,
+            loss=loss,
+        )
+        for loss in ("sim", "mse")
+    }
     s_sim = lin["sim"].curves.learning_times()[0, 0] / 0.2
     s_mse = lin["mse"].curves.learning_times()[0, 0] / (0.2 * lin["mse"].curves.meta["time_factor"])
     ratio = float(s_mse / s_sim)
-    r.check(f"steps to learn concept 1, mse / L (linear model; theory d/2 = {d / 2:g})", ratio,
-            f"within 10% of {d / 2:g}", abs(ratio / (d / 2) - 1) <= 0.10)
-    r.notes.append("Each row differs from 'stated' in one convention only; 'official code' combines all four.")
+    r.check(
+        f"steps to learn concept 1, mse / L (linear model; theory d/2 = {d / 2:g})",
+        ratio,
+        f"within 10% of {d / 2:g}",
+        abs(ratio / (d / 2) - 1) <= 0.10,
+    )
+    r.notes.append(
+        "Each row differs from 'stated' in one convention only; 'official code' combines all four."
+    )
     if out is not None:
         from simtheory import plotting
 
-        paths = plotting.lines(medians, out / "conventions_ood_loss", xlabel="steps", ylabel="OOD loss (median over seeds)",
-                               title=f"ReLU MLP, d = {d}: the paper's stated setting vs the published code")
+        paths = plotting.lines(
+            medians,
+            out / "conventions_ood_loss",
+            xlabel="steps",
+            ylabel="OOD loss (median over seeds)",
+            title=f"ReLU MLP, d = {d}: the paper's stated setting vs the published code",
+        )
         st, off = rows["stated"], rows["official code (all four)"]
-        how = (f"full-batch GD, {n_pts} points per cluster" if batch is None else
-               f"SGD at batch {batch} for 40 epochs of {n_pts} points per cluster")
-        r.figure(paths, f"The paper's stated setting vs its published code, one difference at a time (ReLU MLP, hidden 64, "
-                        f"biases, d = {d}, mu = (1, 2), sigma = 0.05, lr {lr}, {E} seeds, {how}); median OOD loss against "
-                        f"steps. Stated: a = ({st['a_1']:.3g}, {st['a_2']:.3g}), non-monotone in "
-                        f"{st['non-monotone OOD fraction']:.0%} of runs; official code: a = ({off['a_1']:.3g}, "
-                        f"{off['a_2']:.3g}), non-monotone in {off['non-monotone OOD fraction']:.0%}. The mse loss slows "
-                        f"learning per step by {ratio:.2f} (theory d/2 = {d / 2:g}, one-layer model).")
+        how = (
+            f"full-batch GD, {n_pts} points per cluster"
+            if batch is None
+            else f"SGD at batch {batch} for 40 epochs of {n_pts} points per cluster"
+        )
+        r.figure(
+            paths,
+            "The paper's stated setting vs its published code, one difference at a time (ReLU MLP, hidden "
+            "64, "
+            f"biases, d = {d}, mu = (1, 2), sigma = 0.05, lr {lr}, {E} seeds, {how}); median OOD loss "
+            "against "
+            f"steps. Stated: a = ({st['a_1']:.3g}, {st['a_2']:.3g}), non-monotone in "
+            f"{st['non-monotone OOD fraction']:.0%} of runs; official code: a = ({off['a_1']:.3g}, "
+            f"{off['a_2']:.3g}), non-monotone in {off['non-monotone OOD fraction']:.0%}. The mse loss slows "
+            f"learning per step by {ratio:.2f} (theory d/2 = {d / 2:g}, one-layer model).",
+        )
     return r
 
 

@@ -38,8 +38,19 @@ from ._report import Report, main
 
 def quick_config(**changes):
     """The smoke-test setting: a 0.24M-parameter U-Net, 1000 steps at delta = 0.689 (about a minute)."""
-    base = dict(deltas=(0.689,), seeds=(0,), steps=1000, batch=32, lr=1e-3, n_per_class=256,
-                net=NetConfig(16, 16, (1, 2, 2), 32), n_checkpoints=5, n_generate=16, sample_steps=10, probe_steps=600)
+    base = dict(
+        deltas=(0.689,),
+        seeds=(0,),
+        steps=1000,
+        batch=32,
+        lr=1e-3,
+        n_per_class=256,
+        net=NetConfig(16, 16, (1, 2, 2), 32),
+        n_checkpoints=5,
+        n_generate=16,
+        sample_steps=10,
+        probe_steps=600,
+    )
     return cpu_config(**{**base, **changes})
 
 
@@ -65,9 +76,20 @@ def sweep_config(gpu: bool = False, **changes):
     separate runs (one directory each, see :func:`train_sweep`) and merged for the analysis."""
     if gpu:
         return paper_config(**{"weight_decay": 0.01, "p_uncond": 0.0, "blur": 2 / 32, **changes})
-    base = dict(resolution=12, net=NetConfig(12, 16, (1, 2, 2), 32), deltas=SWEEP_DELTAS, seeds=SWEEP_SEEDS,
-                steps=4500, batch=32, lr=1e-3, weight_decay=0.01, p_uncond=0.0, blur=2 / 32, n_checkpoints=60,
-                n_generate=16)
+    base = dict(
+        resolution=12,
+        net=NetConfig(12, 16, (1, 2, 2), 32),
+        deltas=SWEEP_DELTAS,
+        seeds=SWEEP_SEEDS,
+        steps=4500,
+        batch=32,
+        lr=1e-3,
+        weight_decay=0.01,
+        p_uncond=0.0,
+        blur=2 / 32,
+        n_checkpoints=60,
+        n_generate=16,
+    )
     return cpu_config(**{**base, **changes})
 
 
@@ -77,8 +99,12 @@ def vector_config(**changes):
     class also generated with its blue exaggerated 1.25 to 3 times) at every checkpoint; otherwise the
     CPU sweep's setting."""
     base = sweep_config()
-    base = dict(net=replace(base.net, conditioning="vector"), deltas=(0.1, 0.8), seeds=(0, 1),
-                over_prompt=(1.25, 1.5, 2.0, 2.5, 3.0))
+    base = dict(
+        net=replace(base.net, conditioning="vector"),
+        deltas=(0.1, 0.8),
+        seeds=(0, 1),
+        over_prompt=(1.25, 1.5, 2.0, 2.5, 3.0),
+    )
     return sweep_config(**{**base, **changes})
 
 
@@ -93,7 +119,9 @@ def train_sweep(config, root, *, progress: bool = False) -> list[Path]:
     for seed in config.seeds:
         d = root / f"seed{seed}"
         if dirs and not (d / "probe.pt").exists() and (dirs[0] / "probe.pt").exists():
-            d.mkdir(parents=True, exist_ok=True)  # the probe depends on the images only, not on the seed: reuse it
+            d.mkdir(
+                parents=True, exist_ok=True
+            )  # the probe depends on the images only, not on the seed: reuse it
             shutil.copyfile(dirs[0] / "probe.pt", d / "probe.pt")
         train(replace(config, seeds=(seed,)), d, progress=progress)
         dirs.append(d)
@@ -108,21 +136,39 @@ def config_of(run_dir):
 
 
 def report_run(rec, r: Report, out=None, *, fit: bool = True, title: str = "") -> dict:
-    """Add the analysis of finished runs (:class:`~simtheory.diffusion.analysis.Records`) to ``r``: the members'
+    """Add the analysis of finished runs (:class:`~simtheory.diffusion.analysis.Records`) to ``r``: the
+    members'
     table and the figures; returns the analysis, whose claims the caller adds as they apply to the run."""
     result = analysis.analyse(rec, fit=fit)
-    keep = ("delta", "seed", "predicted_first", "first_heldout", "first_park", "first_training", "time_colour_heldout",
-            "time_size_heldout", "time_colour_training", "time_size_training", "final_mse", "final_mult_accuracy",
-            "final_in_distribution_accuracy")
-    r.metrics["members"] = [{k: (round(m[k], 4) if isinstance(m[k], float) else m[k]) for k in keep} for m in result["members"]]
+    keep = (
+        "delta",
+        "seed",
+        "predicted_first",
+        "first_heldout",
+        "first_park",
+        "first_training",
+        "time_colour_heldout",
+        "time_size_heldout",
+        "time_colour_training",
+        "time_size_training",
+        "final_mse",
+        "final_mult_accuracy",
+        "final_in_distribution_accuracy",
+    )
+    r.metrics["members"] = [
+        {k: (round(m[k], 4) if isinstance(m[k], float) else m[k]) for k in keep} for m in result["members"]
+    ]
     r.metrics["signal_crossing_delta"] = result["signal_crossing_delta"]
     r.metrics["wall_s"] = float(rec.wall_s[-1])
     if out is not None:
         out = Path(out)
-        r.figure(analysis.figure6(result, out / "diffusion_figure6", title=title),
-                 f"Figure 6 analogue ({title or 'diffusion run'}): seed means of {len(set(rec.config.seeds))} seed(s) "
-                 f"at delta {', '.join(f'{d:g}' for d in sorted(set(rec.config.deltas)))}; "
-                 + "; ".join(f"{c['name'].split(':')[0]}: {c['verdict']}" for c in result["claims"]))
+        r.figure(
+            analysis.figure6(result, out / "diffusion_figure6", title=title),
+            f"Figure 6 analogue ({title or 'diffusion run'}): seed means of {len(set(rec.config.seeds))} "
+            "seed(s) "
+            f"at delta {', '.join(f'{d:g}' for d in sorted(set(rec.config.deltas)))}; "
+            + "; ".join(f"{c['name'].split(':')[0]}: {c['verdict']}" for c in result["claims"]),
+        )
         for k in range(len(rec.members)):
             r.figures.append(str(analysis.image_strip(rec, out / f"diffusion_ood_samples_{k}", member=k)))
         from simtheory.curves import atomic_write_text
@@ -134,11 +180,16 @@ def report_run(rec, r: Report, out=None, *, fit: bool = True, title: str = "") -
 def run(quick: bool = True, out=None, run_dir=None, config=None) -> Report:
     """Diffusion model in concept space: pipeline, composition, and the claims.
 
-    ``config`` overrides the setting; a configuration with several seeds (e.g. :func:`sweep_config`) is trained
-    seed by seed under ``run_dir`` (:func:`train_sweep`) and merged. ``run_dir`` resumes or reuses a run, and a
+    ``config`` overrides the setting; a configuration with several seeds (e.g. :func:`sweep_config`) is
+    trained
+    seed by seed under ``run_dir`` (:func:`train_sweep`) and merged. ``run_dir`` resumes or reuses a run, and
+    a
     list of run directories (finished runs differing only in seeds) is merged and analysed."""
-    r = Report("diffusion", "a text-conditioned diffusion model learns concepts in the order of their signal; "
-                            "its OOD concept-space trajectory swings by and decelerates exponentially")
+    r = Report(
+        "diffusion",
+        "a text-conditioned diffusion model learns concepts in the order of their signal; "
+        "its OOD concept-space trajectory swings by and decelerates exponentially",
+    )
     cfg = config if config is not None else quick_config() if quick else full_config()
     if isinstance(run_dir, (list, tuple)) and len(run_dir) == 1:
         run_dir = run_dir[0]
@@ -151,7 +202,11 @@ def run(quick: bool = True, out=None, run_dir=None, config=None) -> Report:
         if run_dir is None:
             import tempfile
 
-            run_dir = Path(out) / "diffusion_run" if out is not None else Path(tempfile.mkdtemp(prefix="simtheory-diffusion-"))
+            run_dir = (
+                Path(out) / "diffusion_run"
+                if out is not None
+                else Path(tempfile.mkdtemp(prefix="simtheory-diffusion-"))
+            )
         run_dir = Path(run_dir)
         if config is None and (run_dir / "config.json").exists():
             cfg = config_of(run_dir)  # an existing run is resumed (or just analysed) as it was configured
@@ -162,7 +217,9 @@ def run(quick: bool = True, out=None, run_dir=None, config=None) -> Report:
             train(cfg, run_dir, progress=progress)
             dirs = [run_dir]
     rec = analysis.merge(analysis.load(d) for d in dirs)
-    title = (f"{rec.config.prompt} prompt, {rec.config.resolution}x{rec.config.resolution}, {rec.steps[-1]} steps")
+    title = (
+        f"{rec.config.prompt} prompt, {rec.config.resolution}x{rec.config.resolution}, {rec.steps[-1]} steps"
+    )
     res = report_run(rec, r, out, fit=not quick, title=title)
     paper = [Claim.from_dict(c) for c in res["claims"]]
     members = res["members"]
@@ -171,29 +228,63 @@ def run(quick: bool = True, out=None, run_dir=None, config=None) -> Report:
     r.check("probe held-out accuracy (worst delta x concept)", probe_acc, ">= 0.99", probe_acc >= 0.99)
     if len({m["delta"] for m in members}) >= 2:  # a sweep: the claims decide; the pipeline must have learned
         worst = float(id_acc.min())
-        r.check("in-distribution accuracy at the end, worst member (all concepts right)", worst, ">= 0.5", worst >= 0.5)
+        r.check(
+            "in-distribution accuracy at the end, worst member (all concepts right)",
+            worst,
+            ">= 0.5",
+            worst >= 0.5,
+        )
         r.claims.extend(paper)
-        r.notes.append(f"thresholds: learning time = smoothed (sigma {analysis.SMOOTH_TIME} ckpts) argmax accuracy > "
-                       f"{analysis.LEARNED} for {analysis.RUN} checkpoints (held-out reading counted only where the "
-                       f"training prompts express the concept); order 'tie' where the signals differ by <= {analysis.TIE:.0%}")
+        r.notes.append(
+            f"thresholds: learning time = smoothed (sigma {analysis.SMOOTH_TIME} ckpts) argmax accuracy > "
+            f"{analysis.LEARNED} for {analysis.RUN} checkpoints (held-out reading counted only where the "
+            "training prompts express the concept); order 'tie' where the signals differ by <= "
+            f"{analysis.TIE:.0%}"
+        )
     elif quick:
         first = rec.train_loss[1]
         last = rec.train_loss[-1]
-        r.check("training loss, last / first checkpoint (worst member)", float(np.max(last / first)), "<= 0.5",
-                bool(np.all(last <= 0.5 * first)))
+        r.check(
+            "training loss, last / first checkpoint (worst member)",
+            float(np.max(last / first)),
+            "<= 0.5",
+            bool(np.all(last <= 0.5 * first)),
+        )
         gap = _colour_gap(rec)
-        r.check("the colour word steers generation: P(blue | blue prompts) - P(blue | red prompts)", gap, ">= 0.3", gap >= 0.3)
+        r.check(
+            "the colour word steers generation: P(blue | blue prompts) - P(blue | red prompts)",
+            gap,
+            ">= 0.3",
+            gap >= 0.3,
+        )
         r.metrics["in_distribution_colour_accuracy"] = min(_colour_accuracy(rec))
-        r.notes.append("quick: the pipeline and the colour pathway only; size and the OOD composition need --full, "
-                       "the claims --sweep")
+        r.notes.append(
+            "quick: the pipeline and the colour pathway only; size and the OOD composition need --full, "
+            "the claims --sweep"
+        )
     else:
         k = int(np.argmax([m["delta"] for m in members]))
         m = members[k]
-        r.check("in-distribution accuracy at the end (all concepts right)", float(id_acc[k]), ">= 0.8", id_acc[k] >= 0.8)
-        r.check("OOD composition: P(blue) P(small) at the end", m["final_mult_accuracy"], ">= 0.5", m["final_mult_accuracy"] >= 0.5)
-        r.notes.append(f"the OOD prompt keeps swinging between checkpoints: P(blue) P(small) averages "
-                       f"{m['mult_accuracy_last5']:.2f} over the last 5 checkpoints (last: {m['final_mult_accuracy']:.2f})")
-        r.claims.extend(c for c in paper if c.name.startswith("(iii)"))  # one delta: only the slowdown is read
+        r.check(
+            "in-distribution accuracy at the end (all concepts right)",
+            float(id_acc[k]),
+            ">= 0.8",
+            id_acc[k] >= 0.8,
+        )
+        r.check(
+            "OOD composition: P(blue) P(small) at the end",
+            m["final_mult_accuracy"],
+            ">= 0.5",
+            m["final_mult_accuracy"] >= 0.5,
+        )
+        r.notes.append(
+            f"the OOD prompt keeps swinging between checkpoints: P(blue) P(small) averages "
+            f"{m['mult_accuracy_last5']:.2f} over the last 5 checkpoints (last: "
+            f"{m['final_mult_accuracy']:.2f})"
+        )
+        r.claims.extend(
+            c for c in paper if c.name.startswith("(iii)")
+        )  # one delta: only the slowdown is read
         r.notes.append("claims (i) and (ii) compare deltas: run --sweep for them")
     return r
 
@@ -229,15 +320,29 @@ def _colour_accuracy(rec) -> np.ndarray:
 def cli(argv=None) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(description="Diffusion model in concept space (paper Figure 6) and the claims.")
-    p.add_argument("--full", action="store_true", help="the CPU full run: delta = 0.6, 12k steps (~26 min on 2 cores)")
-    p.add_argument("--sweep", action="store_true", help="the claims' sweep: 4 deltas x 3 seeds on CPU (~60 min on 2 "
-                                                        "cores); with --gpu the paper's")
-    p.add_argument("--vector", action="store_true", help="the vector-prompt ablation (delta 0.1, 0.8 x 2 seeds) with "
-                                                         "the over-prompting test")
+    p = argparse.ArgumentParser(
+        description="Diffusion model in concept space (paper Figure 6) and the claims."
+    )
+    p.add_argument(
+        "--full", action="store_true", help="the CPU full run: delta = 0.6, 12k steps (~26 min on 2 cores)"
+    )
+    p.add_argument(
+        "--sweep",
+        action="store_true",
+        help="the claims' sweep: 4 deltas x 3 seeds on CPU (~60 min on 2 cores); with --gpu the paper's",
+    )
+    p.add_argument(
+        "--vector",
+        action="store_true",
+        help="the vector-prompt ablation (delta 0.1, 0.8 x 2 seeds) with the over-prompting test",
+    )
     p.add_argument("--gpu", action="store_true", help="with --sweep: the paper-sized sweep on CUDA")
-    p.add_argument("--run-dir", nargs="+", help="run directory (resumed if it exists; default OUT/diffusion_run or a "
-                                                "temporary one); several finished runs that differ in seeds are merged")
+    p.add_argument(
+        "--run-dir",
+        nargs="+",
+        help="run directory (resumed if it exists; default OUT/diffusion_run or a "
+        "temporary one); several finished runs that differ in seeds are merged",
+    )
     p.add_argument("--out", help="directory for figures and diffusion.json")
     a = p.parse_args(argv)
     if a.gpu and not a.sweep:
@@ -250,8 +355,10 @@ def cli(argv=None) -> int:
             p.error(f"--run-dir: no such directory: {', '.join(missing)}")
     config = sweep_config(gpu=a.gpu) if a.sweep else vector_config() if a.vector else None
     sized = a.sweep or a.vector
-    return main(lambda quick, out: run(quick=quick and not sized, out=out, run_dir=a.run_dir, config=config),
-                ["--out", a.out] * bool(a.out) + ["--full"] * a.full)
+    return main(
+        lambda quick, out: run(quick=quick and not sized, out=out, run_dir=a.run_dir, config=config),
+        ["--out", a.out] * bool(a.out) + ["--full"] * a.full,
+    )
 
 
 if __name__ == "__main__":

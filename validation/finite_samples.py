@@ -31,8 +31,12 @@ def run(quick: bool = True, out=None) -> Report:
     exact = sim.linear_gd(few.A_n, W0, lr, np.asarray(few.curves.meta["steps"]))
     rel = np.max(np.abs(exact - few.curves.W)) / np.max(np.abs(exact))
     r.check("n = 5: max |W_GD - linear_gd(A_n)| / max |W|", rel, "<= 1e-10", rel <= 1e-10)
-    r.check("n = 5: A_n differs from A (so the check is not trivial)", float(np.abs(few.A_n - task.A).max()), "> 1e-3",
-            np.abs(few.A_n - task.A).max() > 1e-3)
+    r.check(
+        "n = 5: A_n differs from A (so the check is not trivial)",
+        float(np.abs(few.A_n - task.A).max()),
+        "> 1e-3",
+        np.abs(few.A_n - task.A).max() > 1e-3,
+    )
 
     # 2. symmetric: the remaining gap is discretisation error (halves with lr)
     U0 = np.random.default_rng(1).random((3, 3)) / 5
@@ -41,7 +45,16 @@ def run(quick: bool = True, out=None) -> Report:
         gaps = []
         for lr_k in (0.02, 0.01):
             k = int(round(3.0 / lr_k))
-            rs = train(task, Model("symmetric"), Init("given", arrays=(U0,)), lr=lr_k, steps=k, record=[k], seeds=[0], n=n)
+            rs = train(
+                task,
+                Model("symmetric"),
+                Init("given", arrays=(U0,)),
+                lr=lr_k,
+                steps=k,
+                record=[k],
+                seeds=[0],
+                n=n,
+            )
             pred = sim.symmetric_flow(rs.A_n[0], U0 @ U0.T, 3.0)[0]
             gaps.append(np.linalg.norm(rs.curves.W[0, -1] - pred))
         ratios.append(gaps[0] / gaps[1])
@@ -54,20 +67,45 @@ def run(quick: bool = True, out=None) -> Report:
     pop = sim.linear_gd(task, W0, lr, np.array([steps]))[:, 0]
     errs = []
     for n in ns:
-        rn = train(task, lin, init, lr=lr, steps=steps, record=[steps], seeds=seeds, data_seeds=[1000 + s for s in seeds], n=int(n))
+        rn = train(
+            task,
+            lin,
+            init,
+            lr=lr,
+            steps=steps,
+            record=[steps],
+            seeds=seeds,
+            data_seeds=[1000 + s for s in seeds],
+            n=int(n),
+        )
         errs.append(float(np.mean(np.linalg.norm(rn.curves.W[:, -1] - pop, axis=(-2, -1)))))
     slope = log_linear_fit(ns, errs, log_x=True).slope  # convergence order
-    r.check("log-log slope of mean ||W_GD - linear_gd(A)|| against n", slope, "in [-0.6, -0.4]", -0.6 <= slope <= -0.4)
+    r.check(
+        "log-log slope of mean ||W_GD - linear_gd(A)|| against n",
+        slope,
+        "in [-0.6, -0.4]",
+        -0.6 <= slope <= -0.4,
+    )
     r.metrics["population_error_by_n"] = {int(n): e for n, e in zip(ns, errs)}
     if out is not None:
         from simtheory import plotting
 
-        paths = plotting.sweep(ns, {"mean ||W_GD - W_pop||": errs, "n^-1/2 (scaled)": errs[0] * np.sqrt(ns[0] / ns)},
-                               out / "finite_samples", xlabel="points per cluster n", ylabel="error",
-                               title=f"slope {slope:.3f}", logx=True)
-        r.figure(paths, f"Finite training sets: distance between GD on n points per cluster and the population prediction "
-                        f"linear_gd(A), mean over {len(seeds)} data seeds. Fitted log-log slope {slope:.3f} "
-                        f"(sampling theory: -1/2); with the empirical A_n the prediction is exact up to rounding.")
+        paths = plotting.sweep(
+            ns,
+            {"mean ||W_GD - W_pop||": errs, "n^-1/2 (scaled)": errs[0] * np.sqrt(ns[0] / ns)},
+            out / "finite_samples",
+            xlabel="points per cluster n",
+            ylabel="error",
+            title=f"slope {slope:.3f}",
+            logx=True,
+        )
+        r.figure(
+            paths,
+            "Finite training sets: distance between GD on n points per cluster and the population "
+            "prediction "
+            f"linear_gd(A), mean over {len(seeds)} data seeds. Fitted log-log slope {slope:.3f} "
+            f"(sampling theory: -1/2); with the empirical A_n the prediction is exact up to rounding.",
+        )
     return r
 
 

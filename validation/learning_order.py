@@ -64,8 +64,10 @@ def separated(a: np.ndarray) -> np.ndarray:
     return np.abs(a[..., 0] - a[..., 1]) > 0.1 * a.max(axis=-1)
 
 
-FIGURE2 = {"mu_1": ([1.0, 2.0, 3.0], lambda v: ([v, 2.0], [0.05, 0.05])),
-           "sigma_1": ([0.05, 0.1, 0.5, 1.0, 2.0], lambda v: ([1.0, 2.0], [v, 0.05]))}
+FIGURE2 = {
+    "mu_1": ([1.0, 2.0, 3.0], lambda v: ([v, 2.0], [0.05, 0.05])),
+    "sigma_1": ([0.05, 0.1, 0.5, 1.0, 2.0], lambda v: ([1.0, 2.0], [v, 0.05])),
+}
 
 
 def figure2(r: Report, quick: bool, out) -> None:
@@ -80,44 +82,76 @@ def figure2(r: Report, quick: bool, out) -> None:
     tasks = []
     for name, v in settings:
         mu, variance = FIGURE2[name][1](v)
-        sd = np.full(d, np.sqrt(0.05))  # the official generator: noise on every coordinate, "sigma" a variance
+        sd = np.full(
+            d, np.sqrt(0.05)
+        )  # the official generator: noise on every coordinate, "sigma" a variance
         sd[:2] = np.sqrt(variance)
         tasks.append(sim.SIMTask(mu, sd, d=d, origin=True))
     members = [t for t in tasks for _ in range(seeds_per)]
-    run_ = train(members, Model("mlp", (64,), bias=True), Init("default"), lr=lr, steps=steps,
-                 seeds=list(range(len(members))), n=n, batch_size=batch, loss="mse", dtype="float32")
+    run_ = train(
+        members,
+        Model("mlp", (64,), bias=True),
+        Init("default"),
+        lr=lr,
+        steps=steps,
+        seeds=list(range(len(members))),
+        n=n,
+        batch_size=batch,
+        loss="mse",
+        dtype="float32",
+    )
     t = run_.curves.learning_times() / (lr * run_.curves.meta["time_factor"])  # steps
     t = t.reshape(len(tasks), seeds_per, 2)
-    rows, verdict = {}, []  # verdict per setting: True / False (agrees with the a_p order or not), None: undecided
+    rows, verdict = (
+        {},
+        [],
+    )  # verdict per setting: True / False (agrees with the a_p order or not), None: undecided
     for k, ((name, v), task) in enumerate(zip(settings, tasks)):
         a = task.a[:2]
         med = np.median(t[k], axis=0)
         decided = bool(np.isfinite(med.min()) and separated(a))
         verdict.append(bool(np.argmin(med) == np.argmax(a)) if decided else None)
-        rows[f"{name} = {v}"] = {"a": [round(float(x), 4) for x in a], "median steps to learn": med.tolist(),
-                                 "agrees": verdict[-1]}
+        rows[f"{name} = {v}"] = {
+            "a": [round(float(x), 4) for x in a],
+            "median steps to learn": med.tolist(),
+            "agrees": verdict[-1],
+        }
     r.metrics["Figure 2a/2b analogue (ReLU MLP, published-code conventions): settings"] = rows
     decided = [x for x in verdict if x is not None]
-    r.metrics["Figure 2a/2b analogue: first-learned concept = larger a_p (reported)"] = f"{sum(decided)}/{len(decided)}"
+    r.metrics["Figure 2a/2b analogue: first-learned concept = larger a_p (reported)"] = (
+        f"{sum(decided)}/{len(decided)}"
+    )
     if out is None:
         return
     from simtheory import plotting
 
-    how = (f"d = {d}, {n} points per cluster, full-batch GD for {steps} steps (the paper's gradient-flow time)"
-           if quick else f"d = {d}, {n} points per cluster, SGD at batch {batch} for 40 epochs")
+    how = (
+        f"d = {d}, {n} points per cluster, full-batch GD for {steps} steps (the paper's gradient-flow time)"
+        if quick
+        else f"d = {d}, {n} points per cluster, SGD at batch {batch} for 40 epochs"
+    )
     for name, (values, _) in FIGURE2.items():
         idx = [k for k, (nm, _) in enumerate(settings) if nm == name]
         med = np.median(t[idx], axis=1)
         med = np.where(np.isfinite(med), med, np.nan)
-        paths = plotting.sweep(values, {"concept 1 (GD)": med[:, 0], "concept 2 (GD)": med[:, 1]},
-                               out / f"figure2_{name}", xlabel=name, ylabel="steps to learn (output >= 0.9 mu_p)",
-                               title=f"ReLU MLP, published-code conventions ({'2a' if name == 'mu_1' else '2b'})")
+        paths = plotting.sweep(
+            values,
+            {"concept 1 (GD)": med[:, 0], "concept 2 (GD)": med[:, 1]},
+            out / f"figure2_{name}",
+            xlabel=name,
+            ylabel="steps to learn (output >= 0.9 mu_p)",
+            title=f"ReLU MLP, published-code conventions ({'2a' if name == 'mu_1' else '2b'})",
+        )
         mine = [verdict[k] for k in idx if verdict[k] is not None]
-        r.figure(paths, f"Paper Figure {'2a' if name == 'mu_1' else '2b'} analogue from GD runs: ReLU MLP (hidden 64, "
-                        f"biases, default init), origin cluster, 'sigma' a variance, mse loss, lr 0.1, {seeds_per} "
-                        f"seeds per point, {how}. Median steps until each concept is learned; the first-learned "
-                        f"concept is the one with the larger a_p = mu_p^2/3 + variance in {sum(mine)}/{len(mine)} "
-                        f"settings where the a_p differ by over 10% and both are learned (no prediction of the times exists for ReLU networks; the symmetric model's are in section 4).")
+        r.figure(
+            paths,
+            f"Paper Figure {'2a' if name == 'mu_1' else '2b'} analogue from GD runs: ReLU MLP (hidden 64, "
+            f"biases, default init), origin cluster, 'sigma' a variance, mse loss, lr 0.1, {seeds_per} "
+            f"seeds per point, {how}. Median steps until each concept is learned; the first-learned "
+            f"concept is the one with the larger a_p = mu_p^2/3 + variance in {sum(mine)}/{len(mine)} "
+            "settings where the a_p differ by over 10% and both are learned (no prediction of the times "
+            "exists for ReLU networks; the symmetric model's are in section 4).",
+        )
 
 
 def run(quick: bool = True, out=None) -> Report:
@@ -134,21 +168,33 @@ def run(quick: bool = True, out=None) -> Report:
     isotropic = Init("given", arrays=(0.01 * (np.eye(2) + 0.1 * noise),))
     record = np.unique(np.concatenate([[0], np.geomspace(1, steps, 400).astype(np.int64)]))
     for name, (model, init, lr) in MODELS.items():
-        run_ = train(tasks, model, init or isotropic, lr=lr, steps=steps, record=record, seeds=list(range(E)),
-                     n=64 if quick else 256)
+        run_ = train(
+            tasks,
+            model,
+            init or isotropic,
+            lr=lr,
+            steps=steps,
+            record=record,
+            seeds=list(range(E)),
+            n=64 if quick else 256,
+        )
         t = run_.curves.learning_times()
         decided = np.isfinite(t.min(axis=1)) & apart
         ok = (np.argmin(t, axis=1) == theory_first) & decided
         rate = float(ok.sum() / max(decided.sum(), 1))
         rates[name] = {"agreement": rate, "decided": int(decided.sum()), "settings": E}
         if name in REQUIRED:
-            r.check(f"{name}: agreement with the a_p order", rate, f">= {REQUIRED[name]}", rate >= REQUIRED[name])
+            r.check(
+                f"{name}: agreement with the a_p order", rate, f">= {REQUIRED[name]}", rate >= REQUIRED[name]
+            )
         if name == "symmetric":
             # overlay: logistic time to w_pp = 0.9 from each member's own w_pp(0) (gradient flow: kappa = 2)
             w0 = np.einsum("eii->ei", run_.curves.W[:, 0])[:, :2]
             t_pred = level_time(a=a, omega=w0, kappa=2.0, ell=0.9)
             rel = float(np.median(np.abs(t - t_pred) / t_pred))
-            r.check("symmetric: median |t_GD - t_logistic| / t_logistic (time to 0.9)", rel, "<= 0.1", rel <= 0.1)
+            r.check(
+                "symmetric: median |t_GD - t_logistic| / t_logistic (time to 0.9)", rel, "<= 0.1", rel <= 0.1
+            )
             sym_times = (a, t, t_pred, rel)
         if name == "symmetric (gaussian init)":
             w0 = np.einsum("eii->ei", run_.curves.W[:, 0])[:, :2]
@@ -162,19 +208,31 @@ def run(quick: bool = True, out=None) -> Report:
 
         a_, t_, tp_, rel = sym_times
         order = np.argsort(a_.ravel())
-        paths = plotting.sweep(a_.ravel()[order], {"GD, symmetric": t_.ravel()[order],
-                                                  "logistic prediction": tp_.ravel()[order]},
-                               out / "learning_order_time_vs_a", xlabel="a_p", ylabel="time to w_pp >= 0.9",
-                               title="Time to learn a concept against a_p (all sweep settings)", logx=True)
-        r.figure(paths, f"Time for each concept's w_pp to reach 0.9 against a_p, symmetric model from U0 = 0.01 (I + 0.1 "
-                        f"noise), over the (mu_1, sigma_1) sweep ({E} settings, mu_2 = 1.5). Prediction: the logistic "
-                        f"time log(9 (1 - w_pp(0)) / w_pp(0)) / (4 a_p); median relative gap {rel:.1%}.")
+        paths = plotting.sweep(
+            a_.ravel()[order],
+            {"GD, symmetric": t_.ravel()[order], "logistic prediction": tp_.ravel()[order]},
+            out / "learning_order_time_vs_a",
+            xlabel="a_p",
+            ylabel="time to w_pp >= 0.9",
+            title="Time to learn a concept against a_p (all sweep settings)",
+            logx=True,
+        )
+        r.figure(
+            paths,
+            f"Time for each concept's w_pp to reach 0.9 against a_p, symmetric model from U0 = 0.01 (I + 0.1 "
+            f"noise), over the (mu_1, sigma_1) sweep ({E} settings, mu_2 = 1.5). Prediction: the logistic "
+            f"time log(9 (1 - w_pp(0)) / w_pp(0)) / (4 a_p); median relative gap {rel:.1%}.",
+        )
     g = rates["symmetric (gaussian init)"]
-    r.notes.append(f"symmetric from a Gaussian U0 (reported, not required): a_p order in {g['agreement']:.0%} of "
-                   f"settings, order of the decoupled logistic times of each W0 in {g['agreement_logistic_order']:.0%}; "
-                   "the off-diagonal coupling of a random W0 is outside the decoupled solution.")
-    r.notes.append(f"ReLU MLP (default init, biases) agrees in {rates['relu mlp']['agreement']:.0%} of "
-                   f"{rates['relu mlp']['decided']} decided settings; the theory does not cover it.")
+    r.notes.append(
+        f"symmetric from a Gaussian U0 (reported, not required): a_p order in {g['agreement']:.0%} of "
+        f"settings, order of the decoupled logistic times of each W0 in {g['agreement_logistic_order']:.0%}; "
+        "the off-diagonal coupling of a random W0 is outside the decoupled solution."
+    )
+    r.notes.append(
+        f"ReLU MLP (default init, biases) agrees in {rates['relu mlp']['agreement']:.0%} of "
+        f"{rates['relu mlp']['decided']} decided settings; the theory does not cover it."
+    )
     figure2(r, quick, out)
     return r
 

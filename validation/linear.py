@@ -45,15 +45,28 @@ def run(quick: bool = True, out=None) -> Report:
         flow = sim.linear_flow(rk.A_n[0], W0[0], t_end)[0]
         errs.append(float(np.linalg.norm(rk.curves.W[0, -1] - flow)))
     slope = log_linear_fit(lrs, errs, log_x=True).slope  # convergence order
-    r.check("log-log slope of ||W_GD(t) - W_flow(t)|| against lr", slope, "in [0.9, 1.1]", 0.9 <= slope <= 1.1)
+    r.check(
+        "log-log slope of ||W_GD(t) - W_flow(t)|| against lr", slope, "in [0.9, 1.1]", 0.9 <= slope <= 1.1
+    )
     r.metrics["errors_by_lr"] = {f"{a:g}": e for a, e in zip(lrs, errs)}
     if out is not None:
         from simtheory import plotting
 
-        paths = plotting.sweep(lrs, {"||W_GD - W_flow||": errs}, out / "linear_convergence",
-                               xlabel="learning rate", ylabel=f"error at t = {t_end}", title=f"slope {slope:.3f}", logx=True)
-        r.figure(paths, f"One-layer linear model: float64 GD against the exact gradient flow linear_flow(A_n) at "
-                        f"t = {t_end}, over halvings of the learning rate. Fitted log-log slope {slope:.3f} (error ∝ lr: 1).")
+        paths = plotting.sweep(
+            lrs,
+            {"||W_GD - W_flow||": errs},
+            out / "linear_convergence",
+            xlabel="learning rate",
+            ylabel=f"error at t = {t_end}",
+            title=f"slope {slope:.3f}",
+            logx=True,
+        )
+        r.figure(
+            paths,
+            f"One-layer linear model: float64 GD against the exact gradient flow linear_flow(A_n) at "
+            f"t = {t_end}, over halvings of the learning rate. Fitted log-log slope {slope:.3f} (error ∝ lr: "
+            "1).",
+        )
     return r
 
 

@@ -34,13 +34,24 @@ def _find_seed(setting, task, want_max, limit=200):
 
 def _gd(task, U0, lr, t_end, n):
     k = int(round(t_end / lr))
-    return train(task, Model("symmetric"), Init("given", arrays=(U0,)), lr=lr, steps=k,
-                 record=np.unique(np.geomspace(1, k, 1500).astype(int)), seeds=[0], n=n)
+    return train(
+        task,
+        Model("symmetric"),
+        Init("given", arrays=(U0,)),
+        lr=lr,
+        steps=k,
+        record=np.unique(np.geomspace(1, k, 1500).astype(int)),
+        seeds=[0],
+        n=n,
+    )
 
 
 def run(quick: bool = True, out=None) -> Report:
     """Multiple descent and weak-concept suppression: GD vs theory."""
-    r = Report("multiple_descent", "GD reproduces the predicted triple/quadruple descent and the weak-entry suppression")
+    r = Report(
+        "multiple_descent",
+        "GD reproduces the predicted triple/quadruple descent and the weak-entry suppression",
+    )
     settings = paper.multiple_descent()
     sizes = settings["triple"].sizes(quick)
     lr, n = sizes.lrs[0], sizes.n
@@ -56,15 +67,23 @@ def run(quick: bool = True, out=None) -> Report:
         th = swingby.classify(c.times, sim.ood_loss(task, pred))
         same, dt, dv = swingby.turning_point_gap(gd, th)
         same = same and sum(p.kind == "max" for p in th.turning_points) == len(mu) - 1
-        r.check(f"{label} descent (seed {seed}): GD has the predicted turning points", float(same), "= 1", same)
+        r.check(
+            f"{label} descent (seed {seed}): GD has the predicted turning points", float(same), "= 1", same
+        )
         if same:
             r.check(f"{label}: max relative difference of turning-point times", dt, "<= 0.02", dt <= 0.02)
             r.check(f"{label}: max relative difference of turning-point values", dv, "<= 0.02", dv <= 0.02)
         r.metrics[f"{label}: turning points GD"] = [(p.kind, p.time, p.value) for p in gd.turning_points]
         panels[f"{label}, GD"] = c
         overlay[f"{label}, GD"] = (c.times, sim.ood_loss(task, pred))
-        summary.append(f"{label} descent, mu = {mu}: " + (f"the predicted turning points, times within {dt:.2%}, values "
-                                                         f"within {dv:.2%}" if same else "NOT the predicted turning points"))
+        summary.append(
+            f"{label} descent, mu = {mu}: "
+            + (
+                f"the predicted turning points, times within {dt:.2%}, values within {dv:.2%}"
+                if same
+                else "NOT the predicted turning points"
+            )
+        )
     failure = settings["failure"]
     task = failure.task()
     U0 = failure.U0(0)
@@ -73,23 +92,37 @@ def run(quick: bool = True, out=None) -> Report:
     pred = sim.symmetric_flow(run_.A_n[0], U0 @ U0.T, c.times)
     s_gd = c.W[:, 0, 0].min() / c.W[0, 0, 0]
     s_th = pred[:, 0, 0].min() / pred[0, 0, 0]
-    r.check("failure-mode setting: min w_11(t)/w_11(0), |GD - theory| / theory", abs(s_gd - s_th) / s_th, "<= 0.02",
-            abs(s_gd - s_th) / s_th <= 0.02)
+    r.check(
+        "failure-mode setting: min w_11(t)/w_11(0), |GD - theory| / theory",
+        abs(s_gd - s_th) / s_th,
+        "<= 0.02",
+        abs(s_gd - s_th) / s_th <= 0.02,
+    )
     r.metrics["min w_11(t)/w_11(0) (GD, theory)"] = (float(s_gd), float(s_th))
     panels["failure mode, GD"] = c
     overlay["failure mode, GD"] = (c.times, sim.ood_loss(task, pred))
     if out is not None:
         from simtheory import plotting
 
-        paths = plotting.ood_loss_panels(panels, out / "multiple_descent_gd_vs_theory", overlay=overlay,
-                                         overlay_label="symmetric_flow (A_n)",
-                                         title=f"Multiple descent and the failure mode: GD (lr = {lr:g}) vs theory")
+        paths = plotting.ood_loss_panels(
+            panels,
+            out / "multiple_descent_gd_vs_theory",
+            overlay=overlay,
+            overlay_label="symmetric_flow (A_n)",
+            title=f"Multiple descent and the failure mode: GD (lr = {lr:g}) vs theory",
+        )
         tri = settings["triple"]
-        r.figure(paths, f"Paper Figures 8, 9 and 10 analogues from GD: symmetric model, sigma = {tri.sigma:g}, full-batch "
-                        f"GD at lr {lr:g} on {n} points per cluster, U0 = rand/{tri.init_divisor:g} with the first seed "
-                        f"whose predicted curve has the "
-                        f"named number of maxima. Dotted: symmetric_flow with A_n. GD shows " + "; ".join(summary) +
-                        f". Failure setting mu = (0.7, 1.7, 3): min w_11(t)/w_11(0) = {s_gd:.4g} (GD) vs {s_th:.4g} (theory).")
+        r.figure(
+            paths,
+            f"Paper Figures 8, 9 and 10 analogues from GD: symmetric model, sigma = {tri.sigma:g}, "
+            "full-batch "
+            f"GD at lr {lr:g} on {n} points per cluster, U0 = rand/{tri.init_divisor:g} with the first seed "
+            f"whose predicted curve has the "
+            f"named number of maxima. Dotted: symmetric_flow with A_n. GD shows "
+            + "; ".join(summary)
+            + f". Failure setting mu = (0.7, 1.7, 3): min w_11(t)/w_11(0) = {s_gd:.4g} (GD) vs {s_th:.4g} "
+            "(theory).",
+        )
     return r
 
 

@@ -24,14 +24,16 @@ from simtheory.task import SIMTask
 @dataclass
 class Config:
     out: Path
-    seed: int = 2            # U0 seed of the single-setting Figure 5 analogue
-    n_seeds: int = 200       # random U0 = rand/5 per setting for the ensemble statistics
-    n_agreement: int = 200   # random settings for the swing-by prediction agreement study
+    seed: int = 2  # U0 seed of the single-setting Figure 5 analogue
+    n_seeds: int = 200  # random U0 = rand/5 per setting for the ensemble statistics
+    n_agreement: int = 200  # random settings for the swing-by prediction agreement study
     sigma: float = 0.05
-    verify: bool = True      # run every derivation's verification (about 15 s)
-    gd: bool = True          # section 6: the validation modules (PyTorch GD runs)
-    full: bool = False       # full-size validations (paper sizes; slow)
-    diffusion: bool = False  # section 7: the text-conditioned diffusion model (quick, or CPU full with `full`)
+    verify: bool = True  # run every derivation's verification (about 15 s)
+    gd: bool = True  # section 6: the validation modules (PyTorch GD runs)
+    full: bool = False  # full-size validations (paper sizes; slow)
+    diffusion: bool = (
+        False  # section 7: the text-conditioned diffusion model (quick, or CPU full with `full`)
+    )
     diffusion_run: Path | None = None  # analyse this existing diffusion run instead of training one
 
 
@@ -44,7 +46,9 @@ class _Report:
     def __init__(self, cfg: Config):
         self.cfg = cfg
         self.lines: list[str] = []
-        self.summary: dict = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(cfg).items()}}
+        self.summary: dict = {
+            "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(cfg).items()}
+        }
         (cfg.out / "figures").mkdir(parents=True, exist_ok=True)
         (cfg.out / "curves").mkdir(parents=True, exist_ok=True)
 
@@ -82,7 +86,7 @@ def _ensemble_kinds(task, W0s, convention, n_grid=800):
     t = swingby.time_grid(T, n_grid)
     W = theory.symmetric_flow(task, W0s, t, convention=convention)
     L = theory.ood_loss(task, W)
-    res = [swingby.classify(t, l) for l in L]
+    res = [swingby.classify(t, loss) for loss in L]
     return t, W, res
 
 
@@ -91,10 +95,16 @@ def _section_figure5(r: _Report):
     fig5 = paper.figure5().with_(sigma=cfg.sigma)
     task = fig5.task()
     W0 = fig5.W0(np.random.default_rng(cfg.seed))
-    r.md("## 2. Swing-by: the Figure 5 analogue under three conventions", "",
-         f"{fig5.describe()} (a = {np.round(task.a, 4).tolist()}) with seed {cfg.seed}. Conventions: `gradient-flow` (dW/dt = 2V, t = lr x steps), "
-         "`paper` (dW/dt = V, the paper's text), `paper-code` (dW/dt = V with A∘A, as the published scripts).", "",
-         "| convention | kind | turning points (t, OOD loss) | bump | rule predicts non-monotone |", "|---|---|---|---|---|")
+    r.md(
+        "## 2. Swing-by: the Figure 5 analogue under three conventions",
+        "",
+        f"{fig5.describe()} (a = {np.round(task.a, 4).tolist()}) with seed {cfg.seed}. Conventions: "
+        "`gradient-flow` (dW/dt = 2V, t = lr x steps), "
+        "`paper` (dW/dt = V, the paper's text), `paper-code` (dW/dt = V with A∘A, as the published scripts).",
+        "",
+        "| convention | kind | turning points (t, OOD loss) | bump | rule predicts non-monotone |",
+        "|---|---|---|---|---|",
+    )
     panels, marks, fig5 = {}, {}, {}
     for conv in theory.CONVENTIONS:
         T = swingby.horizon(task, W0, conv)
@@ -105,22 +115,39 @@ def _section_figure5(r: _Report):
         tp = "; ".join(f"{p.kind} ({p.time:.3g}, {p.value:.4g})" for p in a.turning_points) or "none"
         r.md(f"| `{conv}` | {a.kind} | {tp} | {a.bump:.4g} | {pred.nonmonotone} |")
         panels[conv], marks[conv] = c, [(p.time, p.value) for p in a.turning_points]
-        fig5[conv] = {"kind": a.kind, "bump": a.bump,
-                      "turning_points": [[p.kind, p.time, p.value] for p in a.turning_points]}
+        fig5[conv] = {
+            "kind": a.kind,
+            "bump": a.bump,
+            "turning_points": [[p.kind, p.time, p.value] for p in a.turning_points],
+        }
         r.csv(c, f"figure5_{conv}")
         c.to_npz(cfg.out / "curves" / f"figure5_{conv}.npz")
     r.md("")
-    r.fig(plotting.ood_loss_panels(panels, cfg.out / "figures" / "figure5_conventions", marks=marks,
-                                   title="Figure 5 analogue: OOD loss under each convention"),
-          "OOD (solid) and training (dashed) loss; dots mark the turning points listed above.")
-    r.fig(plotting.entries(panels["paper-code"], cfg.out / "figures" / "figure5_entries_paper_code",
-                           title="W entries, paper-code convention"),
-          "The minor entry w_12 grows with the strong concept, then is suppressed once w_22 -> 1.")
+    r.fig(
+        plotting.ood_loss_panels(
+            panels,
+            cfg.out / "figures" / "figure5_conventions",
+            marks=marks,
+            title="Figure 5 analogue: OOD loss under each convention",
+        ),
+        "OOD (solid) and training (dashed) loss; dots mark the turning points listed above.",
+    )
+    r.fig(
+        plotting.entries(
+            panels["paper-code"],
+            cfg.out / "figures" / "figure5_entries_paper_code",
+            title="W entries, paper-code convention",
+        ),
+        "The minor entry w_12 grows with the strong concept, then is suppressed once w_22 -> 1.",
+    )
     # ensemble over seeds: how often does each convention show the swing-by?
     W0s = _u0(np.random.default_rng(10_000 + cfg.seed), (cfg.n_seeds,), 3)
-    r.md(f"Over {cfg.n_seeds} random U0 = rand(3, 3)/5 (seeds independent of the one above):", "",
-         "| convention | monotone | swing-by | multiple descent | failure | median bump (non-monotone runs) |",
-         "|---|---|---|---|---|---|")
+    r.md(
+        f"Over {cfg.n_seeds} random U0 = rand(3, 3)/5 (seeds independent of the one above):",
+        "",
+        "| convention | monotone | swing-by | multiple descent | failure | median bump (non-monotone runs) |",
+        "|---|---|---|---|---|---|",
+    )
     ens = {}
     for conv in theory.CONVENTIONS:
         _, _, res = _ensemble_kinds(task, W0s, conv)
@@ -131,22 +158,35 @@ def _section_figure5(r: _Report):
         r.md(f"| `{conv}` | " + " | ".join(str(cnt.get(k, 0)) for k in swingby.KINDS) + f" | {med:.4g} |")
     gf, pc = ens["gradient-flow"], ens["paper-code"]
     nm = lambda e: e["swing-by"] + e["multiple descent"]
-    r.md("", f"**What the published-code convention changes.** With A∘A the rate ratio a_2/a_1 is squared "
-         f"({task.a[1] / task.a[0]:.3g} -> {(task.a[1] / task.a[0]) ** 2:.3g}). Non-monotone OOD loss in "
-         f"{nm(pc)}/{cfg.n_seeds} runs under `paper-code` vs {nm(gf)}/{cfg.n_seeds} under the paper's stated A "
-         f"(`gradient-flow`; `paper` differs from it only by the time unit, so its counts are identical); median bump "
-         f"{pc['median_bump']:.4g} vs {gf['median_bump']:.4g}. "
-         f"For the seed shown above the bump is {fig5['paper-code']['bump']:.4g} under `paper-code` and "
-         f"{fig5['gradient-flow']['bump']:.4g} under `gradient-flow`.", "")
+    r.md(
+        "",
+        f"**What the published-code convention changes.** With A∘A the rate ratio a_2/a_1 is squared "
+        f"({task.a[1] / task.a[0]:.3g} -> {(task.a[1] / task.a[0]) ** 2:.3g}). Non-monotone OOD loss in "
+        f"{nm(pc)}/{cfg.n_seeds} runs under `paper-code` vs {nm(gf)}/{cfg.n_seeds} under the paper's stated "
+        "A "
+        "(`gradient-flow`; `paper` differs from it only by the time unit, so its counts are identical); "
+        "median bump "
+        f"{pc['median_bump']:.4g} vs {gf['median_bump']:.4g}. "
+        f"For the seed shown above the bump is {fig5['paper-code']['bump']:.4g} under `paper-code` and "
+        f"{fig5['gradient-flow']['bump']:.4g} under `gradient-flow`.",
+        "",
+    )
     r.summary["figure5"] = {"single": fig5, "ensemble": ens}
 
 
 def _section_multiple(r: _Report):
     cfg = r.cfg
-    r.md("## 3. Triple and quadruple descent, and the failure mode", "",
-         f"Symmetric model, sigma = {cfg.sigma}, U0 = rand(d, d)/5, {cfg.n_seeds} seeds per setting. Counts of "
-         "the number of interior maxima of the OOD loss (1 = swing-by/double descent, 2 = triple, 3 = quadruple descent).", "",
-         "| setting | convention | 0 | 1 | 2 | 3+ | failure |", "|---|---|---|---|---|---|---|")
+    r.md(
+        "## 3. Triple and quadruple descent, and the failure mode",
+        "",
+        f"Symmetric model, sigma = {cfg.sigma}, U0 = rand(d, d)/5, {cfg.n_seeds} seeds per setting. Counts "
+        "of "
+        "the number of interior maxima of the OOD loss (1 = swing-by/double descent, 2 = triple, 3 = "
+        "quadruple descent).",
+        "",
+        "| setting | convention | 0 | 1 | 2 | 3+ | failure |",
+        "|---|---|---|---|---|---|---|",
+    )
     out, examples = {}, []
     settings = {f"{name} (Fig {s.figure})": s.mu for name, s in paper.multiple_descent().items()}
     for label, mu in settings.items():
@@ -157,28 +197,50 @@ def _section_multiple(r: _Report):
             n_max = [sum(p.kind == "max" for p in x.turning_points) for x in res]
             hist = Counter(min(n, 3) for n in n_max)
             fails = sum(x.kind == "failure" for x in res)
-            r.md(f"| {label} mu = {list(mu)} | `{conv}` | " + " | ".join(str(hist.get(k, 0)) for k in range(4)) + f" | {fails} |")
+            r.md(
+                f"| {label} mu = {list(mu)} | `{conv}` | "
+                + " | ".join(str(hist.get(k, 0)) for k in range(4))
+                + f" | {fails} |"
+            )
             out[f"{label}|{conv}"] = {"n_max": {str(k): hist.get(k, 0) for k in range(4)}, "failure": fails}
             want = len(mu) - 1  # triple descent for s = 3, quadruple for s = 4
             hit = next((k for k, n in enumerate(n_max) if n >= want), None)
             if conv == "paper-code" and hit is not None and "failure" not in label:
-                examples.append((label.split()[0], mu, hit, Curves.from_W(task, t, W[hit], model="symmetric", convention=conv)))
+                examples.append(
+                    (
+                        label.split()[0],
+                        mu,
+                        hit,
+                        Curves.from_W(task, t, W[hit], model="symmetric", convention=conv),
+                    )
+                )
     r.md("")
     for name, mu, hit, c in examples:
         r.csv(c, f"{name}_descent_paper_code")
-        r.fig(plotting.compositions(c, cfg.out / "figures" / f"{name}_descent",
-                                    title=f"{name} descent, mu = {list(mu)}, paper-code, run {hit}"),
-              f"Loss at every composition v for one run whose OOD loss (|v| = {len(mu)}) shows {name} descent.")
+        r.fig(
+            plotting.compositions(
+                c,
+                cfg.out / "figures" / f"{name}_descent",
+                title=f"{name} descent, mu = {list(mu)}, paper-code, run {hit}",
+            ),
+            f"Loss at every composition v for one run whose OOD loss (|v| = {len(mu)}) shows {name} descent.",
+        )
     # the failure mode: a plateau at 1/2 mu_weak^2 within the paper's budget
     task = SIMTask(settings["failure (Fig 10)"], cfg.sigma, d=3)
     W0s = _u0(np.random.default_rng(20_003), (cfg.n_seeds,), 3)
     budget = paper.figure10().budget  # lr 0.01 x 2000 steps in the paper's time
     t = swingby.time_grid(2000.0, 600)
     plateau = 0.5 * task.mu[0] ** 2
-    r.md("", f"**Failure mode** (mu = (0.7, 1.7, 3)): the weak concept's diagonal entry w_11 is pushed down while the "
-         f"strong concepts are learned, so the OOD loss sits on a plateau near 1/2 mu_1^2 = {plateau:.3g}.", "",
-         "| convention | median OOD loss at the paper's budget (t = 20) | median min w_11 / w_11(0) | median time w_11 reaches 0.5 |",
-         "|---|---|---|---|")
+    r.md(
+        "",
+        "**Failure mode** (mu = (0.7, 1.7, 3)): the weak concept's diagonal entry w_11 is pushed down while "
+        "the "
+        f"strong concepts are learned, so the OOD loss sits on a plateau near 1/2 mu_1^2 = {plateau:.3g}.",
+        "",
+        "| convention | median OOD loss at the paper's budget (t = 20) | median min w_11 / w_11(0) | median "
+        "time w_11 reaches 0.5 |",
+        "|---|---|---|---|",
+    )
     fail = {}
     panels = {}
     for conv in ("gradient-flow", "paper-code"):
@@ -187,14 +249,25 @@ def _section_multiple(r: _Report):
         w11 = W[:, 1:, 0, 0]
         suppression = w11.min(axis=1) / W0s[:, 0, 0]
         reach = np.array([t[np.argmax(row >= 0.5)] if np.any(row >= 0.5) else np.inf for row in w11])
-        fail[conv] = {"loss_at_budget": float(np.median(L_budget)), "suppression": float(np.median(suppression)),
-                      "time_to_half": float(np.median(reach))}
-        r.md(f"| `{conv}` | {np.median(L_budget):.4g} | {np.median(suppression):.3g} | {np.median(reach):.4g} |")
+        fail[conv] = {
+            "loss_at_budget": float(np.median(L_budget)),
+            "suppression": float(np.median(suppression)),
+            "time_to_half": float(np.median(reach)),
+        }
+        r.md(
+            f"| `{conv}` | {np.median(L_budget):.4g} | {np.median(suppression):.3g} | {np.median(reach):.4g} "
+            "|"
+        )
         panels[conv] = Curves.from_W(task, t, W[0, 1:], model="symmetric", convention=conv)
         r.csv(panels[conv], f"failure_{conv}")
     r.md("")
-    r.fig(plotting.ood_loss_panels(panels, cfg.out / "figures" / "failure_mode", title="Failure mode, mu = (0.7, 1.7, 3)"),
-          f"The plateau near {plateau:.3g} outlasts the paper's budget (t = 20) under paper-code; with longer training the weak concept is learned.")
+    r.fig(
+        plotting.ood_loss_panels(
+            panels, cfg.out / "figures" / "failure_mode", title="Failure mode, mu = (0.7, 1.7, 3)"
+        ),
+        f"The plateau near {plateau:.3g} outlasts the paper's budget (t = 20) under paper-code; with longer "
+        "training the weak concept is learned.",
+    )
     out["failure_mode"] = fail
     r.summary["multiple_descent"] = out
 
@@ -206,20 +279,32 @@ def _first_time(t, x, level):
 
 def _section_learning_order(r: _Report):
     cfg = r.cfg
-    r.md("## 4. Learning order follows a_p = mu_p^2 / s + sigma_p^2", "",
-         "Symmetric model (gradient-flow time), U0 with i.i.d. N(0, 0.03^2) entries (d = 2, seed 0, so W0 is not "
-         "diagonal and the flow is integrated numerically); t_p = first time w_pp >= 0.9. One-layer model: "
-         "t_p = log(10) / a_p from `one_layer_flow.time_to_eps`.", "")
+    r.md(
+        "## 4. Learning order follows a_p = mu_p^2 / s + sigma_p^2",
+        "",
+        "Symmetric model (gradient-flow time), U0 with i.i.d. N(0, 0.03^2) entries (d = 2, seed 0, so W0 is "
+        "not "
+        "diagonal and the flow is integrated numerically); t_p = first time w_pp >= 0.9. One-layer model: "
+        "t_p = log(10) / a_p from `one_layer_flow.time_to_eps`.",
+        "",
+    )
     rng = np.random.default_rng(0)
     U0 = rng.normal(0, 0.03, (2, 2))
     W0 = U0 @ U0.T
     t = swingby.time_grid(400.0, 3000)
     sweeps = {
         "mu_1 (Fig 2a: mu = (mu_1, 2))": ("mu_1", [1.0, 2.0, 3.0], lambda v: SIMTask([v, 2.0], cfg.sigma)),
-        "sigma_1 (Fig 2b: mu = (1, 2))": ("sigma_1", [0.05, 0.1, 0.5, 1.0, 2.0], lambda v: SIMTask([1.0, 2.0], [v, cfg.sigma])),
+        "sigma_1 (Fig 2b: mu = (1, 2))": (
+            "sigma_1",
+            [0.05, 0.1, 0.5, 1.0, 2.0],
+            lambda v: SIMTask([1.0, 2.0], [v, cfg.sigma]),
+        ),
     }
     order, figures = {}, []
-    r.md("| sweep | value | a_1 | a_2 | t_1 | t_2 | first learned | theory (larger a first) |", "|---|---|---|---|---|---|---|---|")
+    r.md(
+        "| sweep | value | a_1 | a_2 | t_1 | t_2 | first learned | theory (larger a first) |",
+        "|---|---|---|---|---|---|---|---|",
+    )
     tlin = compiled("one_layer_flow", "time_to_eps")
     for title, (name, values, make) in sweeps.items():
         tasks = [make(v) for v in values]
@@ -232,17 +317,39 @@ def _section_learning_order(r: _Report):
             theory_first = 1 if tk.a[0] > tk.a[1] else (2 if tk.a[1] > tk.a[0] else 0)
             ok = theory_first in (0, first)
             agree += ok
-            r.md(f"| {name} | {v} | {tk.a[0]:.4g} | {tk.a[1]:.4g} | {t1[k]:.4g} | {t2[k]:.4g} | {first} | "
-                 f"{theory_first or 'tie'} {'(agrees)' if ok else '(DISAGREES)'} |")
-        order[name] = {"values": values, "t1": t1.tolist(), "t2": t2.tolist(), "agree": agree, "n": len(values)}
+            r.md(
+                f"| {name} | {v} | {tk.a[0]:.4g} | {tk.a[1]:.4g} | {t1[k]:.4g} | {t2[k]:.4g} | {first} | "
+                f"{theory_first or 'tie'} {'(agrees)' if ok else '(DISAGREES)'} |"
+            )
+        order[name] = {
+            "values": values,
+            "t1": t1.tolist(),
+            "t2": t2.tolist(),
+            "agree": agree,
+            "n": len(values),
+        }
         a1 = np.array([tk.a[0] for tk in tasks])
         a2 = np.array([tk.a[1] for tk in tasks])
-        series = {"symmetric t_1": t1, "symmetric t_2": t2,
-                  "one-layer t_1": tlin(a=a1, epsilon=0.1), "one-layer t_2": tlin(a=a2, epsilon=0.1)}
-        figures.append((plotting.sweep(values, series, cfg.out / "figures" / f"learning_order_{name}", xlabel=name,
-                                       ylabel="time to learn (w_pp >= 0.9)", title=title),
-                        f"Time to learn each concept against {name}; the concept with the larger a_p is learned "
-                        f"first in {agree}/{len(values)} settings."))
+        series = {
+            "symmetric t_1": t1,
+            "symmetric t_2": t2,
+            "one-layer t_1": tlin(a=a1, epsilon=0.1),
+            "one-layer t_2": tlin(a=a2, epsilon=0.1),
+        }
+        figures.append(
+            (
+                plotting.sweep(
+                    values,
+                    series,
+                    cfg.out / "figures" / f"learning_order_{name}",
+                    xlabel=name,
+                    ylabel="time to learn (w_pp >= 0.9)",
+                    title=title,
+                ),
+                f"Time to learn each concept against {name}; the concept with the larger a_p is learned "
+                f"first in {agree}/{len(values)} settings.",
+            )
+        )
     r.md("")
     for paths, caption in figures:
         r.fig(paths, caption)
@@ -251,24 +358,45 @@ def _section_learning_order(r: _Report):
 
 def _section_agreement(r: _Report):
     cfg = r.cfg
-    r.md("## 5. Predicting the swing-by from the theory's conditions", "",
-         f"Rule (`simtheory.swingby.predict_swingby`): non-monotone iff some weak/strong pair has w_ij(0) > 0, "
-         f"a_j > 3 a_i and the largest eigenvalue of W0 is below 0.1. Compared with the numerical solution on "
-         f"{cfg.n_agreement} random settings (s = 2, d = 3; see `agreement_study`). Measured, not tuned:", "",
-         "| convention | agreement | true pos. | true neg. | false pos. | false neg. |", "|---|---|---|---|---|---|")
+    r.md(
+        "## 5. Predicting the swing-by from the theory's conditions",
+        "",
+        "Rule (`simtheory.swingby.predict_swingby`): non-monotone iff some weak/strong pair has w_ij(0) > "
+        "0, "
+        f"a_j > 3 a_i and the largest eigenvalue of W0 is below 0.1. Compared with the numerical solution on "
+        f"{cfg.n_agreement} random settings (s = 2, d = 3; see `agreement_study`). Measured, not tuned:",
+        "",
+        "| convention | agreement | true pos. | true neg. | false pos. | false neg. |",
+        "|---|---|---|---|---|---|",
+    )
     out = {}
     for conv in ("gradient-flow", "paper-code"):
         res = swingby.agreement_study(cfg.n_agreement, seed=cfg.seed, convention=conv)
         c = res["confusion"]
         r.md(f"| `{conv}` | {res['agreement']:.1%} | {c['tp']} | {c['tn']} | {c['fp']} | {c['fn']} |")
         out[conv] = {"agreement": res["agreement"], "confusion": c}
-        tp_b = [x["bump"] for x in res["records"] if x["predicted"] and x["actual"] in ("swing-by", "multiple descent")]
-        fn_b = [x["bump"] for x in res["records"] if not x["predicted"] and x["actual"] in ("swing-by", "multiple descent")]
+        tp_b = [
+            x["bump"]
+            for x in res["records"]
+            if x["predicted"] and x["actual"] in ("swing-by", "multiple descent")
+        ]
+        fn_b = [
+            x["bump"]
+            for x in res["records"]
+            if not x["predicted"] and x["actual"] in ("swing-by", "multiple descent")
+        ]
         out[conv]["median_bump_true_pos"] = float(np.median(tp_b)) if tp_b else None
         out[conv]["median_bump_false_neg"] = float(np.median(fn_b)) if fn_b else None
-    r.md("", "Median bump of the non-monotone runs the rule catches vs misses: " + "; ".join(
-        f"`{conv}` {v['median_bump_true_pos'] or 0:.3g} vs {v['median_bump_false_neg'] or 0:.3g}" for conv, v in out.items())
-        + ". The rule is a qualitative summary of the theory's conditions, not a sharp criterion.", "")
+    r.md(
+        "",
+        "Median bump of the non-monotone runs the rule catches vs misses: "
+        + "; ".join(
+            f"`{conv}` {v['median_bump_true_pos'] or 0:.3g} vs {v['median_bump_false_neg'] or 0:.3g}"
+            for conv, v in out.items()
+        )
+        + ". The rule is a qualitative summary of the theory's conditions, not a sharp criterion.",
+        "",
+    )
     r.summary["agreement"] = out
 
 
@@ -278,10 +406,15 @@ def _section_gd(r: _Report):
     from . import MODULES
 
     cfg = r.cfg
-    r.md("## 6. Theory against gradient descent (PyTorch)", "",
-         f"Each claim is checked by a module of `validation/` ({'full' if cfg.full else 'quick'} size; run one with "
-         "`python -m validation.NAME [--full]`). Predictions use the training set's exact second moment A_n "
-         "where the theory allows it.", "")
+    r.md(
+        "## 6. Theory against gradient descent (PyTorch)",
+        "",
+        f"Each claim is checked by a module of `validation/` ({'full' if cfg.full else 'quick'} size; run "
+        "one with "
+        "`python -m validation.NAME [--full]`). Predictions use the training set's exact second moment A_n "
+        "where the theory allows it.",
+        "",
+    )
     out = {}
     for name in MODULES:
         module = importlib.import_module(f"validation.{name}")
@@ -293,7 +426,14 @@ def _embed(r: _Report, name: str, rep) -> dict:
     """A validation report as a Markdown subsection: checks table, metrics, notes, figures."""
     from simtheory.claims import markdown_table
 
-    r.md(f"### `validation.{name}`: {'PASS' if rep.passed else 'FAIL'}", "", rep.claim, "", markdown_table(rep.claims), "")
+    r.md(
+        f"### `validation.{name}`: {'PASS' if rep.passed else 'FAIL'}",
+        "",
+        rep.claim,
+        "",
+        markdown_table(rep.claims),
+        "",
+    )
     for k, v in rep.metrics.items():
         if k == "variants":
             cols = list(next(iter(v.values())))
@@ -316,7 +456,9 @@ def _embed(r: _Report, name: str, rep) -> dict:
     for fig in rep.figures:
         png = Path(fig)
         caption = getattr(rep, "captions", {}).get(fig) or (
-            f"validation.{name}: {rep.claim} ({n_ok}/{len(rep.claims)} claims pass; numbers in the table above)")
+            f"validation.{name}: {rep.claim} ({n_ok}/{len(rep.claims)} claims pass; numbers in the table "
+            "above)"
+        )
         r.fig((png, png.with_suffix(".pdf")) if png.with_suffix(".pdf").exists() else (png,), caption)
     return rep.to_dict()
 
@@ -325,12 +467,21 @@ def _section_diffusion(r: _Report):
     from . import diffusion
 
     cfg = r.cfg
-    r.md("## 7. Text-conditioned diffusion model in concept space (paper Section 5, Figure 6)", "",
-         f"`validation.diffusion` ({'full' if cfg.full else 'quick'} size; `python -m validation.diffusion [--full | --sweep]`). "
-         "Concept space C = (P(blue), P(small)) from a CNN probe held to 99% held-out accuracy.", "")
+    r.md(
+        "## 7. Text-conditioned diffusion model in concept space (paper Section 5, Figure 6)",
+        "",
+        f"`validation.diffusion` ({'full' if cfg.full else 'quick'} size; `python -m validation.diffusion "
+        "[--full | --sweep]`). "
+        "Concept space C = (P(blue), P(small)) from a CNN probe held to 99% held-out accuracy.",
+        "",
+    )
     run_dir = cfg.diffusion_run if cfg.diffusion_run is not None else cfg.out / "diffusion_run"
-    rep = diffusion.run(quick=not cfg.full, out=cfg.out / "figures", run_dir=run_dir,
-                        config=diffusion.config_of(cfg.diffusion_run) if cfg.diffusion_run is not None else None)
+    rep = diffusion.run(
+        quick=not cfg.full,
+        out=cfg.out / "figures",
+        run_dir=run_dir,
+        config=diffusion.config_of(cfg.diffusion_run) if cfg.diffusion_run is not None else None,
+    )
     r.summary["diffusion"] = _embed(r, "diffusion", rep)
 
 
@@ -344,7 +495,13 @@ def _fmt(v):
     return str(v)
 
 
-SECTIONS = (_section_derivations, _section_figure5, _section_multiple, _section_learning_order, _section_agreement)
+SECTIONS = (
+    _section_derivations,
+    _section_figure5,
+    _section_multiple,
+    _section_learning_order,
+    _section_agreement,
+)
 
 
 def reproduce(cfg: Config, progress: bool = True) -> Path:
@@ -353,11 +510,18 @@ def reproduce(cfg: Config, progress: bool = True) -> Path:
 
     start = time.perf_counter()
     r = _Report(cfg)
-    r.md("# simtheory reproduction report: theory side of Yang et al. (ICLR 2025)", "",
-         "All curves are predictions of the compiled closed forms or of the numerically integrated flow "
-         "(sections 1-5) and of PyTorch gradient-descent runs held against them (section 6). Time is gradient-flow "
-         "time (lr x steps) unless a convention says otherwise.", "")
-    sections = SECTIONS + ((_section_gd,) if cfg.gd else ()) + ((_section_diffusion,) if cfg.diffusion else ())
+    r.md(
+        "# simtheory reproduction report: theory side of Yang et al. (ICLR 2025)",
+        "",
+        "All curves are predictions of the compiled closed forms or of the numerically integrated flow "
+        "(sections 1-5) and of PyTorch gradient-descent runs held against them (section 6). Time is "
+        "gradient-flow "
+        "time (lr x steps) unless a convention says otherwise.",
+        "",
+    )
+    sections = (
+        SECTIONS + ((_section_gd,) if cfg.gd else ()) + ((_section_diffusion,) if cfg.diffusion else ())
+    )
     for section in tqdm(sections, desc="reproduce", unit="section", disable=not progress):
         section(r)
     elapsed = time.perf_counter() - start

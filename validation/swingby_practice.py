@@ -70,8 +70,16 @@ def run(quick: bool = True, out=None) -> Report:
     how = training_description(0.05, n, batch)
     for d in (2, 64):
         task = sim.SIMTask([1.0, 2.0], 0.05, d=d)
-        run_ = train(task, Model("deep", (d, d, d)), Init("default"), lr=0.05, steps=steps, seeds=seeds, n=n,
-                     batch_size=batch)
+        run_ = train(
+            task,
+            Model("deep", (d, d, d)),
+            Init("default"),
+            lr=0.05,
+            steps=steps,
+            seeds=seeds,
+            n=n,
+            batch_size=batch,
+        )
         nm = swingby.ood_non_monotone(run_.curves)
         fractions[d] = float(nm.mean())
         e = int(np.flatnonzero(nm)[0]) if nm.any() else 0
@@ -84,27 +92,50 @@ def run(quick: bool = True, out=None) -> Report:
             overlay[label] = (run_.curves.times, _flow(run_, members=[e])[0])
         nonmono_total += int(nm.sum())
         train_monotone += int(np.sum(nm & train_loss_monotone(run_.curves.train_loss, batch)))
-    r.check("non-monotone fraction d = 2 minus d = 64 (four-layer linear)", fractions[2] - fractions[64], ">= 0.3",
-            fractions[2] - fractions[64] >= 0.3)
+    r.check(
+        "non-monotone fraction d = 2 minus d = 64 (four-layer linear)",
+        fractions[2] - fractions[64],
+        ">= 0.3",
+        fractions[2] - fractions[64] >= 0.3,
+    )
     r.metrics["non-monotone fraction, four-layer linear"] = fractions
     frac_mono = train_monotone / max(nonmono_total, 1)
-    r.check(f"training loss monotone in the {nonmono_total} runs with non-monotone OOD loss", frac_mono, ">= 0.95",
-            nonmono_total > 0 and frac_mono >= 0.95)
+    r.check(
+        f"training loss monotone in the {nonmono_total} runs with non-monotone OOD loss",
+        frac_mono,
+        ">= 0.95",
+        nonmono_total > 0 and frac_mono >= 0.95,
+    )
 
     if out is not None:
         from simtheory import plotting
 
-        paths = plotting.ood_loss_panels(panels, out / "four_layer_d2_vs_d64", overlay=overlay,
-                                         overlay_label="gradient-flow prediction",
-                                         title="Four-layer linear, default init: OOD (solid) vs training (dashed) loss")
-        r.figure(paths, f"Paper Figures 2c/3 and 17 analogue. Four-layer linear network (PyTorch default init), "
-                        f"mu = (1, 2), sigma = 0.05, {E} seeds, {how}. OOD loss non-monotone in "
-                        f"{fractions[2]:.0%} of runs at d = 2 and {fractions[64]:.0%} at d = 64; the training loss falls "
-                        f"monotonically in {train_monotone}/{nonmono_total} of the non-monotone runs. Dotted: the "
-                        f"gradient-flow prediction (deep_flow from each run's initial weights and A_n); at d = 2 it "
-                        f"predicts monotone vs not in {agree2[0]}/{agree2[1]} runs.")
-    three = train(sim.SIMTask([1.0, 2.0], 0.05, d=3), Model("deep", (3, 3)), Init("default"), lr=0.05, steps=steps,
-                  seeds=seeds, n=n, batch_size=batch)
+        paths = plotting.ood_loss_panels(
+            panels,
+            out / "four_layer_d2_vs_d64",
+            overlay=overlay,
+            overlay_label="gradient-flow prediction",
+            title="Four-layer linear, default init: OOD (solid) vs training (dashed) loss",
+        )
+        r.figure(
+            paths,
+            f"Paper Figures 2c/3 and 17 analogue. Four-layer linear network (PyTorch default init), "
+            f"mu = (1, 2), sigma = 0.05, {E} seeds, {how}. OOD loss non-monotone in "
+            f"{fractions[2]:.0%} of runs at d = 2 and {fractions[64]:.0%} at d = 64; the training loss falls "
+            f"monotonically in {train_monotone}/{nonmono_total} of the non-monotone runs. Dotted: the "
+            f"gradient-flow prediction (deep_flow from each run's initial weights and A_n); at d = 2 it "
+            f"predicts monotone vs not in {agree2[0]}/{agree2[1]} runs.",
+        )
+    three = train(
+        sim.SIMTask([1.0, 2.0], 0.05, d=3),
+        Model("deep", (3, 3)),
+        Init("default"),
+        lr=0.05,
+        steps=steps,
+        seeds=seeds,
+        n=n,
+        batch_size=batch,
+    )
     nm3 = swingby.ood_non_monotone(three.curves)
     pred3 = agreement.add(three, nm3)
     r.metrics["non-monotone fraction, three-layer linear d = 3"] = float(nm3.mean())
@@ -113,21 +144,38 @@ def run(quick: bool = True, out=None) -> Report:
 
         picks = list(np.flatnonzero(nm3)[:2]) + list(np.flatnonzero(~nm3)[:1])
         labels = {int(e): f"seed {e}" + (" (non-monotone)" if nm3[e] else " (monotone)") for e in picks}
-        paths = plotting.ood_loss_panels({labels[e]: three.curves.select(e) for e in labels},
-                                         out / "three_layer_d3", title="Three-layer linear, d = 3, default init",
-                                         overlay={labels[e]: (three.curves.times, pred3[e]) for e in labels},
-                                         overlay_label="gradient-flow prediction")
-        r.figure(paths, f"Paper Figures 13/14 analogue. Three-layer linear network, d = 3, mu = (1, 2), sigma = 0.05, "
-                        f"default init, {E} seeds, {how}: OOD loss non-monotone in {nm3.mean():.0%} of runs. Dotted: "
-                        f"the gradient-flow prediction, which gets monotone vs not right in "
-                        f"{agreement.last[0]}/{agreement.last[1]} runs.")
+        paths = plotting.ood_loss_panels(
+            {labels[e]: three.curves.select(e) for e in labels},
+            out / "three_layer_d3",
+            title="Three-layer linear, d = 3, default init",
+            overlay={labels[e]: (three.curves.times, pred3[e]) for e in labels},
+            overlay_label="gradient-flow prediction",
+        )
+        r.figure(
+            paths,
+            f"Paper Figures 13/14 analogue. Three-layer linear network, d = 3, mu = (1, 2), sigma = 0.05, "
+            f"default init, {E} seeds, {how}: OOD loss non-monotone in {nm3.mean():.0%} of runs. Dotted: "
+            f"the gradient-flow prediction, which gets monotone vs not right in "
+            f"{agreement.last[0]}/{agreement.last[1]} runs.",
+        )
     mus = [0.6, 1.0, 1.4] if quick else [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
     sweeps, untied_agree, predicted = {}, [0, 0], []
-    for name, model in (("two-layer linear", Model("untied", (16,))), ("two-layer ReLU", Model("mlp", (16,), bias=True))):
+    for name, model in (
+        ("two-layer linear", Model("untied", (16,))),
+        ("two-layer ReLU", Model("mlp", (16,), bias=True)),
+    ):
         row = {}
         for mu1 in mus:
-            rr = train(sim.SIMTask([mu1, 2.0], 0.05, d=2), model, Init("default"), lr=0.05, steps=steps, seeds=seeds,
-                       n=n, batch_size=batch)
+            rr = train(
+                sim.SIMTask([mu1, 2.0], 0.05, d=2),
+                model,
+                Init("default"),
+                lr=0.05,
+                steps=steps,
+                seeds=seeds,
+                n=n,
+                batch_size=batch,
+            )
             nm = swingby.ood_non_monotone(rr.curves)
             row[mu1] = float(nm.mean())
             if model.kind == "untied":
@@ -141,20 +189,31 @@ def run(quick: bool = True, out=None) -> Report:
         r.check(name, agreement.rate, ">= 0.9", agreement.total > 0 and agreement.rate >= 0.9)
     else:  # SGD: the flow is only its noiseless limit
         r.metrics[name + ", SGD"] = agreement.rate
-    r.metrics["max |OOD loss(GD) - OOD loss(flow)|, median over linear runs"] = float(np.median(agreement.gaps))
+    r.metrics["max |OOD loss(GD) - OOD loss(flow)|, median over linear runs"] = float(
+        np.median(agreement.gaps)
+    )
     if out is not None:
         from simtheory import plotting
 
         sweeps["two-layer linear, gradient-flow prediction"] = predicted
-        paths = plotting.sweep(mus, sweeps, out / "two_layer_sweeps", xlabel="mu_1 (mu_2 = 2, d = 2)",
-                               ylabel="fraction of runs with non-monotone OOD loss", logy=False,
-                               title=f"Two-layer networks, default init, {E} seeds per point")
-        r.figure(paths, f"Paper Figures 11/12 analogue. Two-layer linear (W2 W1, hidden 16) and ReLU (hidden 16, "
-                        f"biases) networks, d = 2, mu = (mu_1, 2), sigma = 0.05, default init, {E} seeds per point, "
-                        f"{how}. The linear runs' gradient-flow prediction (untied_flow from each run's initial "
-                        f"weights and A_n; its fraction drawn as the third series) gets monotone vs not right in "
-                        f"{untied_agree[0]}/{untied_agree[1]} runs; "
-                        f"the ReLU networks have no prediction.")
+        paths = plotting.sweep(
+            mus,
+            sweeps,
+            out / "two_layer_sweeps",
+            xlabel="mu_1 (mu_2 = 2, d = 2)",
+            ylabel="fraction of runs with non-monotone OOD loss",
+            logy=False,
+            title=f"Two-layer networks, default init, {E} seeds per point",
+        )
+        r.figure(
+            paths,
+            f"Paper Figures 11/12 analogue. Two-layer linear (W2 W1, hidden 16) and ReLU (hidden 16, "
+            f"biases) networks, d = 2, mu = (mu_1, 2), sigma = 0.05, default init, {E} seeds per point, "
+            f"{how}. The linear runs' gradient-flow prediction (untied_flow from each run's initial "
+            f"weights and A_n; its fraction drawn as the third series) gets monotone vs not right in "
+            f"{untied_agree[0]}/{untied_agree[1]} runs; "
+            f"the ReLU networks have no prediction.",
+        )
     return r
 
 

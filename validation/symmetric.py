@@ -11,8 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 import simtheory as sim
-from simtheory import paper
-from simtheory import swingby
+from simtheory import paper, swingby
 from simtheory.measures import log_linear_fit
 from simtheory.simulate import Init, Model, train
 
@@ -21,7 +20,10 @@ from ._report import Report, main
 
 def run(quick: bool = True, out=None) -> Report:
     """Symmetric model: GD -> flow with error ∝ lr; turning points within 2%."""
-    r = Report("symmetric", "GD on U -> symmetric_flow with error ∝ lr; OOD turning points within 2% at the smallest lr")
+    r = Report(
+        "symmetric",
+        "GD on U -> symmetric_flow with error ∝ lr; OOD turning points within 2% at the smallest lr",
+    )
     fig5 = paper.figure5()
     sizes = fig5.sizes(quick)
     task = fig5.task()
@@ -34,12 +36,26 @@ def run(quick: bool = True, out=None) -> Report:
     X = task.sample(sizes.n, seed=0).inputs
     for lr in lrs:
         k = int(round(t_end / lr))
-        run_ = train(task, Model("symmetric"), init, lr=float(lr), steps=k, record=np.arange(k + 1), seeds=[0], inputs=X)
+        run_ = train(
+            task,
+            Model("symmetric"),
+            init,
+            lr=float(lr),
+            steps=k,
+            record=np.arange(k + 1),
+            seeds=[0],
+            inputs=X,
+        )
         pred = sim.symmetric_flow(run_.A_n[0], W0, run_.curves.times)
         errs.append(float(np.max(np.linalg.norm(run_.curves.W[0] - pred, axis=(-2, -1)))))
         last = (run_, pred)
     slope = log_linear_fit(lrs, errs, log_x=True).slope  # convergence order
-    r.check("log-log slope of max_t ||W_GD(t) - W_flow(t)|| against lr", slope, "in [0.9, 1.1]", 0.9 <= slope <= 1.1)
+    r.check(
+        "log-log slope of max_t ||W_GD(t) - W_flow(t)|| against lr",
+        slope,
+        "in [0.9, 1.1]",
+        0.9 <= slope <= 1.1,
+    )
     r.metrics["errors_by_lr"] = {f"{a:g}": e for a, e in zip(lrs, errs)}
 
     run_, pred = last
@@ -60,16 +76,26 @@ def run(quick: bool = True, out=None) -> Report:
 
         th_c = Curves.from_W(task, t, pred, model="symmetric")
         gd_label = f"GD (lr = {lrs[-1]:g})"
-        paths = plotting.ood_loss_panels({gd_label: run_.curves.select(0), "theory": th_c},
-                                         out / "symmetric_gd_vs_theory",
-                                         marks={"theory": [(p.time, p.value) for p in th.turning_points]},
-                                         overlay={gd_label: (t, sim.ood_loss(task, pred))},
-                                         overlay_label="symmetric_flow (A_n)")
-        agree = (f"the same {len(th.turning_points)} turning points, times within {dt:.2%} and values within {dv:.2%}"
-                 if same else "a different sequence of turning points")
-        r.figure(paths, f"Paper Figure 5 analogue from GD: {fig5.describe()}, full-batch GD at lr {lrs[-1]:g} on {X.shape[0] // 2} points per cluster, "
-                        f"gradient-flow time. Dotted and right: symmetric_flow with the training set's A_n. GD shows "
-                        f"{agree}; the GD-to-flow error falls like lr^{slope:.3f}.")
+        paths = plotting.ood_loss_panels(
+            {gd_label: run_.curves.select(0), "theory": th_c},
+            out / "symmetric_gd_vs_theory",
+            marks={"theory": [(p.time, p.value) for p in th.turning_points]},
+            overlay={gd_label: (t, sim.ood_loss(task, pred))},
+            overlay_label="symmetric_flow (A_n)",
+        )
+        agree = (
+            f"the same {len(th.turning_points)} turning points, times within {dt:.2%} and values within "
+            f"{dv:.2%}"
+            if same
+            else "a different sequence of turning points"
+        )
+        r.figure(
+            paths,
+            f"Paper Figure 5 analogue from GD: {fig5.describe()}, full-batch GD at lr {lrs[-1]:g} on "
+            f"{X.shape[0] // 2} points per cluster, "
+            f"gradient-flow time. Dotted and right: symmetric_flow with the training set's A_n. GD shows "
+            f"{agree}; the GD-to-flow error falls like lr^{slope:.3f}.",
+        )
     return r
 
 

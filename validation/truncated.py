@@ -42,37 +42,61 @@ def _linear_theory(r: Report, quick: bool, out):
     lr, t_end = 0.005, 12.0
     steps = int(round(t_end / lr))
     U0 = 0.01 * (np.eye(2) + 0.1 * np.random.default_rng(0).normal(size=(2, 2)))
-    run_ = train(tasks, Model("symmetric"), Init("given", arrays=(U0,)), lr=lr, steps=steps, seeds=[0] * len(CUTS),
-                 data_seeds=list(range(len(CUTS))), n=20000 if quick else 200000)
+    run_ = train(
+        tasks,
+        Model("symmetric"),
+        Init("given", arrays=(U0,)),
+        lr=lr,
+        steps=steps,
+        seeds=[0] * len(CUTS),
+        data_seeds=list(range(len(CUTS))),
+        n=20000 if quick else 200000,
+    )
     c = run_.curves
     W0 = U0 @ U0.T
     panels, overlay, ratios = {}, {}, []
     for k, (cut, task) in enumerate(zip(CUTS, tasks)):
         gd = c.ood_loss[k]
         scale = float(gd[0])
-        pred = {name: theory.ood_loss(task, sim.symmetric_flow(A, W0, c.times))
-                for name, A in (("truncated A", task.A), ("Gaussian A", gaussian.A), ("A_n", run_.A_n[k]))}
+        pred = {
+            name: theory.ood_loss(task, sim.symmetric_flow(A, W0, c.times))
+            for name, A in (("truncated A", task.A), ("Gaussian A", gaussian.A), ("A_n", run_.A_n[k]))
+        }
         err = {name: float(np.max(np.abs(y - gd))) / scale for name, y in pred.items()}
-        r.check(f"c = {cut}: OOD-loss error of the truncated-A prediction / that of the Gaussian-A prediction",
-                err["truncated A"] / err["Gaussian A"], "< 0.25", err["truncated A"] < 0.25 * err["Gaussian A"])
+        r.check(
+            f"c = {cut}: OOD-loss error of the truncated-A prediction / that of the Gaussian-A prediction",
+            err["truncated A"] / err["Gaussian A"],
+            "< 0.25",
+            err["truncated A"] < 0.25 * err["Gaussian A"],
+        )
         r.metrics[f"c = {cut}: max OOD-loss error / initial OOD loss"] = err
         ratios.append(f"{err['truncated A']:.3f} vs {err['Gaussian A']:.3f} at c = {cut}")
         r.metrics[f"c = {cut}: variance factor, a_1 truncated vs Gaussian"] = (
-            truncated_variance_factor(cut), [float(task.a[0]), float(gaussian.a[0])])
+            truncated_variance_factor(cut),
+            [float(task.a[0]), float(gaussian.a[0])],
+        )
         label = f"c = {cut}"
         panels[label] = c.select(k)
         overlay[label] = (c.times, pred["truncated A"])
     if out is not None:
         from simtheory import plotting
 
-        paths = plotting.ood_loss_panels(panels, out / "truncated_symmetric", overlay=overlay,
-                                         overlay_label="theory, truncated A",
-                                         title="Symmetric model on clusters truncated at c standard deviations")
-        r.figure(paths, f"Truncated clusters (our reading of the paper's Figures 15/16), linear theory. Symmetric model "
-                        f"U U^T, mu = (1, 1.5), sigma = (0.6, 0.05), U0 = 0.01 (I + 0.1 noise), full-batch GD at lr "
-                        f"{lr}, {run_.inputs.shape[1] // 2} points per cluster. Dotted: symmetric_flow with the truncated "
-                        f"population A. Max OOD-loss error relative to the initial OOD loss, truncated-A vs Gaussian-A "
-                        f"prediction: " + "; ".join(ratios) + ".")
+        paths = plotting.ood_loss_panels(
+            panels,
+            out / "truncated_symmetric",
+            overlay=overlay,
+            overlay_label="theory, truncated A",
+            title="Symmetric model on clusters truncated at c standard deviations",
+        )
+        r.figure(
+            paths,
+            f"Truncated clusters (our reading of the paper's Figures 15/16), linear theory. Symmetric model "
+            f"U U^T, mu = (1, 1.5), sigma = (0.6, 0.05), U0 = 0.01 (I + 0.1 noise), full-batch GD at lr "
+            f"{lr}, {run_.inputs.shape[1] // 2} points per cluster. Dotted: symmetric_flow with the "
+            "truncated "
+            f"population A. Max OOD-loss error relative to the initial OOD loss, truncated-A vs Gaussian-A "
+            f"prediction: " + "; ".join(ratios) + ".",
+        )
 
 
 def _swingby(r: Report, quick: bool, out):
@@ -86,20 +110,29 @@ def _swingby(r: Report, quick: bool, out):
     how = training_description(0.05, n, batch)
     for data, cut in (("Gaussian", None), ("truncated c = 1", 1.0)):
         task = sim.SIMTask([1.0, 2.0], 0.3, d=2, truncate=cut)
-        for name, model in (("four-layer linear", Model("deep", (2, 2, 2))),
-                            ("two-layer ReLU", Model("mlp", (16,), bias=True))):
-            run_ = train(task, model, Init("default"), lr=0.05, steps=steps, seeds=seeds, n=n, batch_size=batch)
+        for name, model in (
+            ("four-layer linear", Model("deep", (2, 2, 2))),
+            ("two-layer ReLU", Model("mlp", (16,), bias=True)),
+        ):
+            run_ = train(
+                task, model, Init("default"), lr=0.05, steps=steps, seeds=seeds, n=n, batch_size=batch
+            )
             c = run_.curves
             nm = swingby.ood_non_monotone(c)
             mono_train = train_loss_monotone(c.train_loss, batch)
             kinds[(data, name)] = float(nm.mean())
             r.metrics[f"{name}, {data}: non-monotone OOD loss / training loss monotone in those runs"] = (
-                float(nm.mean()), f"{int(np.sum(mono_train & nm))}/{int(nm.sum())}")
+                float(nm.mean()),
+                f"{int(np.sum(mono_train & nm))}/{int(nm.sum())}",
+            )
             if name != "four-layer linear" or cut is None:
                 continue
             pred = theory.ood_loss(task, flow_limit(run_, population=True, rtol=1e-7, atol=1e-10))
             agree = float(np.mean(swingby.ood_non_monotone(c, pred) == nm))
-            check = "four-layer linear, truncated clusters: flow with the truncated population A predicts monotone vs not"
+            check = (
+                "four-layer linear, truncated clusters: flow with the truncated population A predicts "
+                "monotone vs not"
+            )
             if batch is None:
                 r.check(check, agree, ">= 0.9", agree >= 0.9)
             else:  # SGD: the flow is only its noiseless limit
@@ -111,22 +144,40 @@ def _swingby(r: Report, quick: bool, out):
     if out is not None:
         from simtheory import plotting
 
-        paths = plotting.ood_loss_panels(panels, out / "truncated_four_layer", overlay=overlay,
-                                         overlay_label="gradient flow, truncated population A",
-                                         title="Four-layer linear, d = 2, clusters truncated at 1 standard deviation")
-        r.figure(paths, f"Truncated clusters, swing-by. Four-layer linear network (default init), d = 2, mu = (1, 2), "
-                        f"sigma = 0.3 cut at 1 standard deviation, {E} seeds, {how}. Dotted: the gradient flow from "
-                        f"the run's initial weights with the truncated population A; it predicts monotone vs not in "
-                        f"{agree:.0%} of runs.")
+        paths = plotting.ood_loss_panels(
+            panels,
+            out / "truncated_four_layer",
+            overlay=overlay,
+            overlay_label="gradient flow, truncated population A",
+            title="Four-layer linear, d = 2, clusters truncated at 1 standard deviation",
+        )
+        r.figure(
+            paths,
+            f"Truncated clusters, swing-by. Four-layer linear network (default init), d = 2, mu = (1, 2), "
+            f"sigma = 0.3 cut at 1 standard deviation, {E} seeds, {how}. Dotted: the gradient flow from "
+            f"the run's initial weights with the truncated population A; it predicts monotone vs not in "
+            f"{agree:.0%} of runs.",
+        )
         names = ["four-layer linear", "two-layer ReLU"]
-        paths = plotting.sweep([0, 1], {name: [kinds[("Gaussian", name)], kinds[("truncated c = 1", name)]]
-                                        for name in names}, out / "truncated_fractions",
-                               xlabel="training clusters (0: Gaussian, 1: truncated at c = 1)",
-                               ylabel="fraction with non-monotone OOD loss", logy=False,
-                               title=f"d = 2, mu = (1, 2), sigma = 0.3, {E} seeds, default init")
-        r.figure(paths, "Truncated vs Gaussian clusters: fraction of runs with a non-monotone OOD loss (" + "; ".join(
-            f"{name}: {kinds[('Gaussian', name)]:.0%} Gaussian, {kinds[('truncated c = 1', name)]:.0%} truncated"
-            for name in names) + f"). Training: {how}.")
+        paths = plotting.sweep(
+            [0, 1],
+            {name: [kinds[("Gaussian", name)], kinds[("truncated c = 1", name)]] for name in names},
+            out / "truncated_fractions",
+            xlabel="training clusters (0: Gaussian, 1: truncated at c = 1)",
+            ylabel="fraction with non-monotone OOD loss",
+            logy=False,
+            title=f"d = 2, mu = (1, 2), sigma = 0.3, {E} seeds, default init",
+        )
+        r.figure(
+            paths,
+            "Truncated vs Gaussian clusters: fraction of runs with a non-monotone OOD loss ("
+            + "; ".join(
+                f"{name}: {kinds[('Gaussian', name)]:.0%} Gaussian, {kinds[('truncated c = 1', name)]:.0%} "
+                "truncated"
+                for name in names
+            )
+            + f"). Training: {how}.",
+        )
 
 
 def run(quick: bool = True, out=None) -> Report:

@@ -43,13 +43,14 @@ SMOOTH_TRAJ = 2.0
 #: signals within a factor 1 + TIE of each other predict no order ("tie": not scored)
 TIE = 0.15
 #: the theory predicts a swing-by where a_strong > 3 a_weak, i.e. a signal (mu) ratio above sqrt(3)
-SEPARATED = 3.0 ** 0.5
+SEPARATED = 3.0**0.5
 #: (ii) a swing-by: the seed-mean MSE rises by >= SWING_RISE above its earlier minimum, >= SWING_SE seed s.e.
 SWING_RISE, SWING_SE = 0.05, 3.0
 #: (iii) slowdown: exponential fit of the seed-mean speed, R^2 >= DECAY_R2 over >= DECAY_POINTS checkpoints,
 #: at >= DECAY_DELTAS deltas; the fit ends where the speed falls to FLOOR_FACTOR x the noise floor
 DECAY_R2, DECAY_POINTS, DECAY_DELTAS, FLOOR_FACTOR = 0.6, 6, 3, 2.0
-#: (i) order: the predicted concept first in >= ORDER_SEEDS of the seeds at each scored delta (2 of 3), and the
+#: (i) order: the predicted concept first in >= ORDER_SEEDS of the seeds at each scored delta (2 of 3), and
+# the
 #: seed-mean colour learning time falls with delta: Spearman <= ORDER_SPEARMAN
 ORDER_SEEDS, ORDER_SPEARMAN = 2 / 3, -0.8
 #: SIM fit: the fitted a_colour / a_size rises with delta, Spearman >= SIM_SPEARMAN
@@ -59,13 +60,15 @@ SIM_SPEARMAN = 0.8
 @dataclass(frozen=True)
 class Records:
     config: RunConfig
-    steps: np.ndarray        # (C,)
-    probs: np.ndarray        # (C, K, classes, n, s) CNN probe P(value 1) per sample
-    analytic: np.ndarray     # (C, K, classes, n, 2)
-    ood_images: np.ndarray   # (C, K, N_SHOW, 3, H, W) uint8
-    train_loss: np.ndarray   # (C, K) mean loss since the previous checkpoint
-    wall_s: np.ndarray       # (C,)
-    over_probs: np.ndarray | None = None  # (C, K, n_over, n, s): the OOD class at exaggerated colours (vector prompt)
+    steps: np.ndarray  # (C,)
+    probs: np.ndarray  # (C, K, classes, n, s) CNN probe P(value 1) per sample
+    analytic: np.ndarray  # (C, K, classes, n, 2)
+    ood_images: np.ndarray  # (C, K, N_SHOW, 3, H, W) uint8
+    train_loss: np.ndarray  # (C, K) mean loss since the previous checkpoint
+    wall_s: np.ndarray  # (C,)
+    over_probs: np.ndarray | None = (
+        None  # (C, K, n_over, n, s): the OOD class at exaggerated colours (vector prompt)
+    )
 
     @property
     def members(self):
@@ -76,8 +79,16 @@ def load(run_dir) -> Records:
     run_dir = Path(run_dir)
     cfg = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
     with np.load(run_dir / "records.npz") as f:
-        return Records(cfg, f["step"], f["probs"], f["analytic"], f["ood_images"], f["train_loss"], f["wall_s"],
-                       f["over_probs"] if "over_probs" in f.files else None)
+        return Records(
+            cfg,
+            f["step"],
+            f["probs"],
+            f["analytic"],
+            f["ood_images"],
+            f["train_loss"],
+            f["wall_s"],
+            f["over_probs"] if "over_probs" in f.files else None,
+        )
 
 
 def merge(records) -> Records:
@@ -107,11 +118,21 @@ def merge(records) -> Records:
         raise ValueError(f"merged runs do not cover every (delta, seed): missing {missing}")
 
     def gather(name, axis):
-        return np.stack([np.take(getattr(records[where[m][0]], name), where[m][1], axis=axis) for m in cfg.members], axis=axis)
+        return np.stack(
+            [np.take(getattr(records[where[m][0]], name), where[m][1], axis=axis) for m in cfg.members],
+            axis=axis,
+        )
 
-    return Records(cfg, first.steps, gather("probs", 1), gather("analytic", 1), gather("ood_images", 1),
-                   gather("train_loss", 1), np.max([r.wall_s for r in records], axis=0),
-                   gather("over_probs", 1) if first.over_probs is not None else None)
+    return Records(
+        cfg,
+        first.steps,
+        gather("probs", 1),
+        gather("analytic", 1),
+        gather("ood_images", 1),
+        gather("train_loss", 1),
+        np.max([r.wall_s for r in records], axis=0),
+        gather("over_probs", 1) if first.over_probs is not None else None,
+    )
 
 
 def trajectories(rec: Records, probe: str = "cnn") -> np.ndarray:
@@ -187,8 +208,13 @@ def learning_times(steps, accuracy) -> list[list[Crossing]]:
     """Park et al.'s learning time of each concept for each member: the first checkpoint at which the
     Gaussian-smoothed (sigma = ``SMOOTH_TIME`` checkpoints) argmax accuracy is above ``LEARNED`` for ``RUN``
     consecutive checkpoints; censored at the last checkpoint if never. ``accuracy``: ``(K, C, s)``."""
-    return [[sustained_crossing(steps, acc[:, p], LEARNED, sigma=SMOOTH_TIME, run=RUN) for p in range(acc.shape[-1])]
-            for acc in np.asarray(accuracy)]
+    return [
+        [
+            sustained_crossing(steps, acc[:, p], LEARNED, sigma=SMOOTH_TIME, run=RUN)
+            for p in range(acc.shape[-1])
+        ]
+        for acc in np.asarray(accuracy)
+    ]
 
 
 def first_learned(times: list[Crossing]) -> str:
@@ -246,9 +272,15 @@ def sim_fit(steps: np.ndarray, C: np.ndarray, *, n_starts: int = 3) -> dict:
         U0 = np.eye(s) * np.sqrt(0.1 * (k + 1))
         z0 = np.concatenate([np.full(s, np.log(10.0 / horizon)), U0[tri]])
         try:
-            sol = least_squares(resid, z0, bounds=(np.r_[np.full(s, np.log(1e-3 / horizon)), np.full(len(z0) - s, -2.0)],
-                                                     np.r_[np.full(s, np.log(1e4 / horizon)), np.full(len(z0) - s, 2.0)]),
-                                max_nfev=200)
+            sol = least_squares(
+                resid,
+                z0,
+                bounds=(
+                    np.r_[np.full(s, np.log(1e-3 / horizon)), np.full(len(z0) - s, -2.0)],
+                    np.r_[np.full(s, np.log(1e4 / horizon)), np.full(len(z0) - s, 2.0)],
+                ),
+                max_nfev=200,
+            )
         except (ValueError, np.linalg.LinAlgError, FloatingPointError):
             continue
         if best is None or sol.cost < best.cost:
@@ -257,12 +289,24 @@ def sim_fit(steps: np.ndarray, C: np.ndarray, *, n_starts: int = 3) -> dict:
         raise RuntimeError("SIM fit failed from every start")
     a, W0 = unpack(best.x)
     fitted = curve(best.x)
-    return {"a": a, "W0": W0, "init_scale": float(np.linalg.norm(W0)), "rms": float(np.sqrt(np.mean((fitted - C) ** 2))),
-            "curve": fitted}
+    return {
+        "a": a,
+        "W0": W0,
+        "init_scale": float(np.linalg.norm(W0)),
+        "rms": float(np.sqrt(np.mean((fitted - C) ** 2))),
+        "curve": fitted,
+    }
 
 
-def signal_crossing(resolution: int, concepts=("colour", "size"), lo: float = 0.05, hi: float = 0.8, *,
-                    size_gap: float = 0.1, blur: float | None = None) -> float:
+def signal_crossing(
+    resolution: int,
+    concepts=("colour", "size"),
+    lo: float = 0.05,
+    hi: float = 0.8,
+    *,
+    size_gap: float = 0.1,
+    blur: float | None = None,
+) -> float:
     """The delta at which the pixel-space colour signal equals the size signal (bisection); NaN if
     the colour signal stays on one side in [lo, hi]. ``blur`` defaults to one pixel (``2 / resolution``)."""
     blur = 2 / resolution if blur is None else blur
@@ -296,7 +340,7 @@ def _rise(mse: np.ndarray, se: np.ndarray) -> dict:
     """Largest rise of a curve above its earlier minimum: the peak, the minimum before it, the rise and the
     standard error of the difference (the two points' errors combined)."""
     run_min = np.minimum.accumulate(mse)
-    lo_idx = np.array([int(np.argmin(mse[:i + 1])) for i in range(len(mse))])
+    lo_idx = np.array([int(np.argmin(mse[: i + 1])) for i in range(len(mse))])
     rise = mse - run_min
     peak = int(np.argmax(rise))
     lo = int(lo_idx[peak])
@@ -304,7 +348,8 @@ def _rise(mse: np.ndarray, se: np.ndarray) -> dict:
 
 
 def _decay(steps, mse, mid, v, floor) -> dict:
-    """Exponential (and power-law) fit of the speed ``v`` over its decline after the last turning point of ``mse``:
+    """Exponential (and power-law) fit of the speed ``v`` over its decline after the last turning point of
+    ``mse``:
     from the speed's maximum after that turning point (the whole record when the MSE has none) until the speed
     falls below ``FLOOR_FACTOR * floor``."""
     tps = turning_points(steps, mse, rel_tol=0.1) if np.ptp(mse) > 0 else ()
@@ -317,9 +362,17 @@ def _decay(steps, mse, mid, v, floor) -> dict:
     pow_fit = log_linear_fit(mid[window], v[window], log_x=True)
     n = end - start
     ok = None if n < DECAY_POINTS else bool(exp_fit.slope < 0 and exp_fit.r2 >= DECAY_R2)
-    return {"start_step": float(mid[start]), "end_step": float(mid[end - 1]) if n else float("nan"), "n_points": n,
-            "rate_per_1k": -exp_fit.slope, "r2": exp_fit.r2, "power_exponent": -pow_fit.slope, "power_r2": pow_fit.r2,
-            "floor": float(floor), "verdict": verdict(ok)}
+    return {
+        "start_step": float(mid[start]),
+        "end_step": float(mid[end - 1]) if n else float("nan"),
+        "n_points": n,
+        "rate_per_1k": -exp_fit.slope,
+        "r2": exp_fit.r2,
+        "power_exponent": -pow_fit.slope,
+        "power_r2": pow_fit.r2,
+        "floor": float(floor),
+        "verdict": verdict(ok),
+    }
 
 
 def _time(c: Crossing) -> float:
@@ -340,27 +393,42 @@ def analyse(rec: Records, *, fit: bool = True) -> dict:
 
     cfg, steps = rec.config, np.asarray(rec.steps, dtype=np.float64)
     signals = {d: concept_signal(cfg.spec(d), n=256) for d in cfg.deltas}
-    traj = gaussian_smooth(trajectories(rec), SMOOTH_TRAJ, axis=2)     # (K, classes, C, s)
-    C = traj[:, -1]                                                     # OOD prompt (K, C, s)
-    mse = mse_to_target(C)                                              # (K, C)
+    traj = gaussian_smooth(trajectories(rec), SMOOTH_TRAJ, axis=2)  # (K, classes, C, s)
+    C = traj[:, -1]  # OOD prompt (K, C, s)
+    mse = mse_to_target(C)  # (K, C)
     acc_h, acc_t = heldout_accuracy(rec), training_accuracy(rec)
-    shown = gaussian_smooth(acc_t, SMOOTH_TIME, axis=1) > 0.5           # the training prompts express the concept
-    times = {"heldout": learning_times(steps, acc_h * shown), "park": learning_times(steps, acc_h),
-             "training": learning_times(steps, acc_t)}
+    shown = gaussian_smooth(acc_t, SMOOTH_TIME, axis=1) > 0.5  # the training prompts express the concept
+    times = {
+        "heldout": learning_times(steps, acc_h * shown),
+        "park": learning_times(steps, acc_h),
+        "training": learning_times(steps, acc_t),
+    }
     mult, over = multiplicative_accuracy(rec), _over_prompt(rec)
     id_acc, agree = in_distribution_accuracy(rec), probe_agreement(rec)
     members = []
     for k, (d, seed) in enumerate(rec.members):
-        m = {"delta": d, "seed": seed, "signal_colour": signals[d]["colour"], "signal_size": signals[d]["size"],
-             "predicted_first": predicted_first(signals[d])}
+        m = {
+            "delta": d,
+            "seed": seed,
+            "signal_colour": signals[d]["colour"],
+            "signal_size": signals[d]["size"],
+            "predicted_first": predicted_first(signals[d]),
+        }
         for reading, tt in times.items():
             for p, name in enumerate(cfg.concepts[:2]):
                 m[f"time_{name}_{reading}"] = tt[k][p].time
                 m[f"censored_{name}_{reading}"] = tt[k][p].censored
             m[f"first_{reading}"] = first_learned(tt[k])
-        m.update({"final_mse": float(mse[k, -1]), "final_mult_accuracy": float(mult[k, -1]),
-                  "mult_accuracy_last5": float(mult[k, -5:].mean()), "final_in_distribution_accuracy": float(id_acc[k, -1]),
-                  "probe_agreement_colour": float(agree[k, 0]), "probe_agreement_size": float(agree[k, 1])})
+        m.update(
+            {
+                "final_mse": float(mse[k, -1]),
+                "final_mult_accuracy": float(mult[k, -1]),
+                "mult_accuracy_last5": float(mult[k, -5:].mean()),
+                "final_in_distribution_accuracy": float(id_acc[k, -1]),
+                "probe_agreement_colour": float(agree[k, 0]),
+                "probe_agreement_size": float(agree[k, 1]),
+            }
+        )
         members.append(m)
     rows = training_rows(rec.probs.shape[-1])
     per_delta = []
@@ -369,25 +437,45 @@ def analyse(rec: Records, *, fit: bool = True) -> dict:
         Cm, Cse = _mean_se(C[ks])
         mm, mse_se = _mean_se(mse[ks])
         mid, v = speed(steps, Cm)
-        _, vt = speed(steps, traj[ks][:, rows].mean(axis=0))            # seed-mean training prompts (classes, C-1)
+        _, vt = speed(steps, traj[ks][:, rows].mean(axis=0))  # seed-mean training prompts (classes, C-1)
         floor = float(np.median(vt.mean(axis=0)[-10:]))
         r = _rise(mm, mse_se)
         strong = "colour" if signals[d]["colour"] > signals[d]["size"] else "size"
-        corner = np.array([1.0, 0.0]) if strong == "colour" else np.array([0.0, 1.0])   # blue-large or red-small
+        corner = (
+            np.array([1.0, 0.0]) if strong == "colour" else np.array([0.0, 1.0])
+        )  # blue-large or red-small
         other = 1 - corner
         at_peak = Cm[r["peak"], :2]
-        entry = {"delta": d, "n_seeds": len(ks), "signal_colour": signals[d]["colour"], "signal_size": signals[d]["size"],
-                 "signal_ratio": max(signals[d].values()) / min(signals[d].values()),
-                 "predicted_first": predicted_first(signals[d]),
-                 "predicted_swingby": bool(max(signals[d].values()) > SEPARATED * min(signals[d].values())),
-                 "stronger": strong, "rise": r["rise"], "rise_se": r["se"], "rise_step": float(steps[r["peak"]]),
-                 "rise_from_step": float(steps[r["low"]]), "peak_point": at_peak.tolist(),
-                 "peak_near_stronger_corner": bool(np.linalg.norm(at_peak - corner) < np.linalg.norm(at_peak - other)),
-                 "decay": _decay(steps, mm, mid, v, floor),
-                 "final_mult_accuracy": float(mult[ks, -1].mean()),
-                 "curves": {"steps": steps.tolist(), "C": Cm.tolist(), "C_se": Cse.tolist(), "mse": mm.tolist(),
-                            "mse_se": mse_se.tolist(), "speed_mid": mid.tolist(), "speed": v.tolist(),
-                            "mult": mult[ks].mean(axis=0).tolist()}}
+        entry = {
+            "delta": d,
+            "n_seeds": len(ks),
+            "signal_colour": signals[d]["colour"],
+            "signal_size": signals[d]["size"],
+            "signal_ratio": max(signals[d].values()) / min(signals[d].values()),
+            "predicted_first": predicted_first(signals[d]),
+            "predicted_swingby": bool(max(signals[d].values()) > SEPARATED * min(signals[d].values())),
+            "stronger": strong,
+            "rise": r["rise"],
+            "rise_se": r["se"],
+            "rise_step": float(steps[r["peak"]]),
+            "rise_from_step": float(steps[r["low"]]),
+            "peak_point": at_peak.tolist(),
+            "peak_near_stronger_corner": bool(
+                np.linalg.norm(at_peak - corner) < np.linalg.norm(at_peak - other)
+            ),
+            "decay": _decay(steps, mm, mid, v, floor),
+            "final_mult_accuracy": float(mult[ks, -1].mean()),
+            "curves": {
+                "steps": steps.tolist(),
+                "C": Cm.tolist(),
+                "C_se": Cse.tolist(),
+                "mse": mm.tolist(),
+                "mse_se": mse_se.tolist(),
+                "speed_mid": mid.tolist(),
+                "speed": v.tolist(),
+                "mult": mult[ks].mean(axis=0).tolist(),
+            },
+        }
         for reading in times:
             for p, name in enumerate(cfg.concepts[:2]):
                 tt = [times[reading][k][p] for k in ks]
@@ -399,17 +487,31 @@ def analyse(rec: Records, *, fit: bool = True) -> dict:
             entry["curves"]["mult_over_prompt"] = over[ks].mean(axis=0).tolist()
             plain_t = sustained_crossing(steps, mult[ks].mean(axis=0), 0.5, sigma=SMOOTH_TIME, run=RUN)
             over_t = sustained_crossing(steps, over[ks].mean(axis=0), 0.5, sigma=SMOOTH_TIME, run=RUN)
-            entry["over_prompt"] = {"plain_time": plain_t.time, "plain_censored": plain_t.censored,
-                                    "best_time": over_t.time, "best_censored": over_t.censored,
-                                    "mean_gain": float((over[ks] - mult[ks]).mean())}
+            entry["over_prompt"] = {
+                "plain_time": plain_t.time,
+                "plain_censored": plain_t.censored,
+                "best_time": over_t.time,
+                "best_censored": over_t.censored,
+                "mean_gain": float((over[ks] - mult[ks]).mean()),
+            }
         if fit:
             f = sim_fit(steps, Cm[:, :2])
-            entry.update({"sim_a_colour": float(f["a"][0]), "sim_a_size": float(f["a"][1]),
-                          "sim_ratio": float(f["a"][0] / f["a"][1]), "sim_rms": f["rms"]})
+            entry.update(
+                {
+                    "sim_a_colour": float(f["a"][0]),
+                    "sim_a_size": float(f["a"][1]),
+                    "sim_ratio": float(f["a"][0] / f["a"][1]),
+                    "sim_rms": f["rms"],
+                }
+            )
         per_delta.append(entry)
     crossing = signal_crossing(cfg.resolution, cfg.concepts, size_gap=cfg.size_gap, blur=cfg.blur)
-    return {"members": members, "deltas": per_delta, "signal_crossing_delta": crossing,
-            "claims": [c.to_dict() for c in claims(per_delta, crossing, steps[-1])]}
+    return {
+        "members": members,
+        "deltas": per_delta,
+        "signal_crossing_delta": crossing,
+        "claims": [c.to_dict() for c in claims(per_delta, crossing, steps[-1])],
+    }
 
 
 def _permutation_rate(n: int, bound: float, below: bool) -> float:
@@ -420,7 +522,9 @@ def _permutation_rate(n: int, bound: float, below: bool) -> float:
     if n < 2 or n > 8:
         return float("nan")
     x = np.arange(n)
-    rhos = [1 - 6 * np.sum((x - np.array(p)) ** 2) / (n * (n * n - 1)) for p in itertools.permutations(range(n))]
+    rhos = [
+        1 - 6 * np.sum((x - np.array(p)) ** 2) / (n * (n * n - 1)) for p in itertools.permutations(range(n))
+    ]
     return float(np.mean([(r <= bound + 1e-12) if below else (r >= bound - 1e-12) for r in rhos]))
 
 
@@ -435,96 +539,183 @@ def _order_claim(per_delta, reading: str, where: str) -> Claim:
         ok = True if agree >= need else None if agree + undecided >= need else False
         res[f"{e['delta']:g}"] = {"predicted": e["predicted_first"], "first": firsts, "verdict": verdict(ok)}
     vs = [r["verdict"] for r in res.values()]
-    v = "inconclusive" if not vs else "fail" if "fail" in vs else "pass" if all(x == "pass" for x in vs) else "inconclusive"
-    measured = "; ".join(f"delta {d}: {'/'.join(r['first'])} (predicted {r['predicted']})" for d, r in res.items())
+    v = (
+        "inconclusive"
+        if not vs
+        else "fail"
+        if "fail" in vs
+        else "pass"
+        if all(x == "pass" for x in vs)
+        else "inconclusive"
+    )
+    measured = "; ".join(
+        f"delta {d}: {'/'.join(r['first'])} (predicted {r['predicted']})" for d, r in res.items()
+    )
     preds = [e["predicted_first"] for e in scored]
     const = max(preds.count("colour"), preds.count("size")) if preds else 0
-    return Claim(f"(i) learning order on the {where}: the concept with the larger pixel signal is learned first",
-                 measured or "no delta predicts an order", f">= {ORDER_SEEDS:.0%} of seeds at every delta whose signals "
-                 f"differ by > {TIE:.0%}", v, "Fig. 6 (Park et al. Fig. 3-4)",
-                 f"a constant order is right at {const}/{len(preds)} scored deltas, so it passes only if all predict the same",
-                 res)
+    return Claim(
+        f"(i) learning order on the {where}: the concept with the larger pixel signal is learned first",
+        measured or "no delta predicts an order",
+        f">= {ORDER_SEEDS:.0%} of seeds at every delta whose signals differ by > {TIE:.0%}",
+        v,
+        "Fig. 6 (Park et al. Fig. 3-4)",
+        f"a constant order is right at {const}/{len(preds)} scored deltas, so it passes only if all predict "
+        "the same",
+        res,
+    )
 
 
 def claims(per_delta: list[dict], crossing: float, run_length: float) -> list[Claim]:
     """The paper's diffusion claims from the per-delta seed means of :func:`analyse` (thresholds: the
     module constants, fixed before the first sweep)."""
-    out = [_order_claim(per_delta, "heldout", "held-out prompt"), _order_claim(per_delta, "training", "training prompts")]
+    out = [
+        _order_claim(per_delta, "heldout", "held-out prompt"),
+        _order_claim(per_delta, "training", "training prompts"),
+    ]
     deltas = np.array([e["delta"] for e in per_delta])
     tc = np.array([e["time_colour_heldout"] for e in per_delta])
     ts = np.array([e["time_size_heldout"] for e in per_delta])
     rho = spearman(deltas, tc) if len(deltas) >= 3 else float("nan")
-    out.append(Claim("(i) the seed-mean colour learning time (held-out prompt) falls as delta rises",
-                     f"Spearman {rho:.2f}; times {', '.join(f'{t:.0f}' for t in tc)} (censored at {run_length:.0f})",
-                     f"<= {ORDER_SPEARMAN}", verdict(None if not np.isfinite(rho) else bool(rho <= ORDER_SPEARMAN)),
-                     "Fig. 6 (Park et al. Fig. 4)",
-                     f"a random order of the deltas meets it with probability {_permutation_rate(len(deltas), ORDER_SPEARMAN, True):.2f}",
-                     {"deltas": deltas.tolist(), "time_colour": tc.tolist(), "time_size": ts.tolist()}))
+    out.append(
+        Claim(
+            "(i) the seed-mean colour learning time (held-out prompt) falls as delta rises",
+            f"Spearman {rho:.2f}; times {', '.join(f'{t:.0f}' for t in tc)} (censored at {run_length:.0f})",
+            f"<= {ORDER_SPEARMAN}",
+            verdict(None if not np.isfinite(rho) else bool(rho <= ORDER_SPEARMAN)),
+            "Fig. 6 (Park et al. Fig. 4)",
+            "a random order of the deltas meets it with probability "
+            f"{_permutation_rate(len(deltas), ORDER_SPEARMAN, True):.2f}",
+            {"deltas": deltas.tolist(), "time_colour": tc.tolist(), "time_size": ts.tolist()},
+        )
+    )
     diff = tc - ts
     flips = [i for i in range(len(diff) - 1) if np.sign(diff[i]) != np.sign(diff[i + 1]) and diff[i] != 0]
-    measured_cross = (float(deltas[flips[0]] + (deltas[flips[0] + 1] - deltas[flips[0]]) * diff[flips[0]]
-                            / (diff[flips[0]] - diff[flips[0] + 1])) if flips else float("nan"))
-    out.append(Claim("(i) the delta at which colour and size are learned at the same time (held-out, seed means)",
-                     f"{measured_cross:.3g}" if flips else "no crossing among the deltas run",
-                     f"reported next to the pixel-RMS prediction {crossing:.3g}", "reported", "Fig. 6",
-                     details={"measured": measured_cross, "predicted": crossing}))
+    measured_cross = (
+        float(
+            deltas[flips[0]]
+            + (deltas[flips[0] + 1] - deltas[flips[0]])
+            * diff[flips[0]]
+            / (diff[flips[0]] - diff[flips[0] + 1])
+        )
+        if flips
+        else float("nan")
+    )
+    out.append(
+        Claim(
+            "(i) the delta at which colour and size are learned at the same time (held-out, seed means)",
+            f"{measured_cross:.3g}" if flips else "no crossing among the deltas run",
+            f"reported next to the pixel-RMS prediction {crossing:.3g}",
+            "reported",
+            "Fig. 6",
+            details={"measured": measured_cross, "predicted": crossing},
+        )
+    )
     pred = [e for e in per_delta if e["predicted_swingby"]]
     rest = [e for e in per_delta if not e["predicted_swingby"]]
 
     def swings(e):
         return e["rise"] >= SWING_RISE and e["rise"] >= SWING_SE * e["rise_se"]
 
-    sw = {f"{e['delta']:g}": {"rise": e["rise"], "se": e["rise_se"], "significant": swings(e),
-                              "near_stronger_corner": e["peak_near_stronger_corner"], "predicted": e["predicted_swingby"]}
-          for e in per_delta}
+    sw = {
+        f"{e['delta']:g}": {
+            "rise": e["rise"],
+            "se": e["rise_se"],
+            "significant": swings(e),
+            "near_stronger_corner": e["peak_near_stronger_corner"],
+            "predicted": e["predicted_swingby"],
+        }
+        for e in per_delta
+    }
     ok = None if not pred else all(swings(e) and e["peak_near_stronger_corner"] for e in pred)
-    out.append(Claim("(ii) swing-by: the seed-mean concept-space MSE rises again where the theory predicts one "
-                     "(a_strong > 3 a_weak), with the trajectory nearest the stronger concept's training corner at the peak",
-                     "; ".join(f"delta {d}: rise {r['rise']:.3f} +- {r['se']:.3f}{' (predicted)' if r['predicted'] else ''}"
-                               f"{', near the stronger corner' if r['near_stronger_corner'] else ''}" for d, r in sw.items()),
-                     f"rise >= {SWING_RISE} and >= {SWING_SE:g} s.e. at every predicted delta", verdict(ok), "Fig. 6b",
-                     f"deltas without a predicted swing-by that show one anyway: {sum(swings(e) for e in rest)}/{len(rest)}",
-                     sw))
+    out.append(
+        Claim(
+            "(ii) swing-by: the seed-mean concept-space MSE rises again where the theory predicts one "
+            "(a_strong > 3 a_weak), with the trajectory nearest the stronger concept's training corner at "
+            "the peak",
+            "; ".join(
+                f"delta {d}: rise {r['rise']:.3f} +- {r['se']:.3f}{' (predicted)' if r['predicted'] else ''}"
+                f"{', near the stronger corner' if r['near_stronger_corner'] else ''}"
+                for d, r in sw.items()
+            ),
+            f"rise >= {SWING_RISE} and >= {SWING_SE:g} s.e. at every predicted delta",
+            verdict(ok),
+            "Fig. 6b",
+            "deltas without a predicted swing-by that show one anyway: "
+            f"{sum(swings(e) for e in rest)}/{len(rest)}",
+            sw,
+        )
+    )
     dec = {f"{e['delta']:g}": e["decay"] for e in per_delta}
     n_pass = sum(x["verdict"] == "pass" for x in dec.values())
     n_inc = sum(x["verdict"] == "inconclusive" for x in dec.values())
     v = "pass" if n_pass >= DECAY_DELTAS else "inconclusive" if n_pass + n_inc >= DECAY_DELTAS else "fail"
     if len(per_delta) < DECAY_DELTAS:
         v = "inconclusive"  # too few deltas run to decide
-    out.append(Claim("(iii) slowdown: the seed-mean speed |dC/dt| decays exponentially after the last turning point "
-                     "(fitted from the speed's maximum after it)",
-                     "; ".join(f"delta {d}: rate {x['rate_per_1k']:.2f}/1k, R^2 {x['r2']:.2f} over {x['n_points']} "
-                               f"(power law R^2 {x['power_r2']:.2f})" for d, x in dec.items()),
-                     f"slope < 0 and R^2 >= {DECAY_R2} over >= {DECAY_POINTS} checkpoints at >= {DECAY_DELTAS} deltas "
-                     f"(fewer points: inconclusive)", v, "Fig. 6c",
-                     "a power law fitted to the same window (R^2 shown) is the alternative", dec))
+    out.append(
+        Claim(
+            "(iii) slowdown: the seed-mean speed |dC/dt| decays exponentially after the last turning point "
+            "(fitted from the speed's maximum after it)",
+            "; ".join(
+                f"delta {d}: rate {x['rate_per_1k']:.2f}/1k, R^2 {x['r2']:.2f} over {x['n_points']} "
+                f"(power law R^2 {x['power_r2']:.2f})"
+                for d, x in dec.items()
+            ),
+            f"slope < 0 and R^2 >= {DECAY_R2} over >= {DECAY_POINTS} checkpoints at >= {DECAY_DELTAS} deltas "
+            f"(fewer points: inconclusive)",
+            v,
+            "Fig. 6c",
+            "a power law fitted to the same window (R^2 shown) is the alternative",
+            dec,
+        )
+    )
     if all("sim_ratio" in e for e in per_delta) and len(per_delta) >= 3:
         ratios = np.array([e["sim_ratio"] for e in per_delta])
         rho = spearman(deltas, ratios)
-        out.append(Claim("SIM fit to the seed-mean trajectory: a_colour / a_size rises with delta",
-                         f"Spearman {rho:.2f}; ratios {', '.join(f'{r:.3g}' for r in ratios)}; "
-                         f"RMS residual {np.median([e['sim_rms'] for e in per_delta]):.3f} (median)",
-                         f">= {SIM_SPEARMAN}", verdict(None if not np.isfinite(rho) else bool(rho >= SIM_SPEARMAN)), "Fig. 6",
-                         f"a random order meets it with probability {_permutation_rate(len(deltas), SIM_SPEARMAN, False):.2f}",
-                         {"deltas": deltas.tolist(), "ratios": ratios.tolist()}))
+        out.append(
+            Claim(
+                "SIM fit to the seed-mean trajectory: a_colour / a_size rises with delta",
+                f"Spearman {rho:.2f}; ratios {', '.join(f'{r:.3g}' for r in ratios)}; "
+                f"RMS residual {np.median([e['sim_rms'] for e in per_delta]):.3f} (median)",
+                f">= {SIM_SPEARMAN}",
+                verdict(None if not np.isfinite(rho) else bool(rho >= SIM_SPEARMAN)),
+                "Fig. 6",
+                "a random order meets it with probability "
+                f"{_permutation_rate(len(deltas), SIM_SPEARMAN, False):.2f}",
+                {"deltas": deltas.tolist(), "ratios": ratios.tolist()},
+            )
+        )
     over = [e for e in per_delta if "over_prompt" in e]
     if over:
-        out.append(Claim("over-prompting (hidden capabilities): best of the exaggerated blues composes the OOD class "
-                         "before the plain prompt", "; ".join(
-                             f"delta {e['delta']:g}: best {e['over_prompt']['best_time']:.0f}"
-                             f"{' (censored)' if e['over_prompt']['best_censored'] else ''} vs plain "
-                             f"{e['over_prompt']['plain_time']:.0f}{' (censored)' if e['over_prompt']['plain_censored'] else ''}"
-                             f", mean gain {e['over_prompt']['mean_gain']:+.2f}" for e in over),
-                         "reported (steps to a smoothed P(blue) P(small) > 0.5 for 3 checkpoints)", "reported",
-                         "Park et al. (hidden capabilities)", "", {f"{e['delta']:g}": e["over_prompt"] for e in over}))
+        out.append(
+            Claim(
+                "over-prompting (hidden capabilities): best of the exaggerated blues composes the OOD class "
+                "before the plain prompt",
+                "; ".join(
+                    f"delta {e['delta']:g}: best {e['over_prompt']['best_time']:.0f}"
+                    f"{' (censored)' if e['over_prompt']['best_censored'] else ''} vs plain "
+                    f"{e['over_prompt']['plain_time']:.0f}"
+                    f"{' (censored)' if e['over_prompt']['plain_censored'] else ''}"
+                    f", mean gain {e['over_prompt']['mean_gain']:+.2f}"
+                    for e in over
+                ),
+                "reported (steps to a smoothed P(blue) P(small) > 0.5 for 3 checkpoints)",
+                "reported",
+                "Park et al. (hidden capabilities)",
+                "",
+                {f"{e['delta']:g}": e["over_prompt"] for e in over},
+            )
+        )
     return out
 
 
 def figure6(result: dict, path, *, title: str = "") -> list[Path]:
     """The paper's Figure 6 analogue from the seed means of :func:`analyse` (it recomputes nothing): the OOD
-    trajectory in concept space per delta (seed s.e. as error bars), the concept-space MSE with seed bands, the
-    speed on log axes with its noise floor and exponential fit, the learning time of each concept against delta
-    (held-out prompt, filled; training prompts, open; censored runs at the top edge), the multiplicative accuracy
+    trajectory in concept space per delta (seed s.e. as error bars), the concept-space MSE with seed bands,
+    the
+    speed on log axes with its noise floor and exponential fit, the learning time of each concept against
+    delta
+    (held-out prompt, filled; training prompts, open; censored runs at the top edge), the multiplicative
+    accuracy
     (and the best over-prompt, dashed) and the SIM fit's rate ratio. PNG + PDF."""
     import matplotlib
 
@@ -535,7 +726,9 @@ def figure6(result: dict, path, *, title: str = "") -> list[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     per = result["deltas"]
     deltas = np.array([e["delta"] for e in per])
-    norm = matplotlib.colors.Normalize(min(deltas.min(), deltas.max() - 0.1), max(deltas.max(), deltas.min() + 0.1))
+    norm = matplotlib.colors.Normalize(
+        min(deltas.min(), deltas.max() - 0.1), max(deltas.max(), deltas.min() + 0.1)
+    )
     cmap = matplotlib.colormaps["viridis"]
     fig, ax = plt.subplots(2, 3, figsize=(12, 7), constrained_layout=True)
     for e in per:
@@ -544,7 +737,9 @@ def figure6(result: dict, path, *, title: str = "") -> list[Path]:
         steps, C, Cse = np.array(c["steps"]), np.array(c["C"]), np.array(c["C_se"])
         lab = f"delta {e['delta']:g}"
         ax[0, 0].plot(C[:, 0], C[:, 1], "-", color=col, lw=1.2, label=lab)
-        ax[0, 0].errorbar(C[::6, 0], C[::6, 1], xerr=Cse[::6, 0], yerr=Cse[::6, 1], fmt="none", color=col, lw=0.6, alpha=0.6)
+        ax[0, 0].errorbar(
+            C[::6, 0], C[::6, 1], xerr=Cse[::6, 0], yerr=Cse[::6, 1], fmt="none", color=col, lw=0.6, alpha=0.6
+        )
         ax[0, 0].plot(C[-1, 0], C[-1, 1], "o", color=col, ms=4)
         x = np.maximum(steps, 1)
         mse, se = np.array(c["mse"]), np.array(c["mse_se"])
@@ -557,13 +752,20 @@ def figure6(result: dict, path, *, title: str = "") -> list[Path]:
         if dec["n_points"] >= 3 and np.isfinite(dec["rate_per_1k"]):
             w = (mid >= dec["start_step"]) & (mid <= dec["end_step"])
             j = np.flatnonzero(w)[0]
-            ax[0, 2].loglog(mid[w], v[j] * np.exp(-dec["rate_per_1k"] * (mid[w] - mid[j]) / 1000), "--", color=col, lw=1)
+            ax[0, 2].loglog(
+                mid[w], v[j] * np.exp(-dec["rate_per_1k"] * (mid[w] - mid[j]) / 1000), "--", color=col, lw=1
+            )
         ax[1, 1].semilogx(x, c["mult"], color=col, lw=1.2)
         if "mult_over_prompt" in c:
             ax[1, 1].semilogx(x, c["mult_over_prompt"], "--", color=col, lw=1)
     ax[0, 0].plot([1], [1], "k*", ms=10)
-    ax[0, 0].set(xlabel="P(blue)", ylabel="P(small)", xlim=(-0.02, 1.02), ylim=(-0.02, 1.02),
-                 title="OOD prompt (seed mean)")
+    ax[0, 0].set(
+        xlabel="P(blue)",
+        ylabel="P(small)",
+        xlim=(-0.02, 1.02),
+        ylim=(-0.02, 1.02),
+        title="OOD prompt (seed mean)",
+    )
     ax[0, 0].text(0.02, 0.97, "red-small", va="top", fontsize=7)
     ax[0, 0].text(0.98, 0.03, "blue-large", ha="right", fontsize=7)
     ax[0, 0].legend(fontsize=7, loc="center left")
@@ -575,14 +777,26 @@ def figure6(result: dict, path, *, title: str = "") -> list[Path]:
         for reading, fill in (("heldout", True), ("training", False)):
             t = np.array([e[f"time_{name}_{reading}"] for e in per])
             se = np.array([e[f"time_{name}_{reading}_se"] for e in per])
-            ax[1, 0].errorbar(deltas + off, t, yerr=se, fmt=mk + ("-" if fill else "--"), mfc=None if fill else "none",
-                              label=f"{name} ({'held-out' if fill else 'training prompts'})", ms=5, lw=1, capsize=2)
+            ax[1, 0].errorbar(
+                deltas + off,
+                t,
+                yerr=se,
+                fmt=mk + ("-" if fill else "--"),
+                mfc=None if fill else "none",
+                label=f"{name} ({'held-out' if fill else 'training prompts'})",
+                ms=5,
+                lw=1,
+                capsize=2,
+            )
     ax[1, 0].axhline(run_length, color="0.6", lw=0.8, ls=":")
     cross = result.get("signal_crossing_delta")
     if cross is not None and np.isfinite(cross):
         ax[1, 0].axvline(cross, color="0.5", ls="--", lw=1, label="pixel signals equal")
-    ax[1, 0].set(xlabel="delta (colour signal)", ylabel="steps (dotted line: censored)",
-                 title="learning time per concept")
+    ax[1, 0].set(
+        xlabel="delta (colour signal)",
+        ylabel="steps (dotted line: censored)",
+        title="learning time per concept",
+    )
     ax[1, 0].legend(fontsize=6)
     if per and "sim_ratio" in per[0]:
         ax[1, 2].semilogy(deltas, [e["sim_ratio"] for e in per], "o-")

@@ -9,13 +9,18 @@ so the same ``data_seed`` renders the same scenes at every colour signal ``delta
 Conventions (``../shared/design.md``, "Diffusion arm"): canvas ``[-1, 1]^2``; position uniform in
 ``[-0.5, 0.5]^2``; background uniform ``[0.8, 1]`` per channel; red
 ``(.5 + delta/2, .5 - delta/2, .5 - delta/2)``, blue ``(.5 - delta/2, .5 - delta/2, .5 + delta/2)``,
-training colours jittered uniformly by ``+-delta/8`` per channel; radius ``U[0.4 + gap, 0.7 + gap]`` (large; ``size_gap``
-= 0.1 gives the paper's ``U[0.5, 0.8]``) or ``U[0.1, 0.4]`` (small); the mask is rendered with 4x4 supersampling and blurred by a Gaussian
-whose standard deviation ``blur`` is given in canvas units, so that resolutions are comparable (Park et al.: one
-pixel at 32x32, ``blur = 2/32 = 0.0625``; one pixel at resolution H is ``2/H``). A square has the area of the circle
+training colours jittered uniformly by ``+-delta/8`` per channel; radius ``U[0.4 + gap, 0.7 + gap]`` (large;
+``size_gap``
+= 0.1 gives the paper's ``U[0.5, 0.8]``) or ``U[0.1, 0.4]`` (small); the mask is rendered with 4x4
+supersampling and blurred by a Gaussian
+whose standard deviation ``blur`` is given in canvas units, so that resolutions are comparable (Park et al.:
+one
+pixel at 32x32, ``blur = 2/32 = 0.0625``; one pixel at resolution H is ``2/H``). A square has the area of the
+circle
 of the same radius.
 
-Park's vector prompt (``condition_vectors``, ``class_vectors``) is ``(R, G, B, radius)``: each training image's own
+Park's vector prompt (``condition_vectors``, ``class_vectors``) is ``(R, G, B, radius)``: each training
+image's own
 values, and the class means at test.
 """
 
@@ -28,8 +33,11 @@ from dataclasses import dataclass
 import numpy as np
 
 #: concept name -> (word for value 0, word for value 1)
-CONCEPTS: dict[str, tuple[str, str]] = {"colour": ("red", "blue"), "size": ("large", "small"),
-                                        "shape": ("circle", "square")}
+CONCEPTS: dict[str, tuple[str, str]] = {
+    "colour": ("red", "blue"),
+    "size": ("large", "small"),
+    "shape": ("circle", "square"),
+}
 SMALL = (0.1, 0.4)
 SIZE_GAP = 0.1  # large radii are U[0.4 + gap, 0.7 + gap]: U[0.5, 0.8] by default
 PAPER_DELTAS = (0.137, 0.247, 0.358, 0.468, 0.579, 0.689)
@@ -39,8 +47,12 @@ _SUPERSAMPLE = 4
 
 def _check_concepts(concepts) -> tuple[str, ...]:
     concepts = tuple(concepts)
-    if len(concepts) < 2 or concepts[:2] != ("colour", "size") or len(set(concepts)) != len(concepts) \
-            or any(c not in CONCEPTS for c in concepts):
+    if (
+        len(concepts) < 2
+        or concepts[:2] != ("colour", "size")
+        or len(set(concepts)) != len(concepts)
+        or any(c not in CONCEPTS for c in concepts)
+    ):
         raise ValueError(f"concepts must start with ('colour', 'size') and may add 'shape'; got {concepts!r}")
     return concepts
 
@@ -76,16 +88,26 @@ class ImageSpec:
     blur: float = BLUR
 
     def __post_init__(self):
-        if isinstance(self.blur, bool) or not isinstance(self.blur, (int, float, np.integer, np.floating)) \
-                or not np.isfinite(self.blur) or not 0 <= self.blur <= 0.5:
-            raise ValueError(f"blur (Gaussian sd in canvas units, one pixel = 2/resolution) must lie in [0, 0.5]; "
-                             f"got {self.blur!r}")
+        if (
+            isinstance(self.blur, bool)
+            or not isinstance(self.blur, (int, float, np.integer, np.floating))
+            or not np.isfinite(self.blur)
+            or not 0 <= self.blur <= 0.5
+        ):
+            raise ValueError(
+                f"blur (Gaussian sd in canvas units, one pixel = 2/resolution) must lie in [0, 0.5]; "
+                f"got {self.blur!r}"
+            )
         if not np.isfinite(self.size_gap) or not 0 <= self.size_gap <= 0.3:
-            raise ValueError(f"size_gap must lie in [0, 0.3] (large radii U[0.4 + gap, 0.7 + gap]); got {self.size_gap!r}")
+            raise ValueError(
+                f"size_gap must lie in [0, 0.3] (large radii U[0.4 + gap, 0.7 + gap]); got {self.size_gap!r}"
+            )
         if not isinstance(self.resolution, (int, np.integer)) or self.resolution < 8:
             raise ValueError(f"resolution must be an integer >= 8, got {self.resolution!r}")
         if not np.isfinite(self.delta) or not 0 < self.delta <= 0.8:
-            raise ValueError(f"delta (colour signal) must lie in (0, 0.8] so colours stay in [0, 1]; got {self.delta!r}")
+            raise ValueError(
+                f"delta (colour signal) must lie in (0, 0.8] so colours stay in [0, 1]; got {self.delta!r}"
+            )
         object.__setattr__(self, "concepts", _check_concepts(self.concepts))
 
     def colour(self, value) -> np.ndarray:
@@ -124,16 +146,19 @@ def _blur(mask: np.ndarray, sd_px: float) -> np.ndarray:
     k = _gauss_kernel(sd_px)
     pad = len(k) // 2
     m = np.pad(mask, ((0, 0), (pad, pad), (0, 0)))
-    m = sum(k[i] * m[:, i:i + mask.shape[1], :] for i in range(len(k)))
+    m = sum(k[i] * m[:, i : i + mask.shape[1], :] for i in range(len(k)))
     m = np.pad(m, ((0, 0), (0, 0), (pad, pad)))
-    return sum(k[i] * m[:, :, i:i + mask.shape[2]] for i in range(len(k)))
+    return sum(k[i] * m[:, :, i : i + mask.shape[2]] for i in range(len(k)))
 
 
 def render(spec: ImageSpec, labels, seed: int, chunk: int = 1024) -> np.ndarray:
     """Images for the label rows, ``(n, 3, H, H)`` float32 in [0, 1], deterministic in ``seed``."""
     labels = np.asarray(labels, dtype=np.int64)
     if labels.ndim != 2 or labels.shape[1] != len(spec.concepts) or not np.isin(labels, (0, 1)).all():
-        raise ValueError(f"labels must be 0/1 rows of length {len(spec.concepts)} (one per concept); got shape {labels.shape}")
+        raise ValueError(
+            f"labels must be 0/1 rows of length {len(spec.concepts)} (one per concept); got shape "
+            f"{labels.shape}"
+        )
     p = scene_params(labels, seed, spec.size_gap)
     H, S = spec.resolution, _SUPERSAMPLE
     g = (np.arange(H * S) + 0.5) / (H * S) * 2 - 1  # sub-pixel centres on [-1, 1]
@@ -162,7 +187,8 @@ def render(spec: ImageSpec, labels, seed: int, chunk: int = 1024) -> np.ndarray:
 def condition_vectors(spec: ImageSpec, labels, seed: int) -> np.ndarray:
     """Park's vector prompt of each rendered image: its own ``(R, G, B, radius)``, ``(n, 4)`` float32.
 
-    The same scene draw as :func:`render` (same ``seed``): the jittered colour and the radius of each image."""
+    The same scene draw as :func:`render` (same ``seed``): the jittered colour and the radius of each
+    image."""
     labels = np.asarray(labels, dtype=np.int64)
     p = scene_params(labels, seed, spec.size_gap)
     col = spec.colour(labels[:, 0])
@@ -203,8 +229,15 @@ _TEMPLATES = (
     "a {size} {shape} that is {colour}",
 )
 PAD, NULL = "<pad>", "<null>"
-VOCAB: tuple[str, ...] = (PAD, NULL, "a", "that", "is", "and",
-                          *sorted({w for pair in CONCEPTS.values() for w in pair}))
+VOCAB: tuple[str, ...] = (
+    PAD,
+    NULL,
+    "a",
+    "that",
+    "is",
+    "and",
+    *sorted({w for pair in CONCEPTS.values() for w in pair}),
+)
 MAX_TOKENS = 8
 
 
@@ -232,7 +265,9 @@ class Tokenizer:
         words = re.findall(r"[a-z]+", text.lower())
         unknown = [w for w in words if w not in self.index]
         if unknown:
-            raise ValueError(f"prompt {text!r} has words outside the vocabulary: {unknown}; known: {list(self.vocab[2:])}")
+            raise ValueError(
+                f"prompt {text!r} has words outside the vocabulary: {unknown}; known: {list(self.vocab[2:])}"
+            )
         if not words or len(words) > self.max_tokens:
             raise ValueError(f"prompt {text!r} must have 1 to {self.max_tokens} words")
         ids = [self.index[w] for w in words]

@@ -44,7 +44,10 @@ class NetConfig:
         if self.conditioning not in CONDITIONINGS:
             raise ValueError(f"conditioning must be one of {CONDITIONINGS}; got {self.conditioning!r}")
         if self.resolution % (2 ** (len(self.mults) - 1)):
-            raise ValueError(f"resolution {self.resolution} must be divisible by 2^(len(mults) - 1) = {2 ** (len(self.mults) - 1)}")
+            raise ValueError(
+                f"resolution {self.resolution} must be divisible by 2^(len(mults) - 1) = "
+                f"{2 ** (len(self.mults) - 1)}"
+            )
         for name in ("channels", "text_dim", "heads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
@@ -165,7 +168,9 @@ class UNet(nn.Module):
         for i, w in enumerate(widths):
             self.down.append(ResBlock(cin, w, emb))
             self.down_attn.append(self._attn(w, res[i]))
-            self.downsample.append(nn.Conv2d(w, w, 3, stride=2, padding=1) if i < len(widths) - 1 else nn.Identity())
+            self.downsample.append(
+                nn.Conv2d(w, w, 3, stride=2, padding=1) if i < len(widths) - 1 else nn.Identity()
+            )
             cin = w
         self.mid1, self.mid2 = ResBlock(cin, cin, emb), ResBlock(cin, cin, emb)
         self.mid_attn = self._attn(cin, 0)
@@ -173,7 +178,9 @@ class UNet(nn.Module):
         for i in reversed(range(len(widths))):
             self.up.append(ResBlock(cin + widths[i], widths[i], emb))
             self.up_attn.append(self._attn(widths[i], res[i]))
-            self.upsample.append(nn.Conv2d(widths[i], widths[i - 1], 3, padding=1) if i > 0 else nn.Identity())
+            self.upsample.append(
+                nn.Conv2d(widths[i], widths[i - 1], 3, padding=1) if i > 0 else nn.Identity()
+            )
             cin = widths[i - 1] if i > 0 else widths[0]
         self.norm_out = _norm(widths[0])
         self.conv_out = nn.Conv2d(widths[0], 3, 3, padding=1)

@@ -27,10 +27,14 @@ class ProbeNet(nn.Module):
     def __init__(self, n_concepts: int, width: int = 32):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, width, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(3, width, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(2 * width, 2 * width, 3, padding=1),
+            nn.ReLU(),
         )
         self.heads = nn.Linear(4 * width, 2 * n_concepts)  # mean- and max-pooled features
         self.n_concepts = n_concepts
@@ -57,8 +61,10 @@ class Probe:
         """Raise :class:`ProbeAccuracyError` unless every held-out accuracy reaches ``min_accuracy``."""
         if self.worst_accuracy < self.min_accuracy:
             raise ProbeAccuracyError(
-                f"probe held-out accuracy {self.worst_accuracy:.4f} is below min_accuracy = {self.min_accuracy}; "
-                f"per delta and concept: {self.accuracy}. Train it longer (steps) or on more data.")
+                f"probe held-out accuracy {self.worst_accuracy:.4f} is below min_accuracy = "
+                f"{self.min_accuracy}; "
+                f"per delta and concept: {self.accuracy}. Train it longer (steps) or on more data."
+            )
         return self
 
     def __call__(self, images) -> np.ndarray:
@@ -67,7 +73,7 @@ class Probe:
         out = []
         with torch.no_grad():
             for lo in range(0, len(x), 512):
-                out.append(self.net(x[lo:lo + 512]).softmax(-1)[..., 1])
+                out.append(self.net(x[lo : lo + 512]).softmax(-1)[..., 1])
         return torch.cat(out).numpy().astype(np.float64)
 
     def save(self, path) -> None:
@@ -76,8 +82,15 @@ class Probe:
         from simtheory.curves import atomic_write_bytes
 
         buf = io.BytesIO()
-        torch.save({"state": self.net.state_dict(), "accuracy": self.accuracy, "n_concepts": self.net.n_concepts,
-                    "min_accuracy": self.min_accuracy}, buf)
+        torch.save(
+            {
+                "state": self.net.state_dict(),
+                "accuracy": self.accuracy,
+                "n_concepts": self.net.n_concepts,
+                "min_accuracy": self.min_accuracy,
+            },
+            buf,
+        )
         atomic_write_bytes(path, buf.getvalue())
 
     @classmethod
@@ -88,8 +101,18 @@ class Probe:
         return cls(net, blob["accuracy"], blob["min_accuracy"])
 
 
-def train_probe(spec: ImageSpec, deltas=None, *, seed: int = 0, steps: int = 1500, n_per_class: int = 1024,
-                n_test: int = 256, batch: int = 128, lr: float = 2e-3, min_accuracy: float = 0.99) -> Probe:
+def train_probe(
+    spec: ImageSpec,
+    deltas=None,
+    *,
+    seed: int = 0,
+    steps: int = 1500,
+    n_per_class: int = 1024,
+    n_test: int = 256,
+    batch: int = 128,
+    lr: float = 2e-3,
+    min_accuracy: float = 0.99,
+) -> Probe:
     """Train a :class:`Probe` on all classes at each colour signal in ``deltas`` (default:
     ``spec.delta``); held-out accuracy is measured on a fresh scene seed for every delta."""
     deltas = tuple(deltas) if deltas is not None else (spec.delta,)
@@ -122,7 +145,9 @@ def train_probe(spec: ImageSpec, deltas=None, *, seed: int = 0, steps: int = 150
         xt = render(replace(spec, delta=d), test_labs, seed=10_000 * seed + 5_000 + j)
         with torch.no_grad():
             pred = net(torch.as_tensor(xt)).argmax(-1).numpy()
-        accuracy[f"delta={d:g}"] = {c: float(np.mean(pred[:, p] == test_labs[:, p])) for p, c in enumerate(spec.concepts)}
+        accuracy[f"delta={d:g}"] = {
+            c: float(np.mean(pred[:, p] == test_labs[:, p])) for p, c in enumerate(spec.concepts)
+        }
     return Probe(net, accuracy, min_accuracy)
 
 
@@ -132,8 +157,10 @@ def analytic_probe(images, spec: ImageSpec) -> np.ndarray:
     The green channel is ``0.5 - delta/2`` inside the shape for both colours and at least 0.8 in
     the background, so ``m = (bg_G - G) / (bg_G - (0.5 - delta/2))`` is the shape's coverage of a
     pixel (``bg`` per image: the median of the pixels the shape does not cover). Area
-    ``sum(m)`` gives the radius (small below ``0.4 + size_gap/2``, logistic of width 0.025); the shape's colour
-    ``(x - bg (1 - m)) / m``, weighted by ``m^4`` (well-covered pixels), gives ``B - R`` (blue at ``+delta``, red at
+    ``sum(m)`` gives the radius (small below ``0.4 + size_gap/2``, logistic of width 0.025); the shape's
+    colour
+    ``(x - bg (1 - m)) / m``, weighted by ``m^4`` (well-covered pixels), gives ``B - R`` (blue at ``+delta``,
+    red at
     ``-delta``; logistic of width ``delta/4``).
     """
     x = np.asarray(images, dtype=np.float64)

@@ -27,8 +27,17 @@ class Cosine:
         return ab.sqrt() * x0 + (1 - ab).sqrt() * eps
 
 
-def ddim_sample(eps_fn, schedule: Cosine, noise: torch.Tensor, tokens: torch.Tensor, *, steps: int = 25,
-                guidance: float = 1.0, null_tokens: torch.Tensor | None = None, batch_dims: int = 1) -> torch.Tensor:
+def ddim_sample(
+    eps_fn,
+    schedule: Cosine,
+    noise: torch.Tensor,
+    tokens: torch.Tensor,
+    *,
+    steps: int = 25,
+    guidance: float = 1.0,
+    null_tokens: torch.Tensor | None = None,
+    batch_dims: int = 1,
+) -> torch.Tensor:
     """Deterministic DDIM (eta = 0) from ``noise`` to images in [-1, 1].
 
     ``eps_fn(x, t, tokens)`` is the network; ``t`` is passed with the leading ``batch_dims`` shape of

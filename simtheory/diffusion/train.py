@@ -93,10 +93,22 @@ class RunConfig:
         if isinstance(self.net, dict):
             object.__setattr__(self, "net", NetConfig(**self.net))
         if self.net.resolution != self.resolution:
-            raise ValueError(f"net.resolution ({self.net.resolution}) must equal resolution ({self.resolution})")
+            raise ValueError(
+                f"net.resolution ({self.net.resolution}) must equal resolution ({self.resolution})"
+            )
         for d in self.deltas:
-            ImageSpec(self.resolution, d, self.concepts, size_gap=self.size_gap, blur=self.blur)  # validates them
-        for name in ("steps", "batch", "n_per_class", "n_checkpoints", "n_generate", "sample_steps", "probe_steps"):
+            ImageSpec(
+                self.resolution, d, self.concepts, size_gap=self.size_gap, blur=self.blur
+            )  # validates them
+        for name in (
+            "steps",
+            "batch",
+            "n_per_class",
+            "n_checkpoints",
+            "n_generate",
+            "sample_steps",
+            "probe_steps",
+        ):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
@@ -109,7 +121,10 @@ class RunConfig:
         if self.guidance != 1.0 and self.p_uncond == 0:
             raise ValueError("guidance != 1 needs a model trained with p_uncond > 0")
         if self.prompt == "vector" and len(self.concepts) != 2:
-            raise ValueError(f"the vector prompt (R, G, B, radius) covers colour and size only; got concepts {self.concepts}")
+            raise ValueError(
+                "the vector prompt (R, G, B, radius) covers colour and size only; got concepts "
+                f"{self.concepts}"
+            )
         if self.over_prompt and self.prompt != "vector":
             raise ValueError("over_prompt (colour exaggerations) needs net.conditioning='vector'")
         if any(not (np.isfinite(x) and x > 0) for x in self.over_prompt):
@@ -150,8 +165,16 @@ def cpu_config(**changes) -> RunConfig:
 def paper_config(**changes) -> RunConfig:
     """The paper-sized GPU setting: 32x32, channels 64/128/256, the paper's six deltas x 3 seeds,
     20k steps."""
-    base = RunConfig(resolution=32, deltas=PAPER_DELTAS, seeds=(0, 1, 2), net=NetConfig(32, 64, (1, 2, 4), 128, 8),
-                     steps=20_000, batch=128, n_generate=64, device="cuda")
+    base = RunConfig(
+        resolution=32,
+        deltas=PAPER_DELTAS,
+        seeds=(0, 1, 2),
+        net=NetConfig(32, 64, (1, 2, 4), 128, 8),
+        steps=20_000,
+        batch=128,
+        n_generate=64,
+        device="cuda",
+    )
     return replace(base, **changes)
 
 
@@ -177,8 +200,12 @@ class _Stream:
 def make_optimizer(ens: Ensemble, config: RunConfig) -> torch.optim.AdamW:
     """AdamW over the stacked parameters (the fused kernel on CUDA: one launch for all members)."""
     fused = str(config.device).startswith("cuda")
-    return torch.optim.AdamW(list(ens.params.values()), lr=config.lr, weight_decay=config.weight_decay,
-                             **({"fused": True} if fused else {}))
+    return torch.optim.AdamW(
+        list(ens.params.values()),
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        **({"fused": True} if fused else {}),
+    )
 
 
 class Run:
@@ -192,8 +219,10 @@ class Run:
         if cfg_path.exists():
             saved = RunConfig.from_dict(json.loads(cfg_path.read_text()))
             if saved != config:
-                raise ValueError(f"{self.dir} holds a run with a different configuration; use another directory "
-                                 f"(saved: {saved}, given: {config})")
+                raise ValueError(
+                    f"{self.dir} holds a run with a different configuration; use another directory "
+                    f"(saved: {saved}, given: {config})"
+                )
         else:
             atomic_write_text(cfg_path, json.dumps(config.to_dict(), indent=2))
         self.schedule = Cosine(config.T)
@@ -221,7 +250,9 @@ class Run:
         c = self.config
         images = np.stack([render(self.spec(d), self.train_labels, c.data_seed) for d, _ in c.members])
         if c.prompt == "vector":
-            prompts = np.stack([condition_vectors(self.spec(d), self.train_labels, c.data_seed) for d, _ in c.members])
+            prompts = np.stack(
+                [condition_vectors(self.spec(d), self.train_labels, c.data_seed) for d, _ in c.members]
+            )
         else:
             prompts = captions_for(self.train_labels, c.concepts, c.data_seed)
         return torch.as_tensor(images * 2 - 1), torch.as_tensor(prompts)
@@ -233,7 +264,8 @@ class Run:
         return torch.as_tensor(self.tok.null())
 
     def eval_inputs(self):
-        """Sampler noise (the same at every checkpoint) and the prompts, ``n_generate`` rows each: every class,
+        """Sampler noise (the same at every checkpoint) and the prompts, ``n_generate`` rows each: every
+        class,
         then the over-prompts of the OOD class; ``(K, n, ...)`` per member."""
         c = self.config
         K = len(c.members)
@@ -242,8 +274,13 @@ class Run:
         noise = torch.randn((n_prompts * c.n_generate, 3, c.resolution, c.resolution), generator=g)
         if c.prompt == "vector":
             ood = self.eval_classes[-1:]
-            per = [np.concatenate([class_vectors(self.spec(d), self.eval_classes)]
-                                  + [class_vectors(self.spec(d), ood, x) for x in c.over_prompt]) for d, _ in c.members]
+            per = [
+                np.concatenate(
+                    [class_vectors(self.spec(d), self.eval_classes)]
+                    + [class_vectors(self.spec(d), ood, x) for x in c.over_prompt]
+                )
+                for d, _ in c.members
+            ]
             prompts = torch.as_tensor(np.repeat(np.stack(per), c.n_generate, axis=1))
         else:
             text = [caption(lab, c.concepts) for lab in self.eval_classes]
@@ -258,8 +295,15 @@ class Run:
         np.savez(buf, **arrays)
         atomic_write_bytes(self.dir / "records.npz", buf.getvalue())
         buf = io.BytesIO()
-        torch.save({"step": step, "params": {k: v.detach().cpu() for k, v in ens.params.items()},
-                    "opt": opt.state_dict(), "streams": [s.g.get_state() for s in streams]}, buf)
+        torch.save(
+            {
+                "step": step,
+                "params": {k: v.detach().cpu() for k, v in ens.params.items()},
+                "opt": opt.state_dict(),
+                "streams": [s.g.get_state() for s in streams],
+            },
+            buf,
+        )
         atomic_write_bytes(self.dir / "state.pt", buf.getvalue())
 
     def _load(self, ens, opt, streams, records):
@@ -288,7 +332,9 @@ class Run:
         members = torch.arange(K)[:, None]
         x0 = images[members.to(images.device), idx.to(images.device)].to(c.device)
         drop = torch.stack([d[3] for d in draws])
-        chosen = prompts[members, idx] if prompts.dim() == 3 else prompts[idx]  # per-member vectors or shared tokens
+        chosen = (
+            prompts[members, idx] if prompts.dim() == 3 else prompts[idx]
+        )  # per-member vectors or shared tokens
         tok = torch.where(drop[..., None], null, chosen).to(c.device)
         t = torch.stack([d[1] for d in draws]).to(c.device)
         eps = torch.stack([d[2] for d in draws]).to(c.device)
@@ -303,16 +349,26 @@ class Run:
         c = self.config
         K, dev = ens.K, c.device
         null = self.null_prompt().to(dev).expand(*prompts.shape)
-        x = ddim_sample(ens, self.schedule, noise.to(dev).expand(K, *noise.shape).contiguous(),
-                        prompts.to(dev), steps=c.sample_steps, guidance=c.guidance, null_tokens=null, batch_dims=2)
+        x = ddim_sample(
+            ens,
+            self.schedule,
+            noise.to(dev).expand(K, *noise.shape).contiguous(),
+            prompts.to(dev),
+            steps=c.sample_steps,
+            guidance=c.guidance,
+            null_tokens=null,
+            batch_dims=2,
+        )
         images = ((x + 1) / 2).clamp(0, 1).cpu().numpy()  # (K, n_prompts * n_gen, 3, H, W)
         n_cls, n_gen, s = len(self.eval_classes), c.n_generate, len(c.concepts)
         probs = np.stack([probe(im) for im in images]).reshape(K, -1, n_gen, s)
         analytic = np.stack([analytic_probe(im, self.spec(d)) for im, (d, _) in zip(images, c.members)])
         ood = images.reshape(K, -1, n_gen, *images.shape[2:])[:, n_cls - 1, :N_SHOW]
-        out = {"probs": probs[:, :n_cls].astype(np.float32),
-               "analytic": analytic.reshape(K, -1, n_gen, 2)[:, :n_cls].astype(np.float32),
-               "ood_images": np.round(ood * 255).astype(np.uint8)}
+        out = {
+            "probs": probs[:, :n_cls].astype(np.float32),
+            "analytic": analytic.reshape(K, -1, n_gen, 2)[:, :n_cls].astype(np.float32),
+            "ood_images": np.round(ood * 255).astype(np.uint8),
+        }
         if c.over_prompt:
             out["over_probs"] = probs[:, n_cls:].astype(np.float32)
         return out
@@ -331,8 +387,15 @@ class Run:
         ens = Ensemble(c.net, [s for _, s in c.members], c.device)
         opt = make_optimizer(ens, c)
         streams = [_Stream(s) for _, s in c.members]
-        records = {"step": [], "probs": [], "analytic": [], "ood_images": [], "train_loss": [], "wall_s": [],
-                   **({"over_probs": []} if c.over_prompt else {})}
+        records = {
+            "step": [],
+            "probs": [],
+            "analytic": [],
+            "ood_images": [],
+            "train_loss": [],
+            "wall_s": [],
+            **({"over_probs": []} if c.over_prompt else {}),
+        }
         step = self._load(ens, opt, streams, records)
         ckpts = checkpoint_steps(c.steps, c.n_checkpoints)
         todo = [int(k) for k in ckpts if k > step or (k == 0 and not records["step"])]
@@ -349,8 +412,10 @@ class Run:
             mean_loss = (loss_sum / max(n_loss, 1)).cpu().numpy() if n_loss else np.full(K, np.nan)
             if not np.isfinite(mean_loss).all() and n_loss:
                 bad = [c.members[k] for k in range(K) if not np.isfinite(mean_loss[k])]
-                raise FloatingPointError(f"training diverged between steps {last_ckpt} and {step} for members (delta, seed) "
-                                         f"{bad}; lower lr (now {c.lr})")
+                raise FloatingPointError(
+                    f"training diverged between steps {last_ckpt} and {step} for members (delta, seed) "
+                    f"{bad}; lower lr (now {c.lr})"
+                )
             rec = self.evaluate(ens, probe, noise, eval_tokens)
             for k, v in rec.items():
                 records[k].append(v)
