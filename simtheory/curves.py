@@ -138,9 +138,21 @@ class Curves:
         return np.stack(out, axis=1)
 
     def loss_at(self, v) -> np.ndarray:
-        """Loss at composition(s) ``v`` over time, from the input-output map W (see
-        :func:`simtheory.ood_loss`)."""
-        return theory.ood_loss(self.task, self.W, v)
+        """Loss at composition(s) ``v`` (0/1 of length s, or (m, s)) over time: read from
+        :meth:`composition_losses`, so the two agree for every model (for a network such as the ReLU MLP ``W``
+        is its Jacobian at the OOD point, not an input-output map); from ``W`` where no outputs were
+        recorded."""
+        if self.composition_outputs is None:
+            return theory.ood_loss(self.task, self.W, v)
+        v_arr = np.asarray(v, dtype=np.float64)
+        comps = self.task.compositions()
+        theory.ood_loss(
+            self.task, np.zeros((self.task.d, self.task.d)), v_arr
+        )  # validates v (binary, length s)
+        rows = v_arr.reshape(-1, comps.shape[1])
+        idx = np.array([int(np.flatnonzero((comps == r).all(axis=1))[0]) for r in rows])
+        losses = self.composition_losses()[..., idx]
+        return losses[..., 0] if v_arr.ndim == 1 else losses
 
     # -- export -------------------------------------------------------------------------------
     def to_csv(self, path) -> Path:

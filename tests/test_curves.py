@@ -100,3 +100,21 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
         atomic_write_text(target, "new")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_loss_at_agrees_with_composition_losses_for_every_model():
+    from simtheory.simulate import Init, Model, train
+
+    task = sim.SIMTask([1.0, 2.0], 0.1)
+    mlp = train(
+        task, Model("mlp", (8,), bias=True), Init("default"), lr=0.05, steps=20, seeds=[0], n=20
+    ).curves
+    comps = task.compositions()
+    np.testing.assert_allclose(mlp.loss_at(comps), mlp.composition_losses())
+    np.testing.assert_allclose(mlp.loss_at(np.ones(2)), mlp.ood_loss)
+    # the Jacobian at the OOD point is not the MLP's map: W x(v) misses its loss at the other compositions
+    assert not np.allclose(sim.ood_loss(task, mlp.W, comps), mlp.composition_losses())
+    with pytest.raises(ValueError, match="binary"):
+        mlp.loss_at([0.5, 0.5])
+    lin = sim.predict(task, 0.1 * np.eye(2), [0.0, 1.0, 3.0], model="linear")
+    np.testing.assert_allclose(lin.loss_at(comps), sim.ood_loss(task, lin.W, comps))

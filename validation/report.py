@@ -18,6 +18,7 @@ import numpy as np
 from simtheory import paper, plotting, swingby, theory
 from simtheory._compile import compiled
 from simtheory.curves import Curves, atomic_write_text, predict, provenance
+from simtheory.measures import first_crossing
 from simtheory.task import SIMTask
 
 
@@ -248,7 +249,7 @@ def _section_multiple(r: _Report):
         L_budget = theory.ood_loss(task, W[:, 0])
         w11 = W[:, 1:, 0, 0]
         suppression = w11.min(axis=1) / W0s[:, 0, 0]
-        reach = np.array([t[np.argmax(row >= 0.5)] if np.any(row >= 0.5) else np.inf for row in w11])
+        reach = first_crossing(t, w11, 0.5)
         fail[conv] = {
             "loss_at_budget": float(np.median(L_budget)),
             "suppression": float(np.median(suppression)),
@@ -270,11 +271,6 @@ def _section_multiple(r: _Report):
     )
     out["failure_mode"] = fail
     r.summary["multiple_descent"] = out
-
-
-def _first_time(t, x, level):
-    idx = np.argmax(x >= level, axis=-1)
-    return np.where(np.any(x >= level, axis=-1), t[idx], np.inf)
 
 
 def _section_learning_order(r: _Report):
@@ -309,8 +305,8 @@ def _section_learning_order(r: _Report):
     for title, (name, values, make) in sweeps.items():
         tasks = [make(v) for v in values]
         W = theory.symmetric_flow(np.stack([tk.A for tk in tasks]), W0, t)
-        t1 = _first_time(t, W[:, :, 0, 0], 0.9)
-        t2 = _first_time(t, W[:, :, 1, 1], 0.9)
+        t1 = first_crossing(t, W[:, :, 0, 0], 0.9)
+        t2 = first_crossing(t, W[:, :, 1, 1], 0.9)
         agree = 0
         for k, (v, tk) in enumerate(zip(values, tasks)):
             first = 1 if t1[k] < t2[k] else 2
