@@ -33,10 +33,27 @@ _MODEL_WORDS = {
 
 @dataclass(frozen=True)
 class Sizes:
-    """Run sizes of one validation: learning rates and points per cluster (quick and full variants)."""
+    """Run sizes of one validation (a quick and a full variant each): learning rates, points per cluster
+    ``n``,
+    ensemble size ``E``, dimension ``d`` where it changes, and the training length: ``steps`` of full-batch
+    GD, or
+    ``epochs`` of SGD at ``batch`` (``steps=None``)."""
 
-    lrs: tuple[float, ...]
-    n: int
+    lrs: tuple[float, ...] = ()
+    n: int = 100
+    E: int = 1
+    d: int | None = None
+    batch: int | None = None
+    steps: int | None = None
+    epochs: int = 40
+
+    def n_steps(self, n_points: int) -> int:
+        """Training steps: ``steps``, or ``epochs`` passes of SGD at ``batch`` over ``n_points`` points."""
+        if self.steps is not None:
+            return self.steps
+        from .simulate import epoch_steps
+
+        return epoch_steps(n_points, self.batch, self.epochs)
 
 
 @dataclass(frozen=True)
@@ -124,6 +141,50 @@ def figure10() -> Setting:
     on a
     plateau near 1/2 mu_1^2 within the paper's budget (lr 0.01 x 2000 steps)."""
     return Setting("10", (0.7, 1.7, 3.0))
+
+
+def figure2c() -> Setting:
+    """Figures 2c/3: a four-layer linear network (widths d) from PyTorch's default initialisation, mu = (1,
+    2),
+    sigma = 0.05, at d = 2 (swing-by) and d = 64 (none). Full: the paper's 5000 points per cluster, SGD at
+    batch 128
+    for 40 epochs, lr 0.05, 32 seeds; quick: full-batch GD, 64 points, 4000 steps, 16 seeds."""
+    return Setting(
+        "2c",
+        (1.0, 2.0),
+        d=2,
+        model="deep",
+        lr=0.05,
+        quick=Sizes((0.05,), 64, E=16, steps=4000),
+        full=Sizes((0.05,), 5000, E=32, batch=128),
+    )
+
+
+def figure15() -> Setting:
+    """Figures 15/16 (our reading: the paper gives no setting): Figure 2c's four-layer network and sizes on
+    clusters with sigma = 0.3, Gaussian or truncated at one standard deviation, d = 2."""
+    return figure2c().with_(figure="15/16", sigma=0.3)
+
+
+def figure7() -> Setting:
+    """Figure 7: losses at every composition of the hypercube, mu = (1, 2, 3, 4), sigma = 0.05 (quick: lr 0.01
+    on
+    64 points per cluster; full: lr 0.002 on 1000)."""
+    return Setting("7", (1.0, 2.0, 3.0, 4.0), quick=Sizes((0.01,), 64), full=Sizes((0.002,), 1000))
+
+
+def figure2ab() -> Setting:
+    """Figures 2a/2b under the published code's conventions: a ReLU MLP (hidden 64, biases, PyTorch's default
+    initialisation), lr 0.1, mse loss; full: d = 64, 5000 points per cluster, SGD at batch 128 for 40 epochs,
+    16 seeds; quick: d = 16, full-batch GD on 64 points, 1500 steps, 8 seeds (the conventions validation)."""
+    return Setting(
+        "2a/2b",
+        (1.0, 2.0),
+        model="mlp",
+        lr=0.1,
+        quick=Sizes((0.1,), 64, E=8, d=16, steps=1500),
+        full=Sizes((0.1,), 5000, E=16, d=64, batch=128),
+    )
 
 
 def multiple_descent() -> dict[str, Setting]:

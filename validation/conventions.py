@@ -19,8 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 import simtheory as sim
-from simtheory import swingby
-from simtheory.simulate import Init, Model, epoch_steps, train
+from simtheory import paper, swingby
+from simtheory.simulate import Init, Model, train
 
 from ._report import Report, main
 
@@ -35,12 +35,10 @@ def run(quick: bool = True, out=None) -> Report:
     r = Report(
         "conventions", "what each difference between the paper's text and its code changes, in numbers"
     )
-    d = 16 if quick else 64
-    mu, sigma = [1.0, 2.0], 0.05
-    # quick: full-batch GD; full: the paper's runs (5000 points per cluster, SGD at batch 128 for 40 epochs)
-    n_pts, batch = (64, None) if quick else (5000, 128)
-    E = 8 if quick else 16
-    lr = 0.1
+    setting = paper.figure2ab()
+    sizes = setting.sizes(quick)  # quick: full-batch GD; full: the paper's runs (SGD at batch 128, 40 epochs)
+    d, n_pts, batch, E, lr = sizes.d, sizes.n, sizes.batch, sizes.E, setting.lr
+    mu, sigma = list(setting.mu), setting.sigma
     seeds = list(range(E))
     variants = {
         "stated": dict(task=sim.SIMTask(mu, sigma, d=d), init=Init("gaussian", 0.01), loss="sim"),
@@ -57,7 +55,7 @@ def run(quick: bool = True, out=None) -> Report:
     rows, medians = {}, {}
     for name, v in variants.items():
         task = v["task"]
-        steps = 1500 if quick else epoch_steps(n_pts * task.n_clusters, batch, 40)
+        steps = sizes.n_steps(n_pts * task.n_clusters)
         run_ = train(
             task,
             Model("mlp", (64,), bias=True),

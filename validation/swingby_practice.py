@@ -23,8 +23,8 @@ from __future__ import annotations
 import numpy as np
 
 import simtheory as sim
-from simtheory import swingby, theory
-from simtheory.simulate import Init, Model, epoch_steps, flow_limit, train
+from simtheory import paper, swingby, theory
+from simtheory.simulate import Init, Model, flow_limit, train
 
 from ._report import Report, main, train_loss_monotone, training_description
 
@@ -60,16 +60,15 @@ def run(quick: bool = True, out=None) -> Report:
     """Swing-by at low dimension, training loss monotone while the OOD loss is not."""
     r = Report("swingby_practice", "non-monotone OOD loss at d = 2, not at d = 64; training loss monotone")
     # quick: full-batch GD; full: the paper's sizes (5000 points per cluster, SGD at batch 128, 40 epochs)
-    E = 16 if quick else 32
-    n = 64 if quick else 5000
-    batch = None if quick else 128
-    steps = 4000 if quick else epoch_steps(2 * n, 128, 40)
+    sizes = paper.figure2c().sizes(quick)
+    E, n, batch = sizes.E, sizes.n, sizes.batch
+    steps = sizes.n_steps(2 * n)
     seeds = list(range(E))
     fractions, train_monotone, nonmono_total, panels, overlay = {}, 0, 0, {}, {}
     agreement = _Agreement()
     how = training_description(0.05, n, batch)
     for d in (2, 64):
-        task = sim.SIMTask([1.0, 2.0], 0.05, d=d)
+        task = paper.figure2c().task(d=d)
         run_ = train(
             task,
             Model("deep", (d, d, d)),

@@ -14,6 +14,7 @@ import itertools
 import numpy as np
 
 import simtheory as sim
+from simtheory import paper
 from simtheory.curves import Curves
 from simtheory.simulate import Init, Model, train
 
@@ -34,9 +35,11 @@ def order_fraction(losses: np.ndarray, comps: np.ndarray) -> float:
 def run(quick: bool = True, out=None) -> Report:
     """Topological order of composition losses, GD vs theory."""
     r = Report("topological", "loss(u) <= loss(v) for u below v, measured on GD and on the theory")
-    task = sim.SIMTask([1.0, 2.0, 3.0, 4.0], 0.05)
+    setting = paper.figure7()
+    sizes = setting.sizes(quick)
+    task = setting.task()
     U0 = 0.01 * (np.eye(4) + 0.1 * np.random.default_rng(0).normal(size=(4, 4)))
-    lr = 0.01 if quick else 0.002
+    lr = sizes.lrs[0]
     steps = int(round(12.0 / lr))
     run_ = train(
         task,
@@ -45,7 +48,7 @@ def run(quick: bool = True, out=None) -> Report:
         lr=lr,
         steps=steps,
         seeds=[0],
-        n=64 if quick else 1000,
+        n=sizes.n,
     )
     c = run_.curves.select(0)
     comps = task.compositions()

@@ -26,8 +26,8 @@ from __future__ import annotations
 import numpy as np
 
 import simtheory as sim
-from simtheory import swingby, theory
-from simtheory.simulate import Init, Model, epoch_steps, flow_limit, train
+from simtheory import paper, swingby, theory
+from simtheory.simulate import Init, Model, flow_limit, train
 from simtheory.task import truncated_variance_factor
 
 from ._report import Report, main, train_loss_monotone, training_description
@@ -100,16 +100,15 @@ def _linear_theory(r: Report, quick: bool, out):
 
 
 def _swingby(r: Report, quick: bool, out):
-    E = 16 if quick else 32
-    n = 64 if quick else 5000
-    batch = None if quick else 128
-    steps = 4000 if quick else epoch_steps(2 * n, 128, 40)
+    sizes = paper.figure15().sizes(quick)
+    E, n, batch = sizes.E, sizes.n, sizes.batch
+    steps = sizes.n_steps(2 * n)
     seeds = list(range(E))
     kinds, agree = {}, float("nan")
     panels, overlay = {}, {}
     how = training_description(0.05, n, batch)
     for data, cut in (("Gaussian", None), ("truncated c = 1", 1.0)):
-        task = sim.SIMTask([1.0, 2.0], 0.3, d=2, truncate=cut)
+        task = paper.figure15().task(truncate=cut)
         for name, model in (
             ("four-layer linear", Model("deep", (2, 2, 2))),
             ("two-layer ReLU", Model("mlp", (16,), bias=True)),
