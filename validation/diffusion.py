@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from simtheory.claims import Claim
-from simtheory.diffusion import analysis
+from simtheory.diffusion import analysis, figures
 from simtheory.diffusion.model import NetConfig
 from simtheory.diffusion.train import cpu_config, paper_config, train
 
@@ -163,14 +163,14 @@ def report_run(rec, r: Report, out=None, *, fit: bool = True, title: str = "") -
     if out is not None:
         out = Path(out)
         r.figure(
-            analysis.figure6(result, out / "diffusion_figure6", title=title),
+            figures.figure6(result, out / "diffusion_figure6", title=title),
             f"Figure 6 analogue ({title or 'diffusion run'}): seed means of {len(set(rec.config.seeds))} "
             "seed(s) "
             f"at delta {', '.join(f'{d:g}' for d in sorted(set(rec.config.deltas)))}; "
             + "; ".join(f"{c['name'].split(':')[0]}: {c['verdict']}" for c in result["claims"]),
         )
         for k in range(len(rec.members)):
-            r.figures.append(str(analysis.image_strip(rec, out / f"diffusion_ood_samples_{k}", member=k)))
+            r.figures.append(str(figures.image_strip(rec, out / f"diffusion_ood_samples_{k}", member=k)))
         from simtheory.curves import atomic_write_text
 
         atomic_write_text(out / "diffusion_analysis.json", json.dumps(result, indent=2, default=float))

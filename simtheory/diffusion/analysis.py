@@ -17,10 +17,6 @@ The thresholds of the claims (module constants below) were fixed before the firs
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from pathlib import Path
-
 import numpy as np
 
 from simtheory.claims import Claim, verdict
@@ -34,7 +30,7 @@ from simtheory.measures import (
 from simtheory.swingby import turning_points
 
 from .data import ImageSpec, concept_signal
-from .train import RunConfig
+from .records import Records, load, merge  # noqa: F401  (re-exported: analysis.load / merge)
 
 #: learning time: smoothed argmax accuracy above LEARNED for RUN checkpoints (Park et al.)
 LEARNED, SMOOTH_TIME, RUN = 0.9, 1.5, 3
@@ -55,84 +51,6 @@ DECAY_R2, DECAY_POINTS, DECAY_DELTAS, FLOOR_FACTOR = 0.6, 6, 3, 2.0
 ORDER_SEEDS, ORDER_SPEARMAN = 2 / 3, -0.8
 #: SIM fit: the fitted a_colour / a_size rises with delta, Spearman >= SIM_SPEARMAN
 SIM_SPEARMAN = 0.8
-
-
-@dataclass(frozen=True)
-class Records:
-    config: RunConfig
-    steps: np.ndarray  # (C,)
-    probs: np.ndarray  # (C, K, classes, n, s) CNN probe P(value 1) per sample
-    analytic: np.ndarray  # (C, K, classes, n, 2)
-    ood_images: np.ndarray  # (C, K, N_SHOW, 3, H, W) uint8
-    train_loss: np.ndarray  # (C, K) mean loss since the previous checkpoint
-    wall_s: np.ndarray  # (C,)
-    over_probs: np.ndarray | None = (
-        None  # (C, K, n_over, n, s): the OOD class at exaggerated colours (vector prompt)
-    )
-
-    @property
-    def members(self):
-        return self.config.members
-
-
-def load(run_dir) -> Records:
-    run_dir = Path(run_dir)
-    cfg = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
-    with np.load(run_dir / "records.npz") as f:
-        return Records(
-            cfg,
-            f["step"],
-            f["probs"],
-            f["analytic"],
-            f["ood_images"],
-            f["train_loss"],
-            f["wall_s"],
-            f["over_probs"] if "over_probs" in f.files else None,
-        )
-
-
-def merge(records) -> Records:
-    """One :class:`Records` from runs that differ only in their seeds (e.g. a sweep split over
-    processes or machines): the members are put in the order of the combined configuration."""
-    from dataclasses import replace
-
-    records = list(records)
-    if not records:
-        raise ValueError("merge needs at least one Records")
-    first = records[0]
-    seeds = tuple(sorted({s for r in records for s in r.config.seeds}))
-    for r in records[1:]:
-        if replace(r.config, seeds=first.config.seeds) != first.config:
-            raise ValueError("merged runs must have the same configuration apart from seeds")
-        if not np.array_equal(r.steps, first.steps):
-            raise ValueError("merged runs must have the same checkpoint steps (finish or resume them first)")
-    where = {}
-    for i, r in enumerate(records):
-        for k, m in enumerate(r.members):
-            if m in where:
-                raise ValueError(f"member (delta, seed) {m} appears in more than one run")
-            where[m] = (i, k)
-    cfg = replace(first.config, seeds=seeds)
-    missing = [m for m in cfg.members if m not in where]
-    if missing:
-        raise ValueError(f"merged runs do not cover every (delta, seed): missing {missing}")
-
-    def gather(name, axis):
-        return np.stack(
-            [np.take(getattr(records[where[m][0]], name), where[m][1], axis=axis) for m in cfg.members],
-            axis=axis,
-        )
-
-    return Records(
-        cfg,
-        first.steps,
-        gather("probs", 1),
-        gather("analytic", 1),
-        gather("ood_images", 1),
-        gather("train_loss", 1),
-        np.max([r.wall_s for r in records], axis=0),
-        gather("over_probs", 1) if first.over_probs is not None else None,
-    )
 
 
 def trajectories(rec: Records, probe: str = "cnn") -> np.ndarray:
@@ -373,10 +291,6 @@ def _decay(steps, mse, mid, v, floor) -> dict:
         "floor": float(floor),
         "verdict": verdict(ok),
     }
-
-
-def _time(c: Crossing) -> float:
-    return c.time
 
 
 def _over_prompt(rec: Records) -> np.ndarray | None:
@@ -706,130 +620,3 @@ def claims(per_delta: list[dict], crossing: float, run_length: float) -> list[Cl
             )
         )
     return out
-
-
-def figure6(result: dict, path, *, title: str = "") -> list[Path]:
-    """The paper's Figure 6 analogue from the seed means of :func:`analyse` (it recomputes nothing): the OOD
-    trajectory in concept space per delta (seed s.e. as error bars), the concept-space MSE with seed bands,
-    the
-    speed on log axes with its noise floor and exponential fit, the learning time of each concept against
-    delta
-    (held-out prompt, filled; training prompts, open; censored runs at the top edge), the multiplicative
-    accuracy
-    (and the best over-prompt, dashed) and the SIM fit's rate ratio. PNG + PDF."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    per = result["deltas"]
-    deltas = np.array([e["delta"] for e in per])
-    norm = matplotlib.colors.Normalize(
-        min(deltas.min(), deltas.max() - 0.1), max(deltas.max(), deltas.min() + 0.1)
-    )
-    cmap = matplotlib.colormaps["viridis"]
-    fig, ax = plt.subplots(2, 3, figsize=(12, 7), constrained_layout=True)
-    for e in per:
-        col = cmap(norm(e["delta"]))
-        c = e["curves"]
-        steps, C, Cse = np.array(c["steps"]), np.array(c["C"]), np.array(c["C_se"])
-        lab = f"delta {e['delta']:g}"
-        ax[0, 0].plot(C[:, 0], C[:, 1], "-", color=col, lw=1.2, label=lab)
-        ax[0, 0].errorbar(
-            C[::6, 0], C[::6, 1], xerr=Cse[::6, 0], yerr=Cse[::6, 1], fmt="none", color=col, lw=0.6, alpha=0.6
-        )
-        ax[0, 0].plot(C[-1, 0], C[-1, 1], "o", color=col, ms=4)
-        x = np.maximum(steps, 1)
-        mse, se = np.array(c["mse"]), np.array(c["mse_se"])
-        ax[0, 1].semilogx(x, mse, color=col, lw=1.2, label=lab)
-        ax[0, 1].fill_between(x, mse - se, mse + se, color=col, alpha=0.2, lw=0)
-        mid, v = np.array(c["speed_mid"]), np.array(c["speed"])
-        ax[0, 2].loglog(mid, np.maximum(v, 1e-6), color=col, lw=1.2)
-        dec = e["decay"]
-        ax[0, 2].axhline(FLOOR_FACTOR * dec["floor"], color=col, ls=":", lw=0.8)
-        if dec["n_points"] >= 3 and np.isfinite(dec["rate_per_1k"]):
-            w = (mid >= dec["start_step"]) & (mid <= dec["end_step"])
-            j = np.flatnonzero(w)[0]
-            ax[0, 2].loglog(
-                mid[w], v[j] * np.exp(-dec["rate_per_1k"] * (mid[w] - mid[j]) / 1000), "--", color=col, lw=1
-            )
-        ax[1, 1].semilogx(x, c["mult"], color=col, lw=1.2)
-        if "mult_over_prompt" in c:
-            ax[1, 1].semilogx(x, c["mult_over_prompt"], "--", color=col, lw=1)
-    ax[0, 0].plot([1], [1], "k*", ms=10)
-    ax[0, 0].set(
-        xlabel="P(blue)",
-        ylabel="P(small)",
-        xlim=(-0.02, 1.02),
-        ylim=(-0.02, 1.02),
-        title="OOD prompt (seed mean)",
-    )
-    ax[0, 0].text(0.02, 0.97, "red-small", va="top", fontsize=7)
-    ax[0, 0].text(0.98, 0.03, "blue-large", ha="right", fontsize=7)
-    ax[0, 0].legend(fontsize=7, loc="center left")
-    ax[0, 1].set(xlabel="step", ylabel="MSE to (1, 1)", title="MSE to (1, 1), +- seed s.e.")
-    ax[0, 2].set(xlabel="step", ylabel="|dC/dt| per 1k steps", title="speed (--: exp. fit, : 2x floor)")
-    ax[1, 1].set(xlabel="step", ylabel="P(blue) P(small)", title="P(blue) P(small) (--: over-prompt)")
-    run_length = per[0]["curves"]["steps"][-1] if per else 1.0
-    for name, mk, off in (("colour", "o", -0.006), ("size", "s", 0.006)):
-        for reading, fill in (("heldout", True), ("training", False)):
-            t = np.array([e[f"time_{name}_{reading}"] for e in per])
-            se = np.array([e[f"time_{name}_{reading}_se"] for e in per])
-            ax[1, 0].errorbar(
-                deltas + off,
-                t,
-                yerr=se,
-                fmt=mk + ("-" if fill else "--"),
-                mfc=None if fill else "none",
-                label=f"{name} ({'held-out' if fill else 'training prompts'})",
-                ms=5,
-                lw=1,
-                capsize=2,
-            )
-    ax[1, 0].axhline(run_length, color="0.6", lw=0.8, ls=":")
-    cross = result.get("signal_crossing_delta")
-    if cross is not None and np.isfinite(cross):
-        ax[1, 0].axvline(cross, color="0.5", ls="--", lw=1, label="pixel signals equal")
-    ax[1, 0].set(
-        xlabel="delta (colour signal)",
-        ylabel="steps (dotted line: censored)",
-        title="learning time per concept",
-    )
-    ax[1, 0].legend(fontsize=6)
-    if per and "sim_ratio" in per[0]:
-        ax[1, 2].semilogy(deltas, [e["sim_ratio"] for e in per], "o-")
-        ax[1, 2].axhline(1, color="0.5", lw=1)
-    ax[1, 2].set(xlabel="delta", ylabel="a_colour / a_size", title="SIM fit: rate ratio")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    out = []
-    for ext in (".png", ".pdf"):
-        p = path.with_suffix(ext)
-        fig.savefig(p, dpi=120)
-        out.append(p)
-    plt.close(fig)
-    return out
-
-
-def image_strip(rec: Records, path, member: int = 0, n_ckpt: int = 10) -> Path:
-    """OOD generations of one member at ``n_ckpt`` checkpoints (rows: checkpoints)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    idx = np.unique(np.linspace(0, len(rec.steps) - 1, n_ckpt).round().astype(int))
-    imgs = rec.ood_images[idx, member]  # (n, N_SHOW, 3, H, W)
-    grid = np.concatenate([np.concatenate(list(row.transpose(0, 2, 3, 1)), axis=1) for row in imgs], axis=0)
-    fig, ax = plt.subplots(figsize=(imgs.shape[1] * 0.6, len(idx) * 0.6))
-    ax.imshow(grid, interpolation="nearest")
-    ax.set_yticks((np.arange(len(idx)) + 0.5) * imgs.shape[-1], [str(s) for s in rec.steps[idx]])
-    ax.set_xticks([])
-    d, s = rec.members[member]
-    ax.set_title(f"OOD prompt, delta = {d:g}, seed {s}", fontsize=8)
-    path = Path(path).with_suffix(".png")
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
