@@ -115,7 +115,7 @@ class Curves:
         recorded model outputs (exact for nonlinear models too)."""
         if self.composition_outputs is None:
             return theory.ood_loss(self.task, self.W, self.task.compositions())
-        return 0.5 * np.sum((self.composition_outputs - self.task.test_points()) ** 2, axis=-1)
+        return theory.identity_loss(self.composition_outputs, self.task.test_points())
 
     def learning_times(self, level: float = 0.9) -> np.ndarray:
         """``(E, s)``: the first recorded time at which each concept's output at its own training point

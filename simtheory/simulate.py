@@ -31,6 +31,7 @@ from . import _checks
 from .curves import Curves, _frozen
 from .models import names as _model_names
 from .task import SIMTask, empirical_second_moment
+from .theory import identity_loss
 
 MODELS = _model_names(simulate=True)  # the model registry's simulated kinds
 INITS = ("gaussian", "uniform", "default", "given")
@@ -330,7 +331,7 @@ class _Recorder:
             times=_frozen(times),
             W=_frozen(self.W),
             ood_output=_frozen(ood_out),
-            ood_loss=_frozen(0.5 * np.sum((ood_out - self.x_ood[:, None, :]) ** 2, axis=-1)),
+            ood_loss=_frozen(identity_loss(ood_out, self.x_ood[:, None, :])),
             train_loss=_frozen(self.train),
             convention="gradient-flow",
             model=f"gd-{model.kind}",

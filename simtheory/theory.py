@@ -373,6 +373,11 @@ def ood_loss(task: SIMTask, W, v=None) -> np.ndarray:
     Broadcast over the leading axes of W; with ``v`` of shape (m, s) the result gains a last
     axis of length m (use ``task.compositions()`` for all 2^s points).
     """
-    x = _points(task, v)
-    y = ood_output(task, W, v)
-    return 0.5 * np.sum((y - x) ** 2, axis=-1)
+    return identity_loss(ood_output(task, W, v), _points(task, v))
+
+
+def identity_loss(outputs, inputs) -> np.ndarray:
+    """``1/2 ||f(x) - x||^2`` of outputs ``f(x)`` at inputs ``x`` (last axis: coordinates): the loss of the
+    SIM
+    task at given points, for any model whose outputs were recorded."""
+    return 0.5 * np.sum((np.asarray(outputs) - np.asarray(inputs)) ** 2, axis=-1)
