@@ -543,6 +543,7 @@ def test_quick_diffusion_validation_passes(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_full_diffusion_validation_composes(tmp_path):
     """CPU default at delta = 0.6 (about 26 minutes on 2 cores): the OOD prompt composes."""
     from validation import diffusion
@@ -573,6 +574,7 @@ def test_a_sweep_trains_one_run_per_seed_and_reports_every_claim(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(7200)
 def test_cpu_sweep_of_the_claims(tmp_path):
     """The CPU sweep (4 deltas x 3 seeds at 12x12, about an hour on 2 cores): the pipeline learns the training
     classes and every claim gets a verdict with its numbers (the verdicts are the finding, not the test)."""
