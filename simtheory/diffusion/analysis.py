@@ -387,7 +387,7 @@ def analyse(rec: Records, *, fit: bool = True) -> dict:
                 "mse_se": mse_se.tolist(),
                 "speed_mid": mid.tolist(),
                 "speed": v.tolist(),
-                "mult": mult[ks].mean(axis=0).tolist(),
+                "mult": gaussian_smooth(mult[ks].mean(axis=0), SMOOTH_TRAJ).tolist(),
             },
         }
         for reading in times:
@@ -398,7 +398,7 @@ def analyse(rec: Records, *, fit: bool = True) -> dict:
                 entry[f"censored_{name}_{reading}"] = int(sum(c.censored for c in tt))
             entry[f"first_{reading}"] = [first_learned(times[reading][k]) for k in ks]
         if over is not None:
-            entry["curves"]["mult_over_prompt"] = over[ks].mean(axis=0).tolist()
+            entry["curves"]["mult_over_prompt"] = gaussian_smooth(over[ks].mean(axis=0), SMOOTH_TRAJ).tolist()
             plain_t = sustained_crossing(steps, mult[ks].mean(axis=0), 0.5, sigma=SMOOTH_TIME, run=RUN)
             over_t = sustained_crossing(steps, over[ks].mean(axis=0), 0.5, sigma=SMOOTH_TIME, run=RUN)
             entry["over_prompt"] = {

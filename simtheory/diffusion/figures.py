@@ -74,7 +74,9 @@ def figure6(result: dict, path, *, title: str = "") -> list[Path]:
     ax[0, 0].legend(fontsize=7, loc="center left")
     ax[0, 1].set(xlabel="step", ylabel="MSE to (1, 1)", title="MSE to (1, 1), +- seed s.e.")
     ax[0, 2].set(xlabel="step", ylabel="|dC/dt| per 1k steps", title="speed (--: exp. fit, : 2x floor)")
-    ax[1, 1].set(xlabel="step", ylabel="P(blue) P(small)", title="P(blue) P(small) (--: over-prompt)")
+    ax[1, 1].set(
+        xlabel="step", ylabel="P(blue) P(small)", title="P(blue) P(small), smoothed (--: over-prompt)"
+    )
     run_length = per[0]["curves"]["steps"][-1] if per else 1.0
     for name, mk, off in (("colour", "o", -0.006), ("size", "s", 0.006)):
         for reading, fill in (("heldout", True), ("training", False)):
