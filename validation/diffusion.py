@@ -154,6 +154,8 @@ def report_run(rec, r: Report, out=None, *, fit: bool = True, title: str = "") -
         "final_mse",
         "final_mult_accuracy",
         "final_in_distribution_accuracy",
+        "probe_agreement_colour",
+        "probe_agreement_size",
     )
     r.metrics["members"] = [
         {k: (round(m[k], 4) if isinstance(m[k], float) else m[k]) for k in keep} for m in result["members"]

@@ -379,6 +379,14 @@ def analyse(rec: Records, *, fit: bool = True) -> dict:
             ),
             "decay": _decay(steps, mm, mid, v, floor),
             "final_mult_accuracy": float(mult[ks, -1].mean()),
+            # where the accuracies stand at the end (seed mean of the smoothed curves): how far from "learned"
+            "final_accuracy": {
+                reading: {
+                    name: float(gaussian_smooth(acc[ks][:, :, p], SMOOTH_TIME, axis=1)[:, -1].mean())
+                    for p, name in enumerate(cfg.concepts[:2])
+                }
+                for reading, acc in (("heldout", acc_h), ("training", acc_t))
+            },
             "curves": {
                 "steps": steps.tolist(),
                 "C": Cm.tolist(),
