@@ -141,10 +141,8 @@ def run(quick: bool = True, out=None) -> Report:
         r.figure(
             paths,
             "The paper's stated setting vs its published code, one difference at a time (ReLU MLP, hidden "
-            "64, "
-            f"biases, d = {d}, mu = (1, 2), sigma = 0.05, lr {lr}, {E} seeds, {how}); median OOD loss "
-            "against "
-            f"steps. Stated: a = ({st['a_1']:.3g}, {st['a_2']:.3g}), non-monotone in "
+            f"64, biases, d = {d}, mu = (1, 2), sigma = 0.05, lr {lr}, {E} seeds, {how}); median OOD loss "
+            f"against steps. Stated: a = ({st['a_1']:.3g}, {st['a_2']:.3g}), non-monotone in "
             f"{st['non-monotone OOD fraction']:.0%} of runs; official code: a = ({off['a_1']:.3g}, "
             f"{off['a_2']:.3g}), non-monotone in {off['non-monotone OOD fraction']:.0%}. The mse loss slows "
             f"learning per step by {ratio:.2f} (theory d/2 = {d / 2:g}, one-layer model).",

@@ -167,8 +167,7 @@ def report_run(rec, r: Report, out=None, *, fit: bool = True, title: str = "") -
         r.figure(
             figures.figure6(result, out / "diffusion_figure6", title=title),
             f"Figure 6 analogue ({title or 'diffusion run'}): seed means of {len(set(rec.config.seeds))} "
-            "seed(s) "
-            f"at delta {', '.join(f'{d:g}' for d in sorted(set(rec.config.deltas)))}; "
+            f"seed(s) at delta {', '.join(f'{d:g}' for d in sorted(set(rec.config.deltas)))}; "
             + "; ".join(f"{c['name'].split(':')[0]}: {c['verdict']}" for c in result["claims"]),
         )
         for k in range(len(rec.members)):

@@ -101,8 +101,7 @@ def run(quick: bool = True, out=None) -> Report:
         )
         r.figure(
             paths,
-            "Finite training sets: distance between GD on n points per cluster and the population "
-            "prediction "
+            "Finite training sets: distance between GD on n points per cluster and the population prediction "
             f"linear_gd(A), mean over {len(seeds)} data seeds. Fitted log-log slope {slope:.3f} "
             f"(sampling theory: -1/2); with the empirical A_n the prediction is exact up to rounding.",
         )

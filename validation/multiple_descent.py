@@ -115,9 +115,8 @@ def run(quick: bool = True, out=None) -> Report:
         r.figure(
             paths,
             f"Paper Figures 8, 9 and 10 analogues from GD: symmetric model, sigma = {tri.sigma:g}, "
-            "full-batch "
-            f"GD at lr {lr:g} on {n} points per cluster, U0 = rand/{tri.init_divisor:g} with the first seed "
-            f"whose predicted curve has the "
+            f"full-batch GD at lr {lr:g} on {n} points per cluster, U0 = rand/{tri.init_divisor:g} with the "
+            f"first seed whose predicted curve has the "
             f"named number of maxima. Dotted: symmetric_flow with A_n. GD shows "
             + "; ".join(summary)
             + f". Failure setting mu = (0.7, 1.7, 3): min w_11(t)/w_11(0) = {s_gd:.4g} (GD) vs {s_th:.4g} "

@@ -164,10 +164,8 @@ def _section_figure5(r: _Report):
         f"**What the published-code convention changes.** With A∘A the rate ratio a_2/a_1 is squared "
         f"({task.a[1] / task.a[0]:.3g} -> {(task.a[1] / task.a[0]) ** 2:.3g}). Non-monotone OOD loss in "
         f"{nm(pc)}/{cfg.n_seeds} runs under `paper-code` vs {nm(gf)}/{cfg.n_seeds} under the paper's stated "
-        "A "
-        "(`gradient-flow`; `paper` differs from it only by the time unit, so its counts are identical); "
-        "median bump "
-        f"{pc['median_bump']:.4g} vs {gf['median_bump']:.4g}. "
+        "A (`gradient-flow`; `paper` differs from it only by the time unit, so its counts are identical); "
+        f"median bump {pc['median_bump']:.4g} vs {gf['median_bump']:.4g}. "
         f"For the seed shown above the bump is {fig5['paper-code']['bump']:.4g} under `paper-code` and "
         f"{fig5['gradient-flow']['bump']:.4g} under `gradient-flow`.",
         "",
@@ -181,8 +179,7 @@ def _section_multiple(r: _Report):
         "## 3. Triple and quadruple descent, and the failure mode",
         "",
         f"Symmetric model, sigma = {cfg.sigma}, U0 = rand(d, d)/5, {cfg.n_seeds} seeds per setting. Counts "
-        "of "
-        "the number of interior maxima of the OOD loss (1 = swing-by/double descent, 2 = triple, 3 = "
+        "of the number of interior maxima of the OOD loss (1 = swing-by/double descent, 2 = triple, 3 = "
         "quadruple descent).",
         "",
         "| setting | convention | 0 | 1 | 2 | 3+ | failure |",
@@ -234,9 +231,9 @@ def _section_multiple(r: _Report):
     plateau = 0.5 * task.mu[0] ** 2
     r.md(
         "",
-        "**Failure mode** (mu = (0.7, 1.7, 3)): the weak concept's diagonal entry w_11 is pushed down while "
-        "the "
-        f"strong concepts are learned, so the OOD loss sits on a plateau near 1/2 mu_1^2 = {plateau:.3g}.",
+        "**Failure mode** (mu = (0.7, 1.7, 3)): the weak concept's diagonal entry w_11 is pushed down "
+        "while the strong concepts are learned, so the OOD loss sits on a plateau near 1/2 mu_1^2 = "
+        f"{plateau:.3g}.",
         "",
         "| convention | median OOD loss at the paper's budget (t = 20) | median min w_11 / w_11(0) | median "
         "time w_11 reaches 0.5 |",
@@ -278,10 +275,9 @@ def _section_learning_order(r: _Report):
     r.md(
         "## 4. Learning order follows a_p = mu_p^2 / s + sigma_p^2",
         "",
-        "Symmetric model (gradient-flow time), U0 with i.i.d. N(0, 0.03^2) entries (d = 2, seed 0, so W0 is "
-        "not "
-        "diagonal and the flow is integrated numerically); t_p = first time w_pp >= 0.9. One-layer model: "
-        "t_p = log(10) / a_p from `one_layer_flow.time_to_eps`.",
+        "Symmetric model (gradient-flow time), U0 with i.i.d. N(0, 0.03^2) entries (d = 2, seed 0, so W0 "
+        "is not diagonal and the flow is integrated numerically); t_p = first time w_pp >= 0.9. One-layer "
+        "model: t_p = log(10) / a_p from `one_layer_flow.time_to_eps`.",
         "",
     )
     rng = np.random.default_rng(0)
@@ -357,8 +353,7 @@ def _section_agreement(r: _Report):
     r.md(
         "## 5. Predicting the swing-by from the theory's conditions",
         "",
-        "Rule (`simtheory.swingby.predict_swingby`): non-monotone iff some weak/strong pair has w_ij(0) > "
-        "0, "
+        "Rule (`simtheory.swingby.predict_swingby`): non-monotone iff some weak/strong pair has w_ij(0) > 0, "
         f"a_j > 3 a_i and the largest eigenvalue of W0 is below 0.1. Compared with the numerical solution on "
         f"{cfg.n_agreement} random settings (s = 2, d = 3; see `agreement_study`). Measured, not tuned:",
         "",
@@ -405,10 +400,9 @@ def _section_gd(r: _Report):
     r.md(
         "## 6. Theory against gradient descent (PyTorch)",
         "",
-        f"Each claim is checked by a module of `validation/` ({'full' if cfg.full else 'quick'} size; run "
-        "one with "
-        "`python -m validation.NAME [--full]`). Predictions use the training set's exact second moment A_n "
-        "where the theory allows it.",
+        f"Each claim is checked by a module of `validation/` ({'full' if cfg.full else 'quick'} size; "
+        "run one with `python -m validation.NAME [--full]`). Predictions use the training set's exact second "
+        "moment A_n where the theory allows it.",
         "",
     )
     out = {}

@@ -84,8 +84,8 @@ def run(quick: bool = True, out=None) -> Report:
             overlay_label="symmetric_flow (A_n)",
         )
         agree = (
-            f"the same {len(th.turning_points)} turning points, times within {dt:.2%} and values within "
-            f"{dv:.2%}"
+            f"the same {len(th.turning_points)} turning points, times within {dt:.2%} and values "
+            f"within {dv:.2%}"
             if same
             else "a different sequence of turning points"
         )
