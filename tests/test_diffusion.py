@@ -647,3 +647,44 @@ def test_merge_runs_that_differ_in_seeds(full_run, tmp_path):
 
     rep = diffusion.run(run_dir=[d, other])
     assert len(rep.metrics["members"]) == 4
+
+
+def test_rank_thresholds_met_exactly_are_not_decided_by_float_rounding():
+    # one adjacent swap among 4 deltas: Spearman is exactly -0.8, which scipy returns as -0.7999999999999999
+    from simtheory.measures import spearman
+
+    rho = spearman([0.1, 0.2, 0.4, 0.8], [4000, 3000, 2000, 2500])
+    assert rho == pytest.approx(-0.8) and rho > -0.8
+    per_delta = [
+        {
+            "delta": d,
+            "time_colour_heldout": t,
+            "time_size_heldout": 4500.0,
+            "predicted_first": "tie",
+            "first_heldout": [],
+            "first_training": [],
+            "predicted_swingby": False,
+            "rise": 0.0,
+            "rise_se": 0.0,
+            "peak_near_stronger_corner": False,
+            "decay": {
+                "verdict": "inconclusive",
+                "rate_per_1k": 0.0,
+                "r2": 0.0,
+                "n_points": 0,
+                "power_r2": 0.0,
+            },
+        }
+        for d, t in zip([0.1, 0.2, 0.4, 0.8], [4000, 3000, 2000, 2500])
+    ]
+    claims = {c.name.split(":")[0]: c for c in analysis.claims(per_delta, 0.54, 4500)}
+    assert (
+        claims["(i) the seed-mean colour learning time (held-out prompt) falls as delta rises"].verdict
+        == "pass"
+    )
+    per_delta[3]["time_colour_heldout"] = 3500.0  # rho = -0.4: fails
+    claims = {c.name.split(":")[0]: c for c in analysis.claims(per_delta, 0.54, 4500)}
+    assert (
+        claims["(i) the seed-mean colour learning time (held-out prompt) falls as delta rises"].verdict
+        == "fail"
+    )
