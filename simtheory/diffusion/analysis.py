@@ -46,8 +46,7 @@ SWING_RISE, SWING_SE = 0.05, 3.0
 #: at >= DECAY_DELTAS deltas; the fit ends where the speed falls to FLOOR_FACTOR x the noise floor
 DECAY_R2, DECAY_POINTS, DECAY_DELTAS, FLOOR_FACTOR = 0.6, 6, 3, 2.0
 #: (i) order: the predicted concept first in >= ORDER_SEEDS of the seeds at each scored delta (2 of 3), and
-# the
-#: seed-mean colour learning time falls with delta: Spearman <= ORDER_SPEARMAN
+#: the seed-mean colour learning time falls with delta: Spearman <= ORDER_SPEARMAN
 ORDER_SEEDS, ORDER_SPEARMAN = 2 / 3, -0.8
 #: SIM fit: the fitted a_colour / a_size rises with delta, Spearman >= SIM_SPEARMAN
 SIM_SPEARMAN = 0.8
