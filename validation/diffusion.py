@@ -95,9 +95,9 @@ def sweep_config(gpu: bool = False, **changes):
 
 def vector_config(**changes):
     """The vector-prompt ablation (Park's conditioning: (R, G, B, radius), added per block through a small
-    MLP) at delta 0.1 and 0.8 x 2 seeds in one 4-member ensemble, with the over-prompting test (the OOD
-    class also generated with its blue exaggerated 1.25 to 3 times) at every checkpoint; otherwise the
-    CPU sweep's setting."""
+    MLP) at delta 0.1 and 0.8 x 2 seeds (one 2-member run per seed, like the sweep), with the over-prompting
+    test (the OOD class also generated with its blue exaggerated 1.25 to 3 times) at every checkpoint;
+    otherwise the CPU sweep's setting."""
     base = sweep_config()
     base = dict(
         net=replace(base.net, conditioning="vector"),
