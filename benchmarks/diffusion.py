@@ -3,6 +3,7 @@
     python benchmarks/diffusion.py                 # CPU: K = 4 small U-Nets (16x16, batch 32)
     python benchmarks/diffusion.py --k 8 --cpu-default
     python benchmarks/diffusion.py --device cuda --paper   # on a GPU: K = 18, 32x32, the paper-sized U-Net
+    python benchmarks/diffusion.py --cpu-sweep --steps 30  # one seed of the CPU sweep: step, projected time
 
 Times the real training step of :class:`simtheory.diffusion.train.Run` (minibatch draw, noising,
 forward, backward, AdamW) for the ensemble (``vmap`` over stacked parameters) and for a loop over
@@ -54,9 +55,19 @@ def main(argv=None):
         "--cpu-default", action="store_true", help="the CPU default U-Net (0.49M parameters, batch 64)"
     )
     p.add_argument("--paper", action="store_true", help="the paper-sized setting (K = 18, 32x32)")
+    p.add_argument(
+        "--cpu-sweep",
+        action="store_true",
+        help="one seed of the CPU sweep of the claims (K = 4 deltas, 12x12, 0.24M parameters, batch 32)",
+    )
     args = p.parse_args(argv)
     if args.paper:
         cfg = paper_config(device=args.device, n_per_class=256)
+        k = len(cfg.members)
+    elif args.cpu_sweep:
+        from validation.diffusion import sweep_config
+
+        cfg = sweep_config(seeds=(0,), n_per_class=256, device=args.device)
         k = len(cfg.members)
     else:
         small = dict(net=NetConfig(16, 16, (1, 2, 2), 32), batch=32)
@@ -108,6 +119,11 @@ def main(argv=None):
         f"ensemble step (all K) {t_ens * 1e3:.1f} ms; loop of K plain models {t_loop * 1e3:.1f} ms; "
         f"ratio loop/ensemble {t_loop / t_ens:.2f}x"
     )
+    if args.cpu_sweep:
+        print(
+            f"projected training time of one seed ({k} deltas x {cfg.steps} steps; checkpoints and the probe "
+            f"add about 3 minutes): {t_ens * cfg.steps / 60:.1f} min"
+        )
     if args.paper:
         print(
             f"projected sweep ({k} models x {cfg.steps} steps, training only): ensemble "
