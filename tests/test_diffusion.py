@@ -571,6 +571,33 @@ def test_a_sweep_trains_one_run_per_seed_and_reports_every_claim(tmp_path):
     assert all(c.verdict in ("pass", "fail", "inconclusive", "reported") for c in rep.claims)
     assert (tmp_path / "diffusion_figure6.png").exists() and len(rep.metrics["members"]) == 6
     assert "required" in json.loads((tmp_path / "diffusion_analysis.json").read_text())["claims"][0]
+    assert "| claim | measured | required | verdict |" in (tmp_path / "diffusion_claims.md").read_text()
+
+
+def test_the_gpu_sweep_configuration_runs_on_cpu(tmp_path):
+    """The paper-sized GPU sweep's configuration, shrunk and on the CPU: the same code path end to end."""
+    from validation import diffusion
+
+    full = diffusion.sweep_config(gpu=True)
+    assert (full.resolution, full.deltas, full.seeds, full.device) == (32, PAPER_DELTAS, (0, 1, 2), "cuda")
+    assert (full.weight_decay, full.p_uncond, full.blur) == (0.01, 0.0, 2 / 32)
+    small = diffusion.sweep_config(
+        gpu=True,
+        device="cpu",
+        resolution=16,
+        net=TINY_NET,
+        deltas=(0.137, 0.689),
+        seeds=(0,),
+        steps=6,
+        batch=4,
+        n_per_class=16,
+        n_checkpoints=2,
+        n_generate=2,
+        sample_steps=2,
+        probe_steps=300,
+    )
+    rec = analysis.load(train(small, tmp_path / "gpu-path", progress=False))
+    assert rec.probs.shape[:3] == (len(rec.steps), 2, 4) and np.isfinite(rec.train_loss[1:]).all()
 
 
 @pytest.mark.slow

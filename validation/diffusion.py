@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from simtheory.claims import Claim
+from simtheory.claims import Claim, markdown_table
 from simtheory.diffusion import analysis, figures
 from simtheory.diffusion.model import NetConfig
 from simtheory.diffusion.train import cpu_config, paper_config, train
@@ -175,6 +175,10 @@ def report_run(rec, r: Report, out=None, *, fit: bool = True, title: str = "") -
         from simtheory.curves import atomic_write_text
 
         atomic_write_text(out / "diffusion_analysis.json", json.dumps(result, indent=2, default=float))
+        claims = [Claim.from_dict(c) for c in result["claims"]]
+        atomic_write_text(
+            out / "diffusion_claims.md", f"# Diffusion claims ({title})\n\n{markdown_table(claims)}\n"
+        )
     return result
 
 
