@@ -563,7 +563,9 @@ def test_a_sweep_trains_one_run_per_seed_and_reports_every_claim(tmp_path):
     p0, p1 = (Probe.load(tmp_path / "sweep" / f"seed{k}" / "probe.pt") for k in (0, 1))
     assert all(torch.equal(a, b) for a, b in zip(p0.net.state_dict().values(), p1.net.state_dict().values()))
     names = [c.name.split(":")[0] for c in rep.claims]
-    assert names[:2] == [
+    assert names[:4] == [
+        "probe held-out accuracy (worst delta x concept)",
+        "in-distribution accuracy at the end, worst member (all concepts right)",
         "(i) learning order on the held-out prompt",
         "(i) learning order on the training prompts",
     ]
