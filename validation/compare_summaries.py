@@ -15,7 +15,20 @@ import math
 import sys
 from pathlib import Path
 
-SKIP = ("wall", "seconds", "_s", "time_s", "figures", "captions", "provenance", "versions", "git")
+SKIP = {
+    "figures",
+    "captions",
+    "provenance",
+    "versions",
+    "git",
+    "out",
+}  # paths and versions, not numbers of a run
+
+
+def _skipped(key) -> bool:
+    """Keys that are not numbers of the run: the set above and wall-clock times (``*_s``, ``*seconds``)."""
+    key = str(key)
+    return key in SKIP or key.endswith(("_s", "seconds"))
 
 
 def _normalise(x):
@@ -25,11 +38,7 @@ def _normalise(x):
         return [_normalise(v) for v in x]
     if not isinstance(x, dict):
         return x
-    out = {
-        k: _normalise(v)
-        for k, v in x.items()
-        if k not in ("checks", "claims") and not any(s in str(k) for s in SKIP)
-    }
+    out = {k: _normalise(v) for k, v in x.items() if k not in ("checks", "claims") and not _skipped(k)}
     checks = {
         c["name"]: c["value"]
         for key in ("checks", "claims")
