@@ -69,8 +69,8 @@ def sweep_config(gpu: bool = False, **changes):
     or the CPU one (:data:`SWEEP_DELTAS` x :data:`SWEEP_SEEDS`, each seed one 4-member ensemble).
 
     CPU setting, sized from the measured step time (a 4-member ensemble of the 0.24M-parameter U-Net at
-    12x12 and batch 32 takes about 0.17 s a step on 2 cores): 4500 steps, 60 checkpoints of 16
-    generations per prompt, about 16 minutes a seed. Dynamics settings as in Park et al.: AdamW 1e-3
+    12x12 and batch 32 takes about 0.2 s a step on 2 cores: ``benchmarks/diffusion.py --cpu-sweep``):
+    4500 steps, 60 checkpoints of 16 generations per prompt, 17-18 minutes a seed as measured. Dynamics settings as in Park et al.: AdamW 1e-3
     with weight decay 0.01, constant learning rate, no prompt dropout, blur in canvas units (one pixel
     at 32x32), the same sampler noise at every checkpoint. The configuration's ``seeds`` are trained as
     separate runs (one directory each, see :func:`train_sweep`) and merged for the analysis."""
