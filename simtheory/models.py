@@ -144,4 +144,4 @@ register(
     )
 )
 register(ModelSpec("deep", "deep linear W_L ... W_1 (the ODE of every factor; no closed form)", _deep, list))
-register(ModelSpec("mlp", "ReLU network (simulated only: the theory covers linear models)"))
+register(ModelSpec("mlp", "a ReLU MLP, simulated only: the theory covers linear models"))

@@ -72,8 +72,9 @@ def sweep_config(gpu: bool = False, **changes):
     12x12 and batch 32 takes about 0.2 s a step on 2 cores: ``benchmarks/diffusion.py --cpu-sweep``):
     4500 steps, 60 checkpoints of 16 generations per prompt, 17-18 minutes a seed as measured. Dynamics
     settings as in Park et al.: AdamW 1e-3 with weight decay 0.01, constant learning rate, no prompt
-    dropout, blur in canvas units (one pixel at 32x32), the same sampler noise at every checkpoint. The configuration's ``seeds`` are trained as
-    separate runs (one directory each, see :func:`train_sweep`) and merged for the analysis."""
+    dropout, blur in canvas units (one pixel at 32x32), the same sampler noise at every checkpoint. The
+    configuration's ``seeds`` are trained as separate runs (one directory each, see :func:`train_sweep`)
+    and merged for the analysis."""
     if gpu:
         return paper_config(**{"weight_decay": 0.01, "p_uncond": 0.0, "blur": 2 / 32, **changes})
     base = dict(
