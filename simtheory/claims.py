@@ -17,8 +17,7 @@ class Claim:
     decide (too few points, nothing learned), never a silent pass; ``"reported"`` for a number shown
     without a threshold. ``base_rate`` says what a trivial or wrong answer scores on the same check
     (empty when none applies); ``details`` holds the per-setting numbers behind ``measured``, and ``value``
-    the
-    measured number itself where there is one (full precision; ``measured`` is its display).
+    the measured number itself where there is one (full precision; ``measured`` is its display).
     """
 
     name: str

@@ -1,11 +1,10 @@
 """``simtheory export``: turn a run directory into files a LaTeX paper includes as they are.
 
-For every ``curves/*.npz`` (with its JSON sidecar) of a run directory: a tidy CSV (one row per
-setting x time x quantity), a pgfplots ``.dat`` table and, for a single setting, paper-style PDF
-figures one and two columns wide that plot exactly the ``ood_loss`` and ``train_loss`` of that CSV; plus
-``derivations.tex`` with one
-``\\newcommand`` per closed form of every derivation (e.g. ``\\SimSymmetricLogistic``), to be used
-inside math mode.
+For every ``curves/*.npz`` (with its JSON sidecar) of a run directory: a tidy CSV (one row per setting x time
+x quantity), a pgfplots ``.dat`` table and, for a single setting, paper-style PDF figures one and two columns
+wide that plot exactly the ``ood_loss`` and ``train_loss`` of that CSV; plus ``derivations.tex`` with one
+``\\newcommand`` per closed form of every derivation (e.g. ``\\SimSymmetricLogistic``), to be used inside math
+mode.
 """
 
 from __future__ import annotations

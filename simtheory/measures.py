@@ -35,8 +35,7 @@ def first_crossing(t, y, level) -> np.ndarray:
 
 def never_rises(y, *, rel_step: float | None = None, rel_initial: float | None = None) -> np.ndarray:
     """Whether each curve ``(..., T)`` never rises: by more than ``rel_step`` times its previous value from
-    one
-    sample to the next, or (``rel_initial``) by more than that fraction of its first value (for noisy
+    one sample to the next, or (``rel_initial``) by more than that fraction of its first value (for noisy
     curves)."""
     y = np.asarray(y, dtype=np.float64)
     if (rel_step is None) == (rel_initial is None):

@@ -1,13 +1,12 @@
 """The model registry: one entry per model, read by :func:`simtheory.predict`,
-:func:`simtheory.simulate.flow_limit`,
-:class:`simtheory.simulate.Model`, the command line's ``--model`` choices and the LaTeX record of curves.
+:func:`simtheory.simulate.flow_limit`, :class:`simtheory.simulate.Model`, the command line's ``--model``
+choices and the LaTeX record of curves.
 
 An entry says how the model's gradient flow is predicted (``flow``, or ``None`` for a network the theory does
 not cover), how a simulator's initial factor matrices become the flow's initial condition
-(``init_from_factors``),
-which time conventions apply, and which derivations the prediction comes from. Prediction names and simulator
-kinds are the same names; ``"linear-flow"`` is the prediction-side alias of ``"linear"`` kept for existing
-scripts and files.
+(``init_from_factors``), which time conventions apply, and which derivations the prediction comes from.
+Prediction names and simulator kinds are the same names; ``"linear-flow"`` is the prediction-side alias of
+``"linear"`` kept for existing scripts and files.
 """
 
 from __future__ import annotations
@@ -22,11 +21,9 @@ class ModelSpec:
 
     ``flow(task_or_A, init, t, *, convention, **solver)`` returns ``W(t)`` (``(*batch, len(t), d, d)``), where
     ``init`` is what :func:`simtheory.predict` takes as ``W0`` for this model (a matrix, a pair of factors, or
-    a
-    list of factors); ``init_from_factors(factors)`` makes that from the weight matrices a simulator starts
-    from
-    (first layer first). ``formulas`` are ``(derivation, formula)`` pairs whose LaTeX is recorded with the
-    curves.
+    a list of factors); ``init_from_factors(factors)`` makes that from the weight matrices a simulator starts
+    from (first layer first). ``formulas`` are ``(derivation, formula)`` pairs whose LaTeX is recorded with
+    the curves.
     """
 
     name: str

@@ -34,10 +34,9 @@ _MODEL_WORDS = {
 @dataclass(frozen=True)
 class Sizes:
     """Run sizes of one validation (a quick and a full variant each): learning rates, points per cluster
-    ``n``,
-    ensemble size ``E``, dimension ``d`` where it changes, and the training length: ``steps`` of full-batch
-    GD, or
-    ``epochs`` of SGD at ``batch`` (``steps=None``)."""
+    ``n``, ensemble size ``E``, dimension ``d`` where it changes, and the training length: ``steps`` of
+    full-batch
+    GD, or ``epochs`` of SGD at ``batch`` (``steps=None``)."""
 
     lrs: tuple[float, ...] = ()
     n: int = 100
@@ -138,17 +137,14 @@ def figure9() -> Setting:
 
 def figure10() -> Setting:
     """Figure 10: the failure mode, mu = (0.7, 1.7, 3): the weak concept is suppressed and the OOD loss sits
-    on a
-    plateau near 1/2 mu_1^2 within the paper's budget (lr 0.01 x 2000 steps)."""
+    on a plateau near 1/2 mu_1^2 within the paper's budget (lr 0.01 x 2000 steps)."""
     return Setting("10", (0.7, 1.7, 3.0))
 
 
 def figure2c() -> Setting:
     """Figures 2c/3: a four-layer linear network (widths d) from PyTorch's default initialisation, mu = (1,
-    2),
-    sigma = 0.05, at d = 2 (swing-by) and d = 64 (none). Full: the paper's 5000 points per cluster, SGD at
-    batch 128
-    for 40 epochs, lr 0.05, 32 seeds; quick: full-batch GD, 64 points, 4000 steps, 16 seeds."""
+    2), sigma = 0.05, at d = 2 (swing-by) and d = 64 (none). Full: the paper's 5000 points per cluster, SGD at
+    batch 128 for 40 epochs, lr 0.05, 32 seeds; quick: full-batch GD, 64 points, 4000 steps, 16 seeds."""
     return Setting(
         "2c",
         (1.0, 2.0),

@@ -378,6 +378,5 @@ def ood_loss(task: SIMTask, W, v=None) -> np.ndarray:
 
 def identity_loss(outputs, inputs) -> np.ndarray:
     """``1/2 ||f(x) - x||^2`` of outputs ``f(x)`` at inputs ``x`` (last axis: coordinates): the loss of the
-    SIM
-    task at given points, for any model whose outputs were recorded."""
+    SIM task at given points, for any model whose outputs were recorded."""
     return 0.5 * np.sum((np.asarray(outputs) - np.asarray(inputs)) ** 2, axis=-1)

@@ -385,12 +385,10 @@ def synthetic_records(
     times: dict, swing: dict, seeds=(0, 1, 2), n: int = 8, noise: float = 0.0
 ) -> analysis.Records:
     """Records whose probe outputs are known: for each delta, colour is learned at ``times[delta][0]`` and
-    size at
-    ``times[delta][1]`` steps (logistic probabilities, the same on the training and the held-out prompts);
-    with
-    ``swing[delta]`` the held-out P(blue) first rises to 0.6 near step 1500, after size is learned, and falls
-    back
-    before colour is learned (a swing-by to red-small). Seeds shift the times by 1% each."""
+    size at ``times[delta][1]`` steps (logistic probabilities, the same on the training and the held-out
+    prompts); with ``swing[delta]`` the held-out P(blue) first rises to 0.6 near step 1500, after size is
+    learned, and falls
+    back before colour is learned (a swing-by to red-small). Seeds shift the times by 1% each."""
     deltas = tuple(sorted(times))
     cfg = tiny(deltas=deltas, seeds=seeds, steps=6000, n_checkpoints=60, n_generate=n)
     steps = checkpoint_steps(cfg.steps, cfg.n_checkpoints).astype(float)

@@ -43,8 +43,7 @@ def test_lower_layers_never_import_higher_ones(package, forbidden):
 
 def test_validation_modules_do_not_import_each_other():
     """Shared measurements live in simtheory (measures, simulate); a validation module stands alone. The
-    report
-    and the shared report type are the exceptions: they are the application layer's own plumbing."""
+    report and the shared report type are the exceptions: they are the application layer's own plumbing."""
     allowed = {"_report", "report", "__init__"}
     offenders = {}
     for p in (ROOT / "validation").glob("*.py"):

@@ -22,8 +22,7 @@ def training_description(lr: float, n: int, batch) -> str:
 
 def train_loss_monotone(train_loss, batch) -> np.ndarray:
     """``(E,)`` whether each training-loss curve ``(E, T)`` never rises: by more than 1e-9 relative per record
-    for
-    full-batch GD (``batch=None``), by more than 1% of the initial loss for SGD (minibatch noise)."""
+    for full-batch GD (``batch=None``), by more than 1% of the initial loss for SGD (minibatch noise)."""
     from simtheory.measures import never_rises
 
     return (
@@ -36,8 +35,7 @@ def train_loss_monotone(train_loss, batch) -> np.ndarray:
 @dataclass
 class Report:
     """A validation's result: its claims (:class:`~simtheory.claims.Claim`: each with its measured number,
-    what
-    it is held to and a verdict), metrics, figures with captions, and notes."""
+    what it is held to and a verdict), metrics, figures with captions, and notes."""
 
     name: str
     claim: str

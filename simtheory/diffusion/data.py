@@ -12,16 +12,12 @@ Conventions (``../shared/design.md``, "Diffusion arm"): canvas ``[-1, 1]^2``; po
 training colours jittered uniformly by ``+-delta/8`` per channel; radius ``U[0.4 + gap, 0.7 + gap]`` (large;
 ``size_gap``
 = 0.1 gives the paper's ``U[0.5, 0.8]``) or ``U[0.1, 0.4]`` (small); the mask is rendered with 4x4
-supersampling and blurred by a Gaussian
-whose standard deviation ``blur`` is given in canvas units, so that resolutions are comparable (Park et al.:
-one
-pixel at 32x32, ``blur = 2/32 = 0.0625``; one pixel at resolution H is ``2/H``). A square has the area of the
-circle
-of the same radius.
+supersampling and blurred by a Gaussian whose standard deviation ``blur`` is given in canvas units, so that
+resolutions are comparable (Park et al.: one pixel at 32x32, ``blur = 2/32 = 0.0625``; one pixel at resolution
+H is ``2/H``). A square has the area of the circle of the same radius.
 
 Park's vector prompt (``condition_vectors``, ``class_vectors``) is ``(R, G, B, radius)``: each training
-image's own
-values, and the class means at test.
+image's own values, and the class means at test.
 """
 
 from __future__ import annotations

@@ -14,12 +14,9 @@ from .records import Records
 def figure6(result: dict, path, *, title: str = "") -> list[Path]:
     """The paper's Figure 6 analogue from the seed means of :func:`analyse` (it recomputes nothing): the OOD
     trajectory in concept space per delta (seed s.e. as error bars), the concept-space MSE with seed bands,
-    the
-    speed on log axes with its noise floor and exponential fit, the learning time of each concept against
-    delta
-    (held-out prompt, filled; training prompts, open; censored runs at the top edge), the multiplicative
-    accuracy
-    (and the best over-prompt, dashed) and the SIM fit's rate ratio. PNG + PDF."""
+    the speed on log axes with its noise floor and exponential fit, the learning time of each concept against
+    delta (held-out prompt, filled; training prompts, open; censored runs at the top edge), the multiplicative
+    accuracy (and the best over-prompt, dashed) and the SIM fit's rate ratio. PNG + PDF."""
     import matplotlib
 
     matplotlib.use("Agg")

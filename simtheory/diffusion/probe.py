@@ -154,14 +154,12 @@ def train_probe(
 def analytic_probe(images, spec: ImageSpec) -> np.ndarray:
     """``(P(blue), P(small))`` read from pixels, ``(n, 2)``; needs no training.
 
-    The green channel is ``0.5 - delta/2`` inside the shape for both colours and at least 0.8 in
-    the background, so ``m = (bg_G - G) / (bg_G - (0.5 - delta/2))`` is the shape's coverage of a
-    pixel (``bg`` per image: the median of the pixels the shape does not cover). Area
-    ``sum(m)`` gives the radius (small below ``0.4 + size_gap/2``, logistic of width 0.025); the shape's
-    colour
-    ``(x - bg (1 - m)) / m``, weighted by ``m^4`` (well-covered pixels), gives ``B - R`` (blue at ``+delta``,
-    red at
-    ``-delta``; logistic of width ``delta/4``).
+    The green channel is ``0.5 - delta/2`` inside the shape for both colours and at least 0.8 in the
+    background, so ``m = (bg_G - G) / (bg_G - (0.5 - delta/2))`` is the shape's coverage of a pixel (``bg``
+    per image: the median of the pixels the shape does not cover). Area ``sum(m)`` gives the radius (small
+    below ``0.4 + size_gap/2``, logistic of width 0.025); the shape's colour ``(x - bg (1 - m)) / m``,
+    weighted by ``m^4`` (well-covered pixels), gives ``B - R`` (blue at ``+delta``, red at ``-delta``;
+    logistic of width ``delta/4``).
     """
     x = np.asarray(images, dtype=np.float64)
     H = x.shape[-1]

@@ -265,8 +265,7 @@ class Run:
 
     def eval_inputs(self):
         """Sampler noise (the same at every checkpoint) and the prompts, ``n_generate`` rows each: every
-        class,
-        then the over-prompts of the OOD class; ``(K, n, ...)`` per member."""
+        class, then the over-prompts of the OOD class; ``(K, n, ...)`` per member."""
         c = self.config
         K = len(c.members)
         n_prompts = len(self.eval_classes) + len(c.over_prompt)
