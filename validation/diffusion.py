@@ -188,8 +188,7 @@ def run(quick: bool = True, out=None, run_dir=None, config=None) -> Report:
 
     ``config`` overrides the setting; a configuration with several seeds (e.g. :func:`sweep_config`) is
     trained seed by seed under ``run_dir`` (:func:`train_sweep`) and merged. ``run_dir`` resumes or reuses a
-    run, and
-    a list of run directories (finished runs differing only in seeds) is merged and analysed."""
+    run, and a list of run directories (finished runs differing only in seeds) is merged and analysed."""
     r = Report(
         "diffusion",
         "a text-conditioned diffusion model learns concepts in the order of their signal; "
