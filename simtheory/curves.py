@@ -146,9 +146,7 @@ class Curves:
             return theory.ood_loss(self.task, self.W, v)
         v_arr = np.asarray(v, dtype=np.float64)
         comps = self.task.compositions()
-        theory.ood_loss(
-            self.task, np.zeros((self.task.d, self.task.d)), v_arr
-        )  # validates v (binary, length s)
+        theory._points(self.task, v_arr)  # the test points' own check: v binary, of length s
         rows = v_arr.reshape(-1, comps.shape[1])
         idx = np.array([int(np.flatnonzero((comps == r).all(axis=1))[0]) for r in rows])
         losses = self.composition_losses()[..., idx]
