@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from simtheory.claims import Claim
+from simtheory.claims import Claim, held, reported
 
 
 def training_description(lr: float, n: int, batch) -> str:
@@ -30,6 +30,63 @@ def train_loss_monotone(train_loss, batch) -> np.ndarray:
         if batch is not None
         else never_rises(train_loss, rel_step=1e-9)
     )
+
+
+def balanced_accuracy(predicted, actual) -> float:
+    """Mean of the true-positive and true-negative rates of boolean ``predicted`` against ``actual``;
+    nan when ``actual`` holds one class only (a constant guess scores 0.5 whatever the class balance)."""
+    predicted, actual = np.asarray(predicted, bool).ravel(), np.asarray(actual, bool).ravel()
+    if actual.all() or not actual.any():
+        return float("nan")
+    return float((np.mean(predicted[actual]) + np.mean(~predicted[~actual])) / 2)
+
+
+def kind_alternatives(predicted, actual) -> dict:
+    """What trivial or wrong predictions of monotone vs not score in :func:`balanced_accuracy`: a constant
+    guess of either kind, and the right predictor paired with the wrong run (shifted by one member)."""
+    predicted = np.asarray(predicted, bool).ravel()
+    return {
+        "always monotone": balanced_accuracy(np.zeros_like(predicted), actual),
+        "always non-monotone": balanced_accuracy(np.ones_like(predicted), actual),
+        "another run's prediction": balanced_accuracy(np.roll(predicted, 1), actual),
+    }
+
+
+def reversed_rates(A, s: int) -> np.ndarray:
+    """``A`` (..., d, d) with its first ``s`` coordinates (the concept axes) in reverse order: the theory
+    with its rates reversed, a wrong prediction that claims have to tell apart from the right one."""
+    A = np.asarray(A)
+    idx = np.r_[np.arange(s)[::-1], np.arange(s, A.shape[-1])]
+    return A[..., idx, :][..., idx]
+
+
+def turning_point_score(actual, reference) -> float:
+    """Max relative difference of the turning points' times and values of two
+    :class:`~simtheory.swingby.Analysis` (GD against a prediction); ``inf`` when the sequences of kinds
+    differ or the reference has none (a claim about turning points needs at least one)."""
+    from simtheory.swingby import turning_point_gap
+
+    same, dt, dv = turning_point_gap(actual, reference)
+    return max(dt, dv) if same and reference.turning_points else float("inf")
+
+
+def symmetric_alternatives(task, A, W0, t, gd, s: int | None = None) -> dict:
+    """Scores (:func:`turning_point_score`) of wrong predictions of the symmetric model's OOD loss against
+    the GD analysis ``gd``: the flow at the paper's half speed (dW/dt = V), the flow with the concepts'
+    rates reversed, and a monotone prediction (no turning point)."""
+    import simtheory as sim
+    from simtheory.swingby import classify
+
+    s = task.s if s is None else s
+
+    def score(W):
+        return turning_point_score(gd, classify(t, sim.ood_loss(task, W)))
+
+    return {
+        "theory at half speed (paper's dW/dt = V)": score(sim.symmetric_flow(A, W0, t, convention="paper")),
+        "theory with reversed rates": score(sim.symmetric_flow(reversed_rates(A, s), W0, t)),
+        "a monotone prediction": float("inf"),
+    }
 
 
 @dataclass
@@ -53,18 +110,26 @@ class Report:
         self.captions[png] = caption
 
     def check(
-        self, name: str, value: float, bound: str, passed: bool, *, base_rate: str = "", figure: str = ""
+        self,
+        name: str,
+        value: float,
+        bound: str,
+        accepts,
+        *,
+        alternatives: dict | None = None,
+        base_rate: str = "",
+        figure: str = "",
     ) -> Claim:
-        """Record a claim held to a threshold: ``value`` measured, ``bound`` required, pass or fail."""
-        c = Claim(
-            name,
-            f"{float(value):.4g}",
-            bound,
-            "pass" if passed else "fail",
-            figure,
-            base_rate,
-            value=float(value),
-        )
+        """Record a claim held to a threshold: ``value`` measured, ``bound`` required, ``accepts`` the
+        predicate that decides it (value -> bool), and the scores of the trivial or wrong ``alternatives``
+        on the same check (:func:`simtheory.claims.held`: a check that one of them passes is not a pass)."""
+        c = held(name, value, bound, accepts, alternatives=alternatives, base_rate=base_rate, figure=figure)
+        self.claims.append(c)
+        return c
+
+    def report(self, name: str, value: float, why: str, *, alternatives: dict | None = None) -> Claim:
+        """Record a number without a threshold, saying ``why`` (e.g. a trivial answer scores as well)."""
+        c = reported(name, value, why, alternatives=alternatives)
         self.claims.append(c)
         return c
 
