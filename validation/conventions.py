@@ -9,9 +9,10 @@ Starting from the stated setting (ReLU MLP with biases, hidden 64, sigma = 0.05 
 deviation, no origin cluster, small Gaussian init, loss L) each difference is switched on alone,
 then all together (= the official code). Reported per variant: the theory's a_1, a_2, the GD time
 (in steps) at which each concept is learned (output_p at mu_p e_p >= 0.9 mu_p), the final OOD loss
-and the fraction of non-monotone OOD losses. Checks: a_p follows each convention's formula, and
-the mse loss slows learning by d/2 in steps (measured ratio within 10% of d/2 for the linear
-one-layer model, where the theory is exact).
+and the fraction of non-monotone OOD losses. Checked: the mse loss slows learning by d/2 in steps
+(measured ratio within 10% of d/2 for the linear one-layer model, where the theory is exact; a ratio
+of 1 or d, what the other readings of the loss predict, fails). The a_p of each convention is shown,
+not checked: it is the formula of ``SIMTask.a``.
 """
 
 from __future__ import annotations
@@ -80,19 +81,19 @@ def run(quick: bool = True, out=None) -> Report:
             "non-monotone OOD fraction": float(np.mean(swingby.non_monotone(c.times[1:], c.ood_loss[:, 1:]))),
         }
     r.metrics["variants"] = rows
-    a_var = rows["sigma as variance"]["a_1"]
-    r.check(
-        "a_1 with sigma read as a variance = mu_1^2/2 + sigma",
-        a_var,
-        f"= {mu[0] ** 2 / 2 + sigma:.4g}",
-        abs(a_var - (mu[0] ** 2 / 2 + sigma)) < 1e-12,
+    # the a_p formulas are arithmetic on the task, not a test of GD: shown, with what the stated formula gives
+    a_stated = mu[0] ** 2 / 2 + sigma**2
+    r.report(
+        "a_1 with sigma read as a variance (mu_1^2/2 + sigma)",
+        rows["sigma as variance"]["a_1"],
+        "reported: the formula of SIMTask.a, not a measurement",
+        alternatives={"stated reading (mu_1^2/2 + sigma^2)": a_stated},
     )
-    a_org = rows["origin cluster"]["a_1"]
-    r.check(
-        "a_1 with the origin cluster = mu_1^2/3 + sigma^2",
-        a_org,
-        f"= {mu[0] ** 2 / 3 + sigma**2:.4g}",
-        abs(a_org - (mu[0] ** 2 / 3 + sigma**2)) < 1e-12,
+    r.report(
+        "a_1 with the origin cluster (mu_1^2/3 + sigma^2)",
+        rows["origin cluster"]["a_1"],
+        "reported: the formula of SIMTask.a, not a measurement",
+        alternatives={"no origin cluster (mu_1^2/2 + sigma^2)": a_stated},
     )
     # the mse slow-down, where the theory is exact (one-layer linear)
     task = sim.SIMTask(mu, sigma, d=d)
@@ -113,11 +114,17 @@ def run(quick: bool = True, out=None) -> Report:
     s_sim = lin["sim"].curves.learning_times()[0, 0] / 0.2
     s_mse = lin["mse"].curves.learning_times()[0, 0] / (0.2 * lin["mse"].curves.meta["time_factor"])
     ratio = float(s_mse / s_sim)
+    r.metrics["steps to learn concept 1, mse / L (linear model)"] = ratio
     r.check(
-        f"steps to learn concept 1, mse / L (linear model; theory d/2 = {d / 2:g})",
-        ratio,
-        f"within 10% of {d / 2:g}",
-        abs(ratio / (d / 2) - 1) <= 0.10,
+        f"steps to learn concept 1, mse / L (linear model): relative distance from the theory's "
+        f"d/2 = {d / 2:g}",
+        abs(ratio / (d / 2) - 1),
+        "<= 0.10",
+        lambda x: x <= 0.10,
+        alternatives={
+            "relative distance from 1 (no slow-down: the paper's text)": abs(ratio - 1),
+            f"relative distance from d = {d} (a mean without the 1/2)": abs(ratio / d - 1),
+        },
     )
     r.notes.append(
         "Each row differs from 'stated' in one convention only; 'official code' combines all four."

@@ -2,9 +2,11 @@
 ``loss(u) <= loss(v)`` holds for u below v on the hypercube (u <= v entry-wise, u != v).
 
 Symmetric model, s = d = 4, mu = (1, 2, 3, 4), sigma = 0.05, near-isotropic small init. The
-fraction is measured on the GD run and on the prediction (``symmetric_flow`` with A_n); the two
-must agree within 0.02, and the measured fraction is reported (the theory's claim is that it is
-high: compositions further up the hypercube are learned later).
+fraction is measured on the GD run and reported, not required: the order is structural (a composition
+is learned when its slowest concept is, whatever the rates), so W = W0, the theory with its rates
+reversed and a random W score as high; the report shows their scores. What is held to a threshold is
+the timing the theory predicts: the time each composition's loss halves, GD against ``symmetric_flow``
+with A_n, within 5%, which the reversed rates, the paper's half-speed time and W = W0 all miss.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from simtheory import paper
 from simtheory.curves import Curves
 from simtheory.simulate import Init, Model, train
 
-from ._report import Report, main
+from ._report import Report, main, reversed_rates
 
 
 def order_fraction(losses: np.ndarray, comps: np.ndarray) -> float:
@@ -30,6 +32,29 @@ def order_fraction(losses: np.ndarray, comps: np.ndarray) -> float:
     ]
     ok = sum(np.count_nonzero(losses[:, i] <= losses[:, j] + 1e-12) for i, j in pairs)
     return ok / (len(pairs) * losses.shape[0])
+
+
+def composition_times(t, losses: np.ndarray, comps: np.ndarray) -> np.ndarray:
+    """Time each non-zero composition's loss (losses (T, 2^s)) first falls to half its initial value,
+    linearly interpolated between records (``inf`` where it never does)."""
+    keep = np.any(comps != 0, axis=1)
+    y = losses[:, keep].T
+    level = 0.5 * y[:, :1]
+    out = np.full(y.shape[0], np.inf)
+    for i, row in enumerate(y):
+        k = np.flatnonzero(row <= level[i])
+        if k.size and k[0] > 0:
+            k = k[0]
+            out[i] = t[k - 1] + (t[k] - t[k - 1]) * (row[k - 1] - level[i, 0]) / (row[k - 1] - row[k])
+    return out
+
+
+def time_gap(t_actual: np.ndarray, t_ref: np.ndarray) -> float:
+    """Max relative difference of two sets of times; ``inf`` when one is reached and the other is not."""
+    fa, fr = np.isfinite(t_actual), np.isfinite(t_ref)
+    if np.any(fa != fr) or not fr.any():
+        return float("inf")
+    return float(np.max(np.abs(t_actual[fr] - t_ref[fr]) / t_ref[fr]))
 
 
 def run(quick: bool = True, out=None) -> Report:
@@ -47,6 +72,7 @@ def run(quick: bool = True, out=None) -> Report:
         Init("given", arrays=(U0,)),
         lr=lr,
         steps=steps,
+        record=np.arange(steps + 1),
         seeds=[0],
         n=sizes.n,
     )
@@ -59,10 +85,38 @@ def run(quick: bool = True, out=None) -> Report:
     th_frac = order_fraction(pred.composition_losses(), comps)
     r.metrics["fraction_gd"] = gd_frac
     r.metrics["fraction_theory"] = th_frac
-    r.check(
-        "|fraction(GD) - fraction(theory)|", abs(gd_frac - th_frac), "<= 0.02", abs(gd_frac - th_frac) <= 0.02
+    W0 = U0 @ U0.T
+    wrong = {
+        "theory at half speed (paper's dW/dt = V)": sim.symmetric_flow(run_.A_n[0], W0, c.times, "paper"),
+        "theory with reversed rates": sim.symmetric_flow(reversed_rates(run_.A_n[0], 4), W0, c.times),
+        "nothing learned (W = W0)": np.broadcast_to(W0, c.W.shape),
+    }
+    wrong_losses = {
+        k: Curves.from_W(task, c.times, W, model="symmetric").composition_losses() for k, W in wrong.items()
+    }
+    random_W = np.random.default_rng(1).normal(size=c.W.shape) * 0.5
+    # the order itself is structural: a composition is learned when its slowest concept is, whatever the rates
+    r.report(
+        "fraction of (time, u < v) with loss(u) <= loss(v), GD",
+        gd_frac,
+        "reported: trivial answers score as high (the order holds for any rates)",
+        alternatives={
+            **{k: order_fraction(y, comps) for k, y in wrong_losses.items()},
+            "i.i.d. random W": order_fraction(
+                Curves.from_W(task, c.times, random_W, model="symmetric").composition_losses(), comps
+            ),
+        },
     )
-    r.check("fraction of (time, u < v) with loss(u) <= loss(v), GD", gd_frac, ">= 0.9", gd_frac >= 0.9)
+    t_gd = composition_times(c.times, c.composition_losses(), comps)
+    r.check(
+        "time each composition's loss halves (15 compositions): max relative difference GD vs theory",
+        time_gap(t_gd, composition_times(c.times, pred.composition_losses(), comps)),
+        "<= 0.05",
+        lambda x: x <= 0.05,
+        alternatives={
+            k: time_gap(t_gd, composition_times(c.times, y, comps)) for k, y in wrong_losses.items()
+        },
+    )
     if out is not None:
         from simtheory import plotting
 
