@@ -4,15 +4,18 @@
    s = 2, mu = (1, 2), sigma = 0.05: the OOD loss is non-monotone far more often at d = 2
    (required: fraction(d = 2) >= fraction(d = 64) + 0.3).
 2. Figure 17: in every run whose OOD loss is non-monotone, the training loss falls monotonically
-   (required in >= 95% of those runs; tolerance 1e-9 relative per recorded step for GD, 1% of the
-   initial loss for SGD).
+   (tolerance 1e-9 relative per recorded step for GD, 1% of the initial loss for SGD). Full-batch GD at
+   a stable learning rate cannot raise its own loss, so with GD (quick) this is reported, beside the
+   same test applied to those runs' OOD loss; with SGD (full) it is required in >= 95% of those runs.
 3. Reported, not required: three-layer linear at d = 3 (Figures 13/14), and two-layer linear and
    ReLU networks over a sweep of mu_1 (Figures 11/12): fraction of non-monotone OOD losses.
 4. Theory overlay: the linear networks (four-, three- and two-layer) have a gradient-flow prediction
    from each run's own initial weights and training second moment A_n (``simulate.flow_limit``:
    ``deep_flow`` / ``untied_flow``; no closed form exists for default initialisation). Full-batch GD
-   must agree with it on the kind of OOD curve (monotone or not) in >= 90% of the linear runs
-   (quick); with SGD (full) the flow is only the noiseless limit, so agreement is reported. The ReLU
+   must agree with it on the kind of OOD curve (monotone or not) with a balanced accuracy (mean of the
+   rates on non-monotone and on monotone runs) >= 0.9 over the linear runs (quick): a constant guess
+   scores 0.5 whatever the share of monotone runs, and the flow of another run is shown beside it.
+   With SGD (full) the flow is only the noiseless limit, so agreement is reported. The ReLU
    networks have no prediction. The figures draw the prediction dotted over each GD curve.
 Quick: full-batch GD, 64 points per cluster. Full: 5000 points per cluster, SGD at batch 128 for
 40 epochs, as the paper's runs. Truncated training sets (Figures 15/16): ``validation.truncated``.
@@ -26,7 +29,14 @@ import simtheory as sim
 from simtheory import paper, swingby, theory
 from simtheory.simulate import Init, Model, flow_limit, train
 
-from ._report import Report, main, train_loss_monotone, training_description
+from ._report import (
+    Report,
+    balanced_accuracy,
+    kind_alternatives,
+    main,
+    train_loss_monotone,
+    training_description,
+)
 
 
 def _flow(run_, members=None):
@@ -36,24 +46,36 @@ def _flow(run_, members=None):
 
 
 class _Agreement:
-    """Counts, over linear runs, how often GD and its gradient-flow prediction agree on the curve's kind."""
+    """Collects, over linear runs, whether GD's OOD loss and its gradient-flow prediction are non-monotone."""
 
     def __init__(self):
-        self.agree, self.total, self.gaps = 0, 0, []
+        self.predicted, self.actual, self.gaps = [], [], []
 
     def add(self, run_, nonmono_gd) -> np.ndarray:
         pred = _flow(run_)
         nonmono_pred = swingby.ood_non_monotone(run_.curves, pred)
         self.last = (int(np.sum(nonmono_pred == nonmono_gd)), nonmono_gd.size)
         self.last_fraction = float(nonmono_pred.mean())  # predicted fraction of non-monotone runs
-        self.agree += self.last[0]
-        self.total += self.last[1]
+        self.predicted += list(nonmono_pred)
+        self.actual += list(nonmono_gd)
         self.gaps += list(np.max(np.abs(pred - run_.curves.ood_loss), axis=1))
         return pred
 
     @property
+    def total(self) -> int:
+        return len(self.actual)
+
+    @property
     def rate(self) -> float:
-        return self.agree / max(self.total, 1)
+        """Plain agreement (accuracy)."""
+        return float(np.mean(np.equal(self.predicted, self.actual))) if self.actual else float("nan")
+
+    @property
+    def balanced(self) -> float:
+        return balanced_accuracy(self.predicted, self.actual)
+
+    def alternatives(self) -> dict:
+        return kind_alternatives(self.predicted, self.actual)
 
 
 def run(quick: bool = True, out=None) -> Report:
@@ -65,6 +87,7 @@ def run(quick: bool = True, out=None) -> Report:
     steps = sizes.n_steps(2 * n)
     seeds = list(range(E))
     fractions, train_monotone, nonmono_total, panels, overlay = {}, 0, 0, {}, {}
+    ood_passes_total = 0
     agreement = _Agreement()
     how = training_description(0.05, n, batch)
     for d in (2, 64):
@@ -91,21 +114,34 @@ def run(quick: bool = True, out=None) -> Report:
             overlay[label] = (run_.curves.times, _flow(run_, members=[e])[0])
         nonmono_total += int(nm.sum())
         train_monotone += int(np.sum(nm & train_loss_monotone(run_.curves.train_loss, batch)))
+        ood_passes_total += int(np.sum(nm & train_loss_monotone(run_.curves.ood_loss, batch)))
     r.check(
         "non-monotone fraction d = 2 minus d = 64 (four-layer linear)",
         fractions[2] - fractions[64],
         ">= 0.3",
-        fractions[2] - fractions[64] >= 0.3,
+        lambda x: x >= 0.3,
+        alternatives={"no effect of d (the same fraction at both)": 0.0},
     )
     r.metrics["non-monotone fraction, four-layer linear"] = fractions
     frac_mono = train_monotone / max(nonmono_total, 1)
-    r.check(
-        f"training loss monotone in the {nonmono_total} runs with non-monotone OOD loss",
-        frac_mono,
-        ">= 0.95",
-        nonmono_total > 0 and frac_mono >= 0.95,
-    )
-
+    ood_passes = ood_passes_total / max(nonmono_total, 1)
+    name = f"training loss monotone in the {nonmono_total} runs with non-monotone OOD loss"
+    alternatives = {"the same test on those runs' OOD loss": ood_passes}
+    if batch is None:  # full-batch GD at a stable learning rate cannot raise its own loss
+        r.report(
+            name,
+            frac_mono,
+            "reported: guaranteed for full-batch GD at a stable lr",
+            alternatives=alternatives,
+        )
+    else:
+        r.check(
+            name,
+            frac_mono if nonmono_total else float("nan"),
+            ">= 0.95",
+            lambda x: x >= 0.95,
+            alternatives=alternatives,
+        )
     if out is not None:
         from simtheory import plotting
 
@@ -183,11 +219,22 @@ def run(quick: bool = True, out=None) -> Report:
                 predicted.append(agreement.last_fraction)
         r.metrics[f"non-monotone fraction, {name}, d = 2, by mu_1 (mu_2 = 2)"] = row
         sweeps[name] = [row[m] for m in mus]
-    name = f"GD and its gradient-flow prediction agree on monotone vs not ({agreement.total} linear runs)"
+    name = (
+        f"GD and its gradient-flow prediction agree on monotone vs not, balanced accuracy ({agreement.total} "
+        f"linear runs, {int(np.sum(agreement.actual))} non-monotone)"
+    )
+    r.metrics["plain agreement on monotone vs not (always 'monotone' scores the monotone share)"] = (
+        f"{agreement.rate:.3f} (always monotone: {1 - np.mean(agreement.actual):.3f})"
+    )
     if batch is None:
-        r.check(name, agreement.rate, ">= 0.9", agreement.total > 0 and agreement.rate >= 0.9)
+        r.check(name, agreement.balanced, ">= 0.9", lambda x: x >= 0.9, alternatives=agreement.alternatives())
     else:  # SGD: the flow is only its noiseless limit
-        r.metrics[name + ", SGD"] = agreement.rate
+        r.report(
+            name,
+            agreement.balanced,
+            "reported: with SGD the flow is only the noiseless limit",
+            alternatives=agreement.alternatives(),
+        )
     r.metrics["max |OOD loss(GD) - OOD loss(flow)|, median over linear runs"] = float(
         np.median(agreement.gaps)
     )
