@@ -67,6 +67,8 @@ def held(
     nan (undecidable) or an alternative is accepted as well (the check does not discriminate: listed in
     ``also_met_by``). ``base_rate`` defaults to the alternatives and their scores.
     """
+    if not callable(accepts):
+        raise TypeError(f"accepts must be a predicate (value -> bool); got {type(accepts).__name__}")
     alternatives = {k: float(v) for k, v in (alternatives or {}).items()}
     also = [k for k, v in alternatives.items() if not np.isnan(v) and bool(accepts(v))]
     value = float(value)

@@ -14,6 +14,15 @@ def test_quick_validation_passes(name, tmp_path):
     assert report.passed, str(report)
     assert report.claims
     assert report.figures and set(report.figures) == set(report.captions)  # every figure states its agreement
+    assert_claims_discriminate(report)
+
+
+def assert_claims_discriminate(report):
+    """Every claim states what trivial or wrong answers score, and none of them meets its threshold."""
+    for c in report.claims:
+        assert c.base_rate or c.alternatives, f"{report.name}: {c.name!r} has no base rate"
+        assert not c.also_met_by, f"{report.name}: {c.name!r} is also met by {c.also_met_by}"
+        assert c.verdict in ("pass", "reported"), f"{report.name}: {c.name!r} is {c.verdict}"
 
 
 @pytest.mark.slow
@@ -22,6 +31,7 @@ def test_full_validation_passes(name, tmp_path):
     module = importlib.import_module(f"validation.{name}")
     report = module.run(quick=False, out=tmp_path)
     assert report.passed, str(report)
+    assert_claims_discriminate(report)
 
 
 def test_cli_runner_exit_code(capsys):

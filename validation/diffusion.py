@@ -229,14 +229,26 @@ def run(quick: bool = True, out=None, run_dir=None, config=None) -> Report:
     members = res["members"]
     id_acc = analysis.in_distribution_accuracy(rec)[:, -1]
     probe_acc = min(_probe_accuracy(d) for d in dirs)
-    r.check("probe held-out accuracy (worst delta x concept)", probe_acc, ">= 0.99", probe_acc >= 0.99)
+    r.check(
+        "probe held-out accuracy (worst delta x concept)",
+        probe_acc,
+        ">= 0.99",
+        lambda x: x >= 0.99,
+        alternatives={"chance (two balanced classes per concept)": 0.5},
+    )
     if len({m["delta"] for m in members}) >= 2:  # a sweep: the claims decide; the pipeline must have learned
         worst = float(id_acc.min())
         r.check(
             "in-distribution accuracy at the end, worst member (all concepts right)",
             worst,
             ">= 0.5",
-            worst >= 0.5,
+            lambda x: x >= 0.5,
+            alternatives={
+                "the same models at their first checkpoint": float(
+                    analysis.in_distribution_accuracy(rec)[:, 0].min()
+                ),
+                "chance (colour and size right by guess)": 0.25,
+            },
         )
         r.claims.extend(paper)
         r.notes.append(
@@ -252,14 +264,16 @@ def run(quick: bool = True, out=None, run_dir=None, config=None) -> Report:
             "training loss, last / first checkpoint (worst member)",
             float(np.max(last / first)),
             "<= 0.5",
-            bool(np.all(last <= 0.5 * first)),
+            lambda x: x <= 0.5,
+            alternatives={"no training (ratio 1)": 1.0},
         )
         gap = _colour_gap(rec)
         r.check(
             "the colour word steers generation: P(blue | blue prompts) - P(blue | red prompts)",
             gap,
             ">= 0.3",
-            gap >= 0.3,
+            lambda x: x >= 0.3,
+            alternatives={"a model that ignores the prompt (gap 0)": 0.0},
         )
         r.metrics["in_distribution_colour_accuracy"] = min(_colour_accuracy(rec))
         r.notes.append(
@@ -273,13 +287,18 @@ def run(quick: bool = True, out=None, run_dir=None, config=None) -> Report:
             "in-distribution accuracy at the end (all concepts right)",
             float(id_acc[k]),
             ">= 0.8",
-            id_acc[k] >= 0.8,
+            lambda x: x >= 0.8,
+            alternatives={
+                "the same model at its first checkpoint": float(analysis.in_distribution_accuracy(rec)[k, 0]),
+                "chance (colour and size right by guess)": 0.25,
+            },
         )
         r.check(
             "OOD composition: P(blue) P(small) at the end",
             m["final_mult_accuracy"],
             ">= 0.5",
-            m["final_mult_accuracy"] >= 0.5,
+            lambda x: x >= 0.5,
+            alternatives={"chance (colour and size right by guess)": 0.25},
         )
         r.notes.append(
             f"the OOD prompt keeps swinging between checkpoints: P(blue) P(small) averages "
