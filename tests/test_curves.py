@@ -20,8 +20,14 @@ def test_curves_are_frozen_and_consistent(curves):
         curves.W[0, 0, 0] = 1.0
     with pytest.raises(AttributeError):
         curves.model = "x"
-    np.testing.assert_allclose(curves.ood_loss, sim.ood_loss(curves.task, curves.W))
-    np.testing.assert_allclose(curves.train_loss, sim.train_loss(curves.task, curves.W))
+    # independent answers: the OOD loss by hand at x = sum_p mu_p e_p, the training loss by Monte Carlo
+    x = np.zeros(curves.task.d)
+    x[: curves.task.s] = curves.task.mu
+    np.testing.assert_allclose(curves.ood_loss, 0.5 * np.sum((curves.W @ x - x) ** 2, axis=-1), rtol=1e-12)
+    X = curves.task.sample(100_000, seed=3).inputs
+    W = curves.W[-1]
+    mc = 0.5 * np.mean(np.sum((X @ W.T - X) ** 2, axis=-1))
+    assert curves.train_loss[-1] == pytest.approx(mc, rel=0.02)
     assert "symmetric.V" in curves.latex and "\\" in curves.latex["symmetric.logistic"]
 
 

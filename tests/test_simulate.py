@@ -84,8 +84,24 @@ def test_records_outputs_at_all_compositions():
     )
     c = run.curves
     assert c.composition_outputs.shape == (1, c.times.size, 8, 3)
-    np.testing.assert_allclose(c.ood_output, c.composition_outputs[:, :, -1])
-    np.testing.assert_allclose(c.composition_losses()[..., -1], c.ood_loss)
+    x = np.array([1.0, 2.0, 3.0])  # the OOD point sum_p mu_p e_p, written out
+    # the OOD loss by hand from the recorded output at the OOD point, and the output at the origin
+    np.testing.assert_allclose(c.ood_loss, 0.5 * np.sum((c.ood_output - x) ** 2, axis=-1))
+    assert np.all(np.abs(c.composition_outputs[:, :, 0]) > 0)  # biases: the MLP does not map 0 to 0
+    lin = train(
+        sim.SIMTask([1.0, 2.0, 3.0], 0.1),
+        Model("linear"),
+        Init("gaussian", 0.3),
+        lr=0.01,
+        steps=10,
+        seeds=[0],
+        n=10,
+    ).curves
+    # a linear model's recorded outputs are W x: checked against the recorded weights
+    np.testing.assert_allclose(lin.ood_output, lin.W @ x, rtol=1e-5, atol=1e-6)
+    v = np.array([1.0, 0.0, 1.0])
+    k = next(i for i, u in enumerate(lin.task.compositions()) if np.array_equal(u, v))
+    np.testing.assert_allclose(lin.composition_outputs[..., k, :], lin.W @ (v * x), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize(
