@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 
 from simtheory.claims import Claim, held, markdown_table, reported
@@ -43,3 +44,28 @@ def test_reported_claims_and_the_table_show_the_alternatives():
     table = markdown_table([c])
     assert "W = 0: 1" in table and "**reported**" in table
     assert Claim.from_dict(c.to_dict()) == c
+
+
+def test_balanced_accuracy_by_hand():
+    from validation._report import balanced_accuracy, kind_alternatives
+
+    actual = np.array([True, True, False, False, False, False])
+    predicted = np.array([True, False, False, False, False, True])
+    # true-positive rate 1/2, true-negative rate 3/4
+    assert balanced_accuracy(predicted, actual) == pytest.approx((1 / 2 + 3 / 4) / 2)
+    assert math.isnan(balanced_accuracy(predicted, np.zeros(6, bool)))  # one class only: undecided
+    alt = kind_alternatives(predicted, actual)
+    assert alt["always monotone"] == alt["always non-monotone"] == 0.5
+    # the right predictions paired with the wrong runs: predicted shifted by one member
+    assert alt["another run's prediction"] == pytest.approx(balanced_accuracy(np.roll(predicted, 1), actual))
+
+
+def test_reversed_rates_swaps_the_concept_axes_only():
+    from validation._report import reversed_rates
+
+    A = np.diag([1.0, 2.0, 3.0, 0.5])
+    A[0, 1] = A[1, 0] = 0.1
+    R = reversed_rates(A, 3)
+    np.testing.assert_array_equal(np.diag(R), [3.0, 2.0, 1.0, 0.5])
+    assert R[2, 1] == R[1, 2] == 0.1 and R[0, 1] == 0.0
+    np.testing.assert_array_equal(reversed_rates(R, 3), A)  # an involution
