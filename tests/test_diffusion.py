@@ -568,7 +568,10 @@ def test_a_sweep_trains_one_run_per_seed_and_reports_every_claim(tmp_path):
         "(i) learning order on the training prompts",
     ]
     assert any(n.startswith("(ii)") for n in names) and any(n.startswith("(iii)") for n in names)
-    assert all(c.verdict in ("pass", "fail", "inconclusive", "reported") for c in rep.claims)
+    # every claim states what a trivial answer scores, and the pipeline's own checks are decided
+    held = [c for c in rep.claims if c.verdict != "reported"]
+    assert all(c.base_rate for c in held), [c.name for c in held if not c.base_rate]
+    assert rep.claims[0].verdict == "pass" and not any(c.also_met_by for c in rep.claims)
     assert (tmp_path / "diffusion_figure6.png").exists() and len(rep.metrics["members"]) == 6
     assert "required" in json.loads((tmp_path / "diffusion_analysis.json").read_text())["claims"][0]
     assert "| claim | measured | required | verdict |" in (tmp_path / "diffusion_claims.md").read_text()

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from scipy.integrate import solve_ivp
 
@@ -101,6 +101,10 @@ def test_gd_error_is_first_order_in_lr():
 def test_symmetric_flow_numeric_matches_solve_ivp(convention, kappa, square, task, data):
     """Reference: gradient flow on the drawn factor U0 itself (dU/dt = -(kappa/2)(EA + AE)U)."""
     U0 = data.draw(factor_inits(task.d))
+    # W0 = U0 U0^T in float64 keeps a direction of U0 only if its singular value is well above 1e-8 of the
+    # largest: a factor with a row of 1e-9 (found by hypothesis) has a W0 whose smallest eigenvector is
+    # rounding noise, which the flow then amplifies; no W-space predictor can recover it
+    assume(np.linalg.cond(U0) < 1e4)
     A = task.A * task.A if square else task.A
 
     def dU(U):
