@@ -80,6 +80,13 @@ def minor_rate(ai, aj, wii, wjj):
     return (ai + aj) - sp.Rational(1, 2) * wii * (3 * ai + aj) - sp.Rational(1, 2) * wjj * (3 * aj + ai)
 
 
+class _SumOffPair(sp.Sum):
+    """The sum over k = 1..d with k not in {i, j} (the cross-talk term N), rendered as such in LaTeX."""
+
+    def _latex(self, printer):
+        return r"\sum_{k \notin \{i, j\}} \left(" + printer._print(self.function) + r"\right)"
+
+
 class Symmetric(Derivation):
     name = "symmetric"
     title = "Symmetric two-layer linear model W = U U^T"
@@ -100,7 +107,7 @@ class Symmetric(Derivation):
         kk = sp.Symbol("k")
         G = wij * (a_i + a_j)
         S = sp.Rational(1, 2) * wij * (wii_ * (3 * a_i + a_j) + wjj_ * (3 * a_j + a_i))
-        N = sp.Rational(1, 2) * sp.Sum(wki * wkj * (a_i + a_j + 2 * ak), (kk, 1, sp.Symbol("d")))
+        N = sp.Rational(1, 2) * _SumOffPair(wki * wkj * (a_i + a_j + 2 * ak), (kk, 1, sp.Symbol("d")))
         t_level = sp.log(level * (1 - omega) / ((1 - level) * omega)) / (2 * kappa * a)
         t_stage = t_level.subs(level, sp.Rational(1, 2))
         return {

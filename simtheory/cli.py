@@ -37,7 +37,17 @@ def _cmd_derive(args) -> int:
 
 def _initial(args, d: int):
     if args.init_file:
-        W0 = np.load(args.init_file, allow_pickle=False)
+        path = Path(args.init_file)
+        if not path.is_file():
+            raise ValueError(f"--init-file {str(path)!r}: no such file")
+        try:
+            W0 = np.load(path, allow_pickle=False)
+        except Exception as exc:  # not a .npy of numbers: numpy's and pickle's errors alike
+            raise ValueError(
+                f"--init-file {str(path)!r} is not a .npy array of numbers ({type(exc).__name__})"
+            ) from None
+        if not isinstance(W0, np.ndarray) or W0.dtype.kind not in "fiu":
+            raise ValueError(f"--init-file {str(path)!r} must hold one numeric array (a .npy file)")
         return W0
     rng = np.random.default_rng(args.seed)
     if args.init == "rand":
@@ -63,18 +73,26 @@ def _cmd_predict(args) -> int:
     task = SIMTask(
         args.mu, args.sigma if len(args.sigma) > 1 else args.sigma[0], d=args.d, origin=args.origin
     )
-    if args.n_times < 2:
-        raise ValueError(f"--n-times must be >= 2, got {args.n_times}")
-    if args.layers < 2:
-        raise ValueError(f"--layers must be >= 2 (factors of the deep model), got {args.layers}")
-    if not args.t_max > 0:
-        raise ValueError(f"--t-max must be > 0, got {args.t_max}")
+    if not 2 <= args.n_times <= 1_000_000:
+        raise ValueError(f"--n-times must be in [2, 1000000], got {args.n_times}")
+    if not 2 <= args.layers <= 64:
+        raise ValueError(f"--layers must be in [2, 64] (factors of the deep model), got {args.layers}")
+    if not (np.isfinite(args.t_max) and args.t_max > 0):
+        raise ValueError(f"--t-max must be a finite number > 0, got {args.t_max}")
+    if not (np.isfinite(args.init_scale) and args.init_scale > 0):
+        raise ValueError(f"--init-scale must be a finite number > 0, got {args.init_scale}")
+    if not 0 <= args.seed < 2**32:
+        raise ValueError(f"--seed must be in [0, 2**32 - 1], got {args.seed}")
+    out = Path(args.out)
+    if out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a directory; give a .csv or .npz file")
+    if out.suffix not in (".csv", ".npz"):
+        raise ValueError(f"--out must end in .csv or .npz, got {str(out)!r}")
     if args.log_times:
         t = time_grid(args.t_max, args.n_times)
     else:
         t = np.linspace(0.0, args.t_max, args.n_times)
     curves = predict(task, _initial(args, task.d), t, model=args.model, convention=args.convention)
-    out = Path(args.out)
     if out.suffix == ".npz":
         paths = curves.to_npz(out)
     else:
@@ -92,6 +110,10 @@ def _cmd_reproduce(args) -> int:
     )
 
     out = Path(args.out) if args.out else Path("runs") / time.strftime("reproduce-%Y%m%d-%H%M%S")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a file; give a directory")
+    if args.diffusion_run is not None and not Path(args.diffusion_run).is_dir():
+        raise ValueError(f"--diffusion-run {args.diffusion_run!r}: no such directory")
     cfg = Config(
         out=out,
         seed=args.seed,

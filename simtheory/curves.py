@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import glob
+import hashlib
 import io
 import json
 import os
@@ -95,6 +97,12 @@ class Curves:
         """The curves of one setting (or a sub-batch): ``index`` indexes the batch axes."""
         if not self.batch_shape:
             raise ValueError("these curves have no batch axis to select from")
+        try:
+            np.empty(self.batch_shape, dtype=bool)[index]
+        except (IndexError, TypeError, ValueError) as exc:
+            raise ValueError(
+                f"index {index!r} does not index the batch shape {self.batch_shape}: {exc}"
+            ) from None
         pick = lambda a: None if a is None else _frozen(np.asarray(a)[index])
         return Curves(
             times=self.times,
@@ -229,26 +237,86 @@ class Curves:
             train_loss=self.train_loss,
             **extra,
         )
-        atomic_write_bytes(path, buf.getvalue())
-        side = atomic_write_text(path.with_suffix(".json"), json.dumps(self.sidecar(), indent=2))
+        data = buf.getvalue()
+        # one unit: the sidecar holds the arrays' hash, so a kill between the two renames (new arrays, old
+        # sidecar, or the reverse) is refused by load instead of pairing arrays with the wrong task
+        meta = {**self.sidecar(), "arrays_sha256": hashlib.sha256(data).hexdigest()}
+        atomic_write_bytes(path, data)
+        side = atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2))
         return path, side
 
     @classmethod
     def load(cls, path) -> "Curves":
-        """Read curves written by :meth:`to_npz` (no pickles: ``allow_pickle=False``)."""
+        """Read curves written by :meth:`to_npz` (no pickles: ``allow_pickle=False``).
+
+        Everything is checked before a ``Curves`` is returned: the pair belongs together (the sidecar's
+        hash of the arrays), the arrays have the shapes of one set of curves on the sidecar's task, and
+        every value is finite; a file that fails names itself in a ``ValueError``."""
         path = Path(path)
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        side = json.loads(path.with_suffix(".json").read_text())
+        side_path = path.with_suffix(".json")
+        for f in (path, side_path):
+            if not f.is_file():
+                raise ValueError(f"{f}: no such file (Curves.load needs the .npz and its .json sidecar)")
+        data = path.read_bytes()
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except Exception as exc:  # zipfile, numpy and pickle errors alike: a file that is not ours
+            raise ValueError(
+                f"{path}: not a curves .npz written by Curves.to_npz ({type(exc).__name__})"
+            ) from None
+        try:
+            side = json.loads(side_path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{side_path}: not a JSON sidecar ({exc})") from None
+        if not isinstance(side, dict):
+            raise ValueError(f"{side_path}: not a JSON sidecar (expected an object)")
+        want = side.get("arrays_sha256")
+        if want is not None and want != hashlib.sha256(data).hexdigest():
+            raise ValueError(
+                f"{side_path} does not belong to {path} (hash mismatch: a torn or mixed write); "
+                "rewrite the pair"
+            )
+        missing = [k for k in ("times", "W", "ood_output", "ood_loss", "train_loss") if k not in arrays]
+        missing += [k for k in ("convention", "model", "task") if k not in side]
+        if missing:
+            raise ValueError(f"{path}: missing {', '.join(missing)}")
+        try:
+            task = SIMTask.from_dict(side["task"])
+        except ValueError as exc:
+            raise ValueError(f"{side_path}: bad task record ({exc})") from None
+        for k, a in arrays.items():
+            if a.dtype.kind not in "fiu" or not np.all(np.isfinite(a)):
+                raise ValueError(f"{path}: array {k} must be finite real numbers")
+        t, W = arrays["times"], arrays["W"]
+        if t.ndim != 1 or t.size == 0 or np.any(np.diff(t) < 0):
+            raise ValueError(
+                f"{path}: times must be a non-empty, non-decreasing 1-d array, got shape {t.shape}"
+            )
+        if W.ndim < 3 or W.shape[-3:] != (t.size, task.d, task.d):
+            raise ValueError(
+                f"{path}: W must have shape (*batch, {t.size}, {task.d}, {task.d}) for {t.size} times on the "
+                f"sidecar's task (d = {task.d}), got {W.shape}"
+            )
+        batch = W.shape[:-3]
+        shapes = {
+            "ood_output": batch + (t.size, task.d),
+            "ood_loss": batch + (t.size,),
+            "train_loss": batch + (t.size,),
+            "composition_outputs": batch + (t.size, 2**task.s, task.d),
+        }
+        for k, shape in shapes.items():
+            if k in arrays and arrays[k].shape != shape:
+                raise ValueError(f"{path}: {k} must have shape {shape}, got {arrays[k].shape}")
         return cls(
-            times=_frozen(arrays["times"]),
-            W=_frozen(arrays["W"]),
+            times=_frozen(t),
+            W=_frozen(W),
             ood_output=_frozen(arrays["ood_output"]),
             ood_loss=_frozen(arrays["ood_loss"]),
             train_loss=_frozen(arrays["train_loss"]),
-            convention=side["convention"],
-            model=side["model"],
-            task=SIMTask.from_dict(side["task"]),
+            convention=str(side["convention"]),
+            model=str(side["model"]),
+            task=task,
             latex=side.get("latex", {}),
             meta=side.get("meta", {}),
             composition_outputs=_frozen(arrays["composition_outputs"])
@@ -324,21 +392,47 @@ def provenance() -> dict:
     return info
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temporary file and ``os.replace`` (never a partial file)."""
+    """Write ``data`` to ``path`` via a temporary file, ``fsync`` and ``os.replace``, then ``fsync`` the
+    directory: the file is either the old one or the new one, never partial, also across a power loss.
+
+    The file gets the mode the user's umask gives a new file (0644 by default), not the temporary file's
+    0600; temporary files left by a writer that was killed are removed on the next write of the same path.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory; give a file path")
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)  # left by a killed writer
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:  # platforms without directory handles (Windows)
+        return path
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
     return path
 
 

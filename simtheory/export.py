@@ -60,19 +60,27 @@ def export(run_dir, out=None) -> list[Path]:
     if not run_dir.is_dir():
         raise ValueError(f"run_dir must be an existing directory, got {str(run_dir)!r}")
     out = Path(out) if out else run_dir / "export"
-    written = [atomic_write_text(out / "derivations.tex", derivations_tex())]
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out must be a directory, got the file {str(out)!r}")
     npz = (
         sorted((run_dir / "curves").glob("*.npz"))
         if (run_dir / "curves").is_dir()
         else sorted(run_dir.glob("*.npz"))
     )
+    if not npz:
+        raise ValueError(
+            f"{str(run_dir)!r} holds no curves (no curves/*.npz or *.npz): give a directory written by "
+            "`simtheory reproduce` or holding Curves.to_npz files"
+        )
     for path in npz:
         if not path.with_suffix(".json").exists():
             raise ValueError(
                 f"{path} has no JSON sidecar ({path.with_suffix('.json').name}); was it written by "
                 "Curves.to_npz?"
             )
-        c = Curves.load(path)
+    curves = [Curves.load(path) for path in npz]  # every file checked before anything is written
+    written = [atomic_write_text(out / "derivations.tex", derivations_tex())]
+    for path, c in zip(npz, curves):
         written.append(c.to_tidy_csv(out / f"{path.stem}_tidy.csv"))
         written.append(c.to_dat(out / f"{path.stem}.dat"))
         if c.W.ndim == 3:  # one setting: paper-style figures, each next to the CSV of what it plots

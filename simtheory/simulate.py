@@ -48,9 +48,12 @@ class Model:
     bias: bool = False
 
     def __post_init__(self):
-        if self.kind not in MODELS:
-            raise ValueError(f"model kind must be one of {MODELS}, got {self.kind!r}")
-        widths = tuple(_checks.positive_int(w, "widths") for w in self.widths)
+        _checks.choice(self.kind, "model kind", MODELS)
+        if not isinstance(self.widths, (tuple, list)):
+            raise ValueError(
+                f"widths must be a tuple of hidden widths, e.g. ({self.widths!r},); got {self.widths!r}"
+            )
+        widths = tuple(_checks.positive_int(w, "widths", maximum=_checks.MAX_D) for w in self.widths)
         object.__setattr__(self, "widths", widths)
         if self.kind == "linear" and widths:
             raise ValueError("widths must be empty for the one-layer linear model")
@@ -84,10 +87,8 @@ class Init:
     arrays: tuple = field(default=(), compare=False)
 
     def __post_init__(self):
-        if self.kind not in INITS:
-            raise ValueError(f"init kind must be one of {INITS}, got {self.kind!r}")
-        if not (np.isfinite(self.scale) and self.scale > 0):
-            raise ValueError(f"init scale must be a finite number > 0, got {self.scale!r}")
+        _checks.choice(self.kind, "init kind", INITS)
+        _checks.real_number(self.scale, "init scale", low=0.0, low_open=True)
         if self.kind == "given" and not self.arrays:
             raise ValueError("init kind 'given' needs arrays (one per weight matrix)")
 
@@ -112,9 +113,13 @@ def _dtype(dtype) -> torch.dtype:
         torch.float64: torch.float64,
         torch.float32: torch.float32,
     }
-    if dtype not in table:
+    if not isinstance(dtype, (str, torch.dtype)) or dtype not in table:
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     return table[dtype]
+
+
+def _device(device) -> str:
+    return _checks.torch_device(device)
 
 
 def init_params(model: Model, init: Init, d: int, seeds, dtype=torch.float64, device="cpu"):
@@ -235,10 +240,12 @@ def _setup(
     tasks, *, lr, steps, record, n, seeds, data_seeds, inputs, batch_size, loss, dtype, device
 ) -> _Setup:
     """Check every argument of :func:`train` and build the training data (before any side effect)."""
-    if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    _checks.choice(loss, "loss", LOSSES)
     tdtype = _dtype(dtype)
-    seeds = list(seeds)
+    device = _device(device)
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__len__"):
+        raise ValueError(f"seeds must be a list of integer seeds (one per ensemble member), got {seeds!r}")
+    seeds = [_checks.seed_value(x, "seeds") for x in seeds]
     E = len(seeds)
     if E == 0:
         raise ValueError("seeds must hold at least one seed (one per ensemble member)")
@@ -248,14 +255,11 @@ def _setup(
     ref = task_list[0]
     if any((t.s, t.d, t.origin) != (ref.s, ref.d, ref.origin) for t in task_list):
         raise ValueError("all tasks of an ensemble must share s, d and origin")
-    lr = float(_checks.as_float_array(lr, "lr", ndim=0))
-    if lr <= 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
-    steps = _checks.positive_int(steps, "steps", minimum=0)
+    lr = _checks.real_number(lr, "lr", low=0.0, low_open=True)
+    steps = _checks.positive_int(steps, "steps", minimum=0, maximum=10**9)
     if record is None:
-        record = np.unique(
-            np.concatenate([[0], np.geomspace(1, max(steps, 1), 60).astype(np.int64), [steps]])
-        )
+        grid = np.geomspace(1, steps, 60).astype(np.int64) if steps else np.zeros(0, np.int64)
+        record = np.unique(np.concatenate([[0], grid, [steps]]))
     record = np.unique(np.asarray(record))
     if (
         record.size == 0
@@ -411,6 +415,11 @@ def train(
     ``record``: step indices to record (default 60 log-spaced steps and 0). Raises ``ValueError``
     for bad input and ``RuntimeError`` naming the member and step when the loss diverges.
     """
+    if not isinstance(model, Model):
+        raise ValueError(f"model must be a simulate.Model, e.g. Model('linear'); got {model!r}")
+    if not isinstance(init, Init):
+        raise ValueError(f"init must be a simulate.Init, e.g. Init('gaussian', 1e-3); got {init!r}")
+    max_growth = _checks.real_number(max_growth, "max_growth", low=1.0, low_open=True)
     setup = _setup(
         tasks,
         lr=lr,

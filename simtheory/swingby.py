@@ -70,8 +70,7 @@ def turning_points(t, loss, rel_tol: float = 1e-3) -> tuple[TurningPoint, ...]:
     (a zig-zag filter), so solver noise does not create spurious turning points.
     """
     t, loss = _curve(t, loss)
-    if not (0 < rel_tol < 1):
-        raise ValueError(f"rel_tol must be in (0, 1), got {rel_tol!r}")
+    rel_tol = _checks.real_number(rel_tol, "rel_tol", low=0.0, high=1.0, low_open=True, high_open=True)
     span = float(loss.max() - loss.min())
     if span == 0.0:
         return ()
@@ -119,6 +118,7 @@ def classify(t, loss, rel_tol: float = 1e-3, failure_frac: float = 0.05) -> Anal
       1 swing-by (fall, rise, fall), 2 or more multiple descent.
     """
     t, loss = _curve(t, loss)
+    failure_frac = _checks.real_number(failure_frac, "failure_frac", low=0.0, high=1.0, high_open=True)
     tps = turning_points(t, loss, rel_tol)
     span = float(loss.max() - loss.min())
     tail = loss[int(0.9 * (loss.size - 1)) :]
@@ -195,6 +195,8 @@ def predict_swingby(
     """
     if not isinstance(task, SIMTask):
         raise ValueError(f"task must be a SIMTask, got {type(task).__name__}")
+    ratio = _checks.real_number(ratio, "ratio", low=1.0)
+    init_scale = _checks.real_number(init_scale, "init_scale", low=0.0, low_open=True)
     A_eff, _ = theory.effective_A(task, convention)
     W0 = _checks.psd(_checks.square_batch(W0, "W0", task.d), "W0")
     if W0.ndim != 2:

@@ -3,8 +3,9 @@
 A derivation is a subclass of :class:`Derivation`. It builds its SymPy expressions from the
 model and the loss in :meth:`Derivation.build`, states its assumptions, and checks itself in
 :meth:`Derivation.checks`. Each check is a claim ``expr == 0``; :func:`check_zero` first
-tries to prove it symbolically (``expand``/``simplify``) and only when SymPy cannot, falls
-back to evaluating the expression at random points with 40-digit arithmetic, and says so.
+tries to prove it symbolically (``expand``, ``cancel``, ``simplify``: cheapest first) and only when
+SymPy cannot, falls back to evaluating the expression at random points with 40-digit arithmetic, and
+says so.
 
 SymPy is imported by this module, so import it lazily from code that must start fast.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import random
+import time
 from dataclasses import dataclass, field
 
 import sympy as sp
@@ -72,6 +74,26 @@ def _sample_value(sym: sp.Symbol, rng: random.Random) -> sp.Expr:
     return sp.Rational(rng.randint(-(10**6), 10**6), 10**5)
 
 
+def _proved_zero(e, simplify: bool):
+    """``(residual, how)``: the entry reduced by the cheapest means that proves it zero (``expand``, then
+    ``cancel(together(.))`` for rational and exponential expressions, then ``simplify``), or what is left."""
+    r = sp.expand(e)
+    if r == 0:
+        return 0, "expand"
+    r2 = sp.cancel(sp.together(e))
+    if r2 == 0:
+        return 0, "cancel"
+    if simplify:
+        r = sp.simplify(r)
+        if r == 0:
+            return 0, "simplify"
+    return r, ""
+
+
+def _magnitude(x) -> float:
+    return abs(complex(sp.N(x, 20)))
+
+
 def check_zero(
     name: str,
     expr,
@@ -81,26 +103,38 @@ def check_zero(
     simplify: bool = True,
     constraint=None,
 ) -> Check:
-    """Check that ``expr`` (a scalar or a Matrix) is identically zero.
+    """Check that ``expr`` (a scalar or a Matrix) is identically zero; never raises.
 
-    Symbolic first: ``expand`` then (optionally) ``simplify`` on every entry. When an entry
-    does not reduce to 0 symbolically, evaluate it at ``points`` random points (40 digits;
-    values drawn from each symbol's assumptions, optionally filtered by ``constraint``, a
-    callable ``subs -> bool``) and pass if every value is below ``1e-25`` relative to the
-    entry's scale. The method used is recorded in the returned :class:`Check`.
+    Symbolic first, cheapest proof first (``expand``; ``cancel(together(.))``; then, optionally,
+    ``simplify``) on every entry. When an entry does not reduce to 0 symbolically, evaluate it at
+    ``points`` random points (40 digits; values drawn from each symbol's assumptions, optionally filtered
+    by ``constraint``, a callable ``subs -> bool``) and pass if every value is below ``1e-25`` relative
+    to the entry's scale. The method used and the time taken are recorded in the returned
+    :class:`Check`; a failure names the residual and the point where it is largest, and an expression
+    that cannot be evaluated (a complex value, a division by zero, an exception inside SymPy) is a
+    failed check, not an exception.
     """
+    start = time.perf_counter()
+    try:
+        check = _check_zero(name, expr, points, seed, simplify, constraint)
+    except Exception as exc:  # a wrong expression must fail its check, not abort the verification
+        check = Check(name, False, NUMERIC, f"could not be evaluated ({type(exc).__name__}: {exc})")
+    took = time.perf_counter() - start
+    detail = f"{check.detail}; " if check.detail else ""
+    return Check(check.name, check.passed, check.method, f"{detail}{took:.2f} s")
+
+
+def _check_zero(name, expr, points, seed, simplify, constraint) -> Check:
     entries = list(expr) if isinstance(expr, sp.MatrixBase) else [sp.sympify(expr)]
     residual = []
     for e in entries:
-        e = sp.expand(e)
-        if e != 0 and simplify:
-            e = sp.simplify(e)
-        if e != 0:
-            residual.append(e)
+        r, _ = _proved_zero(e, simplify)
+        if r != 0:
+            residual.append(r)
     if not residual:
         return Check(name, True, SYMBOLIC)
     rng = random.Random(seed)
-    worst = 0.0
+    worst, where, worst_expr = 0.0, None, None
     for e in residual:
         syms = sorted(e.free_symbols, key=lambda s: s.name)
         done = 0
@@ -111,22 +145,34 @@ def check_zero(
             if constraint is not None and not constraint(subs):
                 continue
             val = sp.N(e.subs(subs), 40)
+            if not val.is_number or val.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
+                return Check(
+                    name, False, NUMERIC, f"residual {_short(e)} is not a finite number at {subs}: {val}"
+                )
             scale = max(
-                1.0,
-                max(
-                    (abs(float(sp.N(a.subs(subs), 20))) for a in sp.Add.make_args(sp.expand(e))), default=1.0
-                ),
+                1.0, max((_magnitude(a.subs(subs)) for a in sp.Add.make_args(sp.expand(e))), default=1.0)
             )
-            if not val.is_number:
-                return Check(name, False, NUMERIC, f"non-numeric residual {val}")
-            worst = max(worst, abs(complex(val)) / scale)
+            rel = abs(complex(val)) / scale
+            if rel > worst or where is None:
+                worst, where, worst_expr = max(worst, rel), subs, e
             done += 1
         if done < points:
             return Check(name, False, NUMERIC, f"only {done} admissible random points found")
-    passed = worst < 1e-25
+    if worst < 1e-25:
+        return Check(
+            name, True, NUMERIC, f"{points} random points per entry, max relative residual {worst:.1e}"
+        )
     return Check(
-        name, passed, NUMERIC, f"{points} random points per entry, max relative residual {worst:.1e}"
+        name,
+        False,
+        NUMERIC,
+        f"max relative residual {worst:.1e} at {where}; residual {_short(worst_expr)}",
     )
+
+
+def _short(e, n: int = 200) -> str:
+    text = str(e)
+    return text if len(text) <= n else text[: n - 3] + "..."
 
 
 def check_true(name: str, claim, detail: str = "") -> Check:
@@ -176,8 +222,15 @@ class Derivation:
         return {k: f.latex() for k, f in self.formulas.items()}
 
     def verify(self) -> Verification:
-        """Run every check (symbolic where SymPy can, numeric at random points otherwise)."""
-        return Verification(self.name, tuple(self.checks(self.formulas)))
+        """Run every check (symbolic where SymPy can, numeric at random points otherwise).
+
+        Never raises for a wrong expression: a check that cannot be evaluated is a failed check, and a
+        derivation whose formulas or checks raise while being built is reported as one failed check."""
+        try:
+            checks = tuple(self.checks(self.formulas))
+        except Exception as exc:  # e.g. a substituted formula that breaks a later step of the derivation
+            checks = (Check("building the checks", False, NUMERIC, f"{type(exc).__name__}: {_short(exc)}"),)
+        return Verification(self.name, checks)
 
 
 # -- shared model builders -----------------------------------------------------------------

@@ -73,7 +73,7 @@ class SIMTask:
         s = mu.size
         if d is None:
             d = s
-        d = _checks.positive_int(d, "d", minimum=1)
+        d = _checks.positive_int(d, "d", minimum=1, maximum=_checks.MAX_D)
         if d < s:
             raise ValueError(f"d must be >= s = {s} (one axis per concept), got d = {d}")
         sig = _checks.as_float_array(sigma, "sigma", ndim=(0, 1))
@@ -92,8 +92,14 @@ class SIMTask:
             if not truncate > 0:
                 raise ValueError(f"truncate must be > 0 (standard deviations) or None, got {truncate}")
         n_clusters = s + (1 if origin else 0)
-        a = sig**2 * (1.0 if truncate is None else truncated_variance_factor(truncate))
-        a[:s] += mu**2 / n_clusters
+        with np.errstate(over="ignore"):
+            a = sig**2 * (1.0 if truncate is None else truncated_variance_factor(truncate))
+            a[:s] += mu**2 / n_clusters
+        if not np.all(np.isfinite(a)) or np.max(a) > 1e150:
+            raise ValueError(
+                f"mu and sigma are too large: a_p = mu_p^2 / {n_clusters} + sigma_p^2 must stay below 1e150, "
+                f"got max {np.max(a):.3g}"
+            )
         for name, value in (
             ("mu", mu),
             ("sigma", sig),
@@ -159,6 +165,11 @@ class SIMTask:
 
     @classmethod
     def from_dict(cls, data: dict) -> "SIMTask":
+        if not isinstance(data, dict):
+            raise ValueError(f"a task record must be a dict, got {type(data).__name__}")
+        missing = [k for k in ("mu", "sigma", "d") if k not in data]
+        if missing:
+            raise ValueError(f"a task record needs the keys mu, sigma and d; missing {', '.join(missing)}")
         return cls(
             data["mu"],
             data["sigma"],
@@ -235,9 +246,12 @@ def truncated_variance_factor(c: float) -> float:
     """Variance of a standard normal truncated to ``[-c, c]``: ``1 - 2 c phi(c) / (2 Phi(c) - 1)``."""
     from scipy.special import ndtr
 
-    c = float(c)
-    if not c > 0:
-        raise ValueError(f"c must be > 0 (standard deviations), got {c}")
+    c = _checks.real_number(c, "c", low=0.0, low_open=True)
+    if c < 0.1:
+        # the closed form cancels catastrophically for small c (36% wrong at c = 1e-5, negative below
+        # 1e-8): its Taylor series, whose next term is below 1e-15 relative here
+        c2 = c * c
+        return float(c2 * (1 / 3 + c2 * (-2 / 45 + c2 * (2 / 945 + c2 * (2 / 14175 - c2 * 2 / 93555)))))
     phi = np.exp(-0.5 * c * c) / np.sqrt(2.0 * np.pi)
     return float(1.0 - 2.0 * c * phi / (2.0 * ndtr(c) - 1.0))
 

@@ -38,9 +38,7 @@ CONVENTIONS = {
 
 
 def _convention(convention: str) -> tuple[float, bool]:
-    if convention not in CONVENTIONS:
-        raise ValueError(f"convention must be one of {sorted(CONVENTIONS)}, got {convention!r}")
-    return CONVENTIONS[convention]
+    return CONVENTIONS[_checks.choice(convention, "convention", tuple(CONVENTIONS))]
 
 
 def effective_A(task_or_A, convention: str = "gradient-flow") -> tuple[np.ndarray, float]:
@@ -67,7 +65,7 @@ def _flat_batch(**named: np.ndarray):
 def _prepare(task_or_A, W0, name: str = "W0"):
     """Validated A and W0 broadcast to a flat batch (B, d, d), plus the batch shape."""
     A = second_moment(task_or_A)
-    W0 = _checks.square_batch(W0, name, A.shape[-1])
+    W0 = _checks.bounded(_checks.square_batch(W0, name, A.shape[-1]), name)
     (A, W0), batch = _flat_batch(task_or_A=A, **{name: W0})
     return A, W0, batch
 
@@ -101,6 +99,7 @@ def linear_flow(task_or_A, W0, t) -> np.ndarray:
     """
     A, W0, batch = _prepare(task_or_A, W0)
     t = _checks.times(t)
+    _checks.allocation(W0.size * t.size, "the result (batch x len(t) x d x d)")
     lam, Q = _eig(A)
     learned = compiled("one_layer_flow", "entry")  # fraction of each eigen-direction learned
     G = learned(a=lam[:, None, :], t=t[None, :, None], w0=0.0, delta=1.0)
@@ -121,6 +120,7 @@ def linear_gd(task_or_A, W0, lr, steps) -> np.ndarray:
         raise ValueError(f"steps must be a non-negative integer or 1-d array of them, got {steps!r}")
     if np.any(steps_arr < 0):
         raise ValueError(f"steps must be >= 0, got min {steps_arr.min()}")
+    _checks.allocation(W0.size * steps_arr.size, "the result (batch x len(steps) x d x d)")
     lr_arr = _checks.as_float_array(lr, "lr")
     try:
         lr_b = np.broadcast_to(lr_arr, batch).reshape(-1)
@@ -196,12 +196,9 @@ def symmetric_flow(
     kappa, square = _convention(convention)
     A, W0, batch = _prepare(task_or_A, W0)
     W0 = _checks.psd(W0, "W0")
-    for name, val in (("rtol", rtol), ("atol", atol)):
-        if not (np.isfinite(val) and val > 0):
-            raise ValueError(f"{name} must be a finite number > 0, got {val!r}")
-    if method not in ("auto", "DOP853", "RK45", "Radau", "BDF", "LSODA"):
-        raise ValueError(f"method must be 'auto' or a solve_ivp method name, got {method!r}")
+    method, rtol, atol = _checks.solver_options(method, rtol, atol)
     t = _checks.times(t)
+    _checks.allocation(W0.size * t.size, "the result (batch x len(t) x d x d)")
     if square:
         A = A * A
     B, d = W0.shape[0], W0.shape[-1]
@@ -251,8 +248,9 @@ def untied_flow(
     """
     A = second_moment(task_or_A)
     d = A.shape[-1]
-    W1_0 = _checks.as_float_array(W1_0, "W1_0")
-    W2_0 = _checks.as_float_array(W2_0, "W2_0")
+    method, rtol, atol = _checks.solver_options(method, rtol, atol)
+    W1_0 = _checks.bounded(_checks.as_float_array(W1_0, "W1_0"), "W1_0")
+    W2_0 = _checks.bounded(_checks.as_float_array(W2_0, "W2_0"), "W2_0")
     if W1_0.ndim < 2 or W1_0.shape[-1] != d:
         raise ValueError(f"W1_0 must have shape (..., h, d) with d = {d}, got {W1_0.shape}")
     h = W1_0.shape[-2]
@@ -260,6 +258,7 @@ def untied_flow(
         raise ValueError(f"W2_0 must have shape (..., {d}, {h}) to match W1_0, got {W2_0.shape}")
     t = _checks.times(t)
     (A, W1, W2), batch = _flat_batch(task_or_A=A, W1_0=W1_0, W2_0=W2_0)
+    _checks.allocation(A.shape[0] * t.size * (2 * h * d + d * d), "the result (batch x len(t) x layers)")
     B = A.shape[0]
     r1 = np.empty((B, t.size, h, d))
     r2 = np.empty((B, t.size, d, h))
@@ -314,9 +313,16 @@ def deep_flow(
     """
     A = second_moment(task_or_A)
     d = A.shape[-1]
-    if isinstance(factors, np.ndarray) or len(factors) < 1:
-        raise ValueError("factors must be a sequence of L >= 1 layer matrices, first layer first")
-    Ws = [_checks.as_float_array(W, f"factors[{k}]") for k, W in enumerate(factors)]
+    method, rtol, atol = _checks.solver_options(method, rtol, atol)
+    if not isinstance(factors, (list, tuple)) or len(factors) < 1:
+        raise ValueError(
+            f"factors must be a list or tuple of L >= 1 layer matrices, first layer first; got "
+            f"{type(factors).__name__}"
+        )
+    Ws = [
+        _checks.bounded(_checks.as_float_array(W, f"factors[{k}]"), f"factors[{k}]")
+        for k, W in enumerate(factors)
+    ]
     rows = d
     for k, W in enumerate(Ws):
         if W.ndim < 2 or W.shape[-1] != rows:
@@ -328,6 +334,8 @@ def deep_flow(
         raise ValueError(f"the last factor must map back to d = {d} rows, got {rows}")
     t = _checks.times(t)
     flat, batch = _flat_batch(task_or_A=A, **{f"factors_{k}": W for k, W in enumerate(Ws)})
+    per_member = d * d + sum(W.shape[-2] * W.shape[-1] for W in Ws)
+    _checks.allocation(flat[0].shape[0] * t.size * per_member, "the result (batch x len(t) x layers)")
     res = _solvers.solve_deep(flat[0], flat[1:], t, method=method, rtol=rtol, atol=atol)
     W = res[0]
     for F in res[1:]:

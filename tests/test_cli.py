@@ -1,7 +1,9 @@
+import re
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from simtheory.cli import main
 
@@ -141,3 +143,61 @@ def test_report_gd_section_embeds_validation_tables(tmp_path, monkeypatch):
     assert "max \\|W_GD" in text  # pipes escaped inside the table
     assert (tmp_path / "figures" / "linear_convergence.png").exists()
     assert r.summary["validation"]["linear"]["passed"]
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["--init-file", "{tmp}/missing.npy"], "--init-file .*no such file"),
+        (["--init-file", "{tmp}/text.npy"], "--init-file .*not a .npy"),
+        (["--t-max", "inf"], "--t-max must be a finite number"),
+        (["--t-max", "nan"], "--t-max must be a finite number"),
+        (["--n-times", "1000000000"], "--n-times must be in"),
+        (["--layers", "1", "--model", "deep"], "--layers must be in"),
+        (["--init-scale", "-1"], "--init-scale must be"),
+        (["--seed", "-3"], "--seed must be"),
+        (["--out", "{tmp}"], "is a directory"),
+        (["--out", "{tmp}/x.txt"], "--out must end in .csv or .npz"),
+        (["--sigma", "1e300"], "too large"),
+    ],
+)
+def test_predict_flags_are_checked_before_anything_is_written(tmp_path, capsys, argv, match):
+    (tmp_path / "text.npy").write_text("not an array")
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    if "--out" not in argv:
+        argv += ["--out", str(tmp_path / "c.csv")]
+    assert main(["predict", "--mu", "1", "2", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("simtheory predict: error:") and "Traceback" not in err
+    assert re.search(match, err), err
+    assert not (tmp_path / "c.csv").exists()
+
+
+def test_export_refuses_an_empty_directory_and_a_file_as_out(tmp_path, capsys):
+    assert main(["export", str(tmp_path)]) == 2
+    assert "holds no curves" in capsys.readouterr().err
+    assert not (tmp_path / "export").exists()  # nothing written
+    run = tmp_path / "run"
+    sim_curves = __import__("simtheory").predict(
+        __import__("simtheory").SIMTask([1.0, 2.0], 0.1), 0.01 * np.eye(2), np.linspace(0, 1, 5)
+    )
+    sim_curves.to_npz(run / "curves" / "c.npz")
+    (tmp_path / "file").write_text("x")
+    assert main(["export", str(run), "--out", str(tmp_path / "file")]) == 2
+    assert "out must be a directory" in capsys.readouterr().err
+
+
+def test_reproduce_refuses_a_file_as_out(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert main(["reproduce", "--out", str(tmp_path / "file"), "--no-gd"]) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert main(["reproduce", "--out", str(tmp_path / "r"), "--diffusion-run", str(tmp_path / "nope")]) == 2
+    assert "no such directory" in capsys.readouterr().err
+
+
+def test_validation_diffusion_names_missing_run_directories(tmp_path, capsys):
+    from validation.diffusion import cli
+
+    with pytest.raises(SystemExit) as e:
+        cli(["--run-dir", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "o")])
+    assert e.value.code == 2 and "no such directory" in capsys.readouterr().err

@@ -131,9 +131,9 @@ def train_sweep(config, root, *, progress: bool = False) -> list[Path]:
 
 def config_of(run_dir):
     """The configuration stored in an existing run directory."""
-    from simtheory.diffusion.train import RunConfig
+    from simtheory.diffusion.train import read_config
 
-    return RunConfig.from_dict(json.loads((Path(run_dir) / "config.json").read_text()))
+    return read_config(run_dir)
 
 
 def report_run(rec, r: Report, out=None, *, fit: bool = True, title: str = "") -> dict:
@@ -201,7 +201,7 @@ def run(quick: bool = True, out=None, run_dir=None, config=None) -> Report:
         dirs = [Path(d) for d in run_dir]
         missing = [str(d) for d in dirs if not (d / "records.npz").exists()]
         if missing:
-            raise FileNotFoundError(f"--run-dir: no finished run (records.npz) in {missing}")
+            raise ValueError(f"--run-dir: no finished run (records.npz) in {', '.join(missing)}")
     else:
         if run_dir is None:
             import tempfile
@@ -378,10 +378,15 @@ def cli(argv=None) -> int:
             p.error(f"--run-dir: no such directory: {', '.join(missing)}")
     config = sweep_config(gpu=a.gpu) if a.sweep else vector_config() if a.vector else None
     sized = a.sweep or a.vector
-    return main(
-        lambda quick, out: run(quick=quick and not sized, out=out, run_dir=a.run_dir, config=config),
-        ["--out", a.out] * bool(a.out) + ["--full"] * a.full,
-    )
+    if a.out and Path(a.out).exists() and not Path(a.out).is_dir():
+        p.error(f"--out {a.out!r} is a file; give a directory")
+    try:
+        return main(
+            lambda quick, out: run(quick=quick and not sized, out=out, run_dir=a.run_dir, config=config),
+            ["--out", a.out] * bool(a.out) + ["--full"] * a.full,
+        )
+    except ValueError as exc:  # bad input: one line naming it, not a traceback
+        p.error(str(exc))
 
 
 if __name__ == "__main__":

@@ -3,13 +3,12 @@ merged across runs that differ only in their seeds (:func:`merge`)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .train import RunConfig
+from .train import RunConfig, read_config
 
 
 @dataclass(frozen=True)
@@ -32,8 +31,10 @@ class Records:
 
 def load(run_dir) -> Records:
     run_dir = Path(run_dir)
-    cfg = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
-    with np.load(run_dir / "records.npz") as f:
+    cfg = read_config(run_dir)
+    if not (run_dir / "records.npz").is_file():
+        raise ValueError(f"{run_dir} has no records.npz yet (train the run first)")
+    with np.load(run_dir / "records.npz", allow_pickle=False) as f:
         return Records(
             cfg,
             f["step"],

@@ -21,12 +21,13 @@ from __future__ import annotations
 import io
 import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from simtheory import _checks
 from simtheory.curves import atomic_write_bytes, atomic_write_text
 
 from .data import (
@@ -87,9 +88,30 @@ class RunConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "concepts", tuple(self.concepts))
-        object.__setattr__(self, "deltas", tuple(float(d) for d in self.deltas))
-        object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
-        object.__setattr__(self, "over_prompt", tuple(float(x) for x in self.over_prompt))
+        for name in ("concepts", "deltas", "seeds", "over_prompt"):
+            if isinstance(getattr(self, name), (str, bytes)) or not hasattr(getattr(self, name), "__len__"):
+                raise ValueError(f"{name} must be a tuple, got {getattr(self, name)!r}")
+        object.__setattr__(
+            self,
+            "deltas",
+            tuple(_checks.real_number(d, "deltas", low=0.0, low_open=True) for d in self.deltas),
+        )
+        object.__setattr__(self, "seeds", tuple(_checks.seed_value(s, "seeds") for s in self.seeds))
+        object.__setattr__(
+            self,
+            "over_prompt",
+            tuple(_checks.real_number(x, "over_prompt", low=0.0, low_open=True) for x in self.over_prompt),
+        )
+        for name in ("data_seed", "sample_seed"):
+            _checks.seed_value(getattr(self, name), name)
+        _checks.positive_int(self.T, "T", minimum=2, maximum=100_000)
+        _checks.real_number(self.lr, "lr", low=0.0, low_open=True)
+        _checks.real_number(self.guidance, "guidance", low=0.0)
+        _checks.real_number(self.weight_decay, "weight_decay", low=0.0)
+        _checks.real_number(self.p_uncond, "p_uncond", low=0.0, high=1.0, high_open=True)
+        _checks.torch_device(self.device)
+        if not isinstance(self.net, (NetConfig, dict)):
+            raise ValueError(f"net must be a NetConfig, got {self.net!r}")
         if isinstance(self.net, dict):
             object.__setattr__(self, "net", NetConfig(**self.net))
         if self.net.resolution != self.resolution:
@@ -109,15 +131,11 @@ class RunConfig:
             "sample_steps",
             "probe_steps",
         ):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+            _checks.positive_int(getattr(self, name), name)
+        if self.sample_steps > self.T:
+            raise ValueError(f"sample_steps must be <= T = {self.T} (DDIM uses a subset of the T steps)")
         if not self.deltas or not self.seeds:
             raise ValueError("deltas and seeds must be non-empty")
-        if not (np.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
-        if not 0 <= self.p_uncond < 1:
-            raise ValueError(f"p_uncond must lie in [0, 1), got {self.p_uncond!r}")
         if self.guidance != 1.0 and self.p_uncond == 0:
             raise ValueError("guidance != 1 needs a model trained with p_uncond > 0")
         if self.prompt == "vector" and len(self.concepts) != 2:
@@ -127,10 +145,6 @@ class RunConfig:
             )
         if self.over_prompt and self.prompt != "vector":
             raise ValueError("over_prompt (colour exaggerations) needs net.conditioning='vector'")
-        if any(not (np.isfinite(x) and x > 0) for x in self.over_prompt):
-            raise ValueError(f"over_prompt must hold positive finite colour scales; got {self.over_prompt}")
-        if not (np.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
 
     @property
     def prompt(self) -> str:
@@ -146,14 +160,40 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> RunConfig:
+        if not isinstance(d, dict):
+            raise ValueError(f"a run configuration must be a dict, got {type(d).__name__}")
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown run configuration keys: {', '.join(unknown)}")
         d = dict(d)
-        d["net"] = NetConfig(**{**d["net"], "mults": tuple(d["net"]["mults"])})
+        if "net" in d:
+            net = d["net"]
+            if not isinstance(net, dict) or "mults" not in net:
+                raise ValueError(f"net must be a NetConfig record with mults, got {net!r}")
+            try:
+                d["net"] = NetConfig(**{**net, "mults": tuple(net["mults"])})
+            except TypeError as exc:
+                raise ValueError(f"bad net record: {exc}") from None
         d.setdefault("blur", 2 / d.get("resolution", 16))  # runs from before ``blur``: one pixel at any size
         return cls(**d)
 
     def spec(self, delta: float) -> ImageSpec:
         """The images of member delta ``delta``."""
         return ImageSpec(self.resolution, delta, self.concepts, size_gap=self.size_gap, blur=self.blur)
+
+
+def read_config(run_dir) -> RunConfig:
+    """The :class:`RunConfig` of a run directory's ``config.json``, or a ``ValueError`` naming the
+    directory or the file (missing, not JSON, not a run configuration)."""
+    path = Path(run_dir) / "config.json"
+    if not Path(run_dir).is_dir():
+        raise ValueError(f"{run_dir}: no such run directory")
+    if not path.is_file():
+        raise ValueError(f"{run_dir} is not a diffusion run directory (no config.json)")
+    try:
+        return RunConfig.from_dict(json.loads(path.read_text()))
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError, TypeError) as exc:
+        raise ValueError(f"{path}: not a valid run configuration ({exc})") from None
 
 
 def cpu_config(**changes) -> RunConfig:
@@ -212,12 +252,16 @@ class Run:
     """A run directory; :meth:`train` runs or resumes it."""
 
     def __init__(self, config: RunConfig, run_dir):
+        if not isinstance(config, RunConfig):
+            raise ValueError(f"config must be a RunConfig, got {type(config).__name__}")
         self.config = config
         self.dir = Path(run_dir)
+        if self.dir.exists() and not self.dir.is_dir():
+            raise ValueError(f"{self.dir} exists and is not a directory")
         self.dir.mkdir(parents=True, exist_ok=True)
         cfg_path = self.dir / "config.json"
         if cfg_path.exists():
-            saved = RunConfig.from_dict(json.loads(cfg_path.read_text()))
+            saved = read_config(self.dir)
             if saved != config:
                 raise ValueError(
                     f"{self.dir} holds a run with a different configuration; use another directory "
