@@ -28,6 +28,7 @@ _LAZY = {
     "ood_output": "theory",
     "CONVENTIONS": "theory",
     "compiled": "_compile",
+    "clear_caches": "_compile",
     "Curves": "curves",
     "predict": "curves",
     "turning_points": "swingby",

@@ -179,8 +179,9 @@ def psd(arr: np.ndarray, name: str, *, rtol: float = 1e-10) -> np.ndarray:
     return arr
 
 
-def torch_device(device) -> str:
-    """A torch device that exists here: "cpu", "cuda" or "cuda:N" (when CUDA is available), "mps"."""
+def torch_device(device, *, here: bool = True) -> str:
+    """A torch device: "cpu", "cuda", "cuda:N" or "mps"; with ``here`` (default) one that exists on this
+    machine (a configuration for another machine is checked with ``here=False``)."""
     import torch
 
     if isinstance(device, torch.device):
@@ -193,6 +194,8 @@ def torch_device(device) -> str:
         raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}") from None
     if dev.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}")
+    if not here:
+        return device
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but CUDA is not available here (use 'cpu')")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():

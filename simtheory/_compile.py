@@ -48,3 +48,20 @@ class CompiledFormula:
 def compiled(derivation: str, formula: str) -> CompiledFormula:
     """The compiled ``formula`` of ``derivation`` (cached per process)."""
     return CompiledFormula(derivation, formula)
+
+
+def clear_caches() -> None:
+    """Pick up edited derivations: reload every module of ``derivations/`` from disk, forget the derivation
+    table and every compiled formula. Call it after editing a derivation in a running session (a notebook);
+    the next :func:`compiled` or ``derivations.get`` builds from the edited source."""
+    import importlib
+    import sys
+
+    import derivations
+
+    compiled.cache_clear()
+    for name in sorted(n for n in sys.modules if n.startswith("derivations.")):
+        module = sys.modules[name]
+        if getattr(module, "__file__", None):
+            importlib.reload(module)
+    derivations._by_name.cache_clear()

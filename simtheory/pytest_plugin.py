@@ -67,8 +67,10 @@ def _figure(actual, desired, path):
     d = np.asarray(desired.W if isinstance(desired, Curves) else desired, dtype=float)
     if t is None and isinstance(desired, Curves):
         t = desired.times
-    a2 = a.reshape(a.shape[0], -1) if a.ndim >= 2 else a[:, None]
-    d2 = d.reshape(d.shape[0], -1) if d.ndim >= 2 else d[:, None]
+    # the time axis: (..., T, d, d) for matrices, (..., T) for scalar curves; batch axes become more lines
+    axis = -3 if a.ndim >= 3 else -1
+    a2 = np.moveaxis(a, axis, 0).reshape(a.shape[axis], -1)
+    d2 = np.moveaxis(d, axis, 0).reshape(d.shape[axis], -1)
     x = np.arange(a2.shape[0]) if t is None else t
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(7.0, 2.8))
     for k in range(a2.shape[1]):
@@ -95,7 +97,11 @@ def compare_curves(request, tmp_path_factory):
         except AssertionError as exc:
             name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
             path = tmp_path_factory.getbasetemp() / "simtheory-failures" / f"{name}.png"
-            _figure(actual, desired, path)
-            raise AssertionError(f"{exc}\ncomparison figure: {path}") from None
+            try:
+                _figure(actual, desired, path)
+                where = f"comparison figure: {path}"
+            except Exception as fig_exc:  # the figure must never hide the assertion itself
+                where = f"(no comparison figure: {type(fig_exc).__name__}: {fig_exc})"
+            raise AssertionError(f"{exc}\n{where}") from None
 
     return compare

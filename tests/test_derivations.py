@@ -59,3 +59,45 @@ def test_a_wrong_closed_form_fails_verification(name, formula):
     wrong[formula] = type(good)(good.lhs, good.rhs.subs(time, 2 * time), args=good.args)
     assert all(c.passed for c in deriv.checks(deriv.formulas))
     assert not all(c.passed for c in deriv.checks(wrong))
+
+
+def test_an_edited_derivation_is_picked_up_after_clear_caches(tmp_path, monkeypatch):
+    """A notebook user edits a derivation file: ``simtheory.clear_caches()`` makes the next compiled formula
+    the edited one (before it, the cached one is returned)."""
+    import sys
+
+    import derivations
+    import simtheory as sim
+
+    source = """
+import sympy as sp
+from simtheory.symbolic import Derivation, Formula, check_zero
+t = sp.Symbol("t", nonnegative=True)
+
+class Edited(Derivation):
+    name = "edited_for_test"
+    def build(self):
+        return {"f": Formula(sp.Symbol("f"), RATE * t, args=(t,))}
+    def checks(self, f):
+        return [check_zero("f(0) = 0", f["f"].rhs.subs(t, 0))]
+
+DERIVATION = Edited()
+"""
+    pkg = tmp_path / "extra"
+    pkg.mkdir()
+    monkeypatch.setattr(derivations, "__path__", [*derivations.__path__, str(pkg)])
+    monkeypatch.delitem(sys.modules, "derivations.edited_for_test", raising=False)
+    (pkg / "edited_for_test.py").write_text(source.replace("RATE", "2"))
+    sim.clear_caches()
+    try:
+        assert sim.compiled("edited_for_test", "f")(t=3.0) == 6.0
+        (pkg / "edited_for_test.py").write_text(source.replace("RATE", "5"))
+        assert sim.compiled("edited_for_test", "f")(t=3.0) == 6.0  # cached until told
+        sim.clear_caches()
+        assert sim.compiled("edited_for_test", "f")(t=3.0) == 15.0
+        assert derivations.get("edited_for_test").verify().passed
+    finally:
+        monkeypatch.undo()
+        sys.modules.pop("derivations.edited_for_test", None)
+        sim.clear_caches()
+    assert "edited_for_test" not in derivations.names()

@@ -68,12 +68,46 @@ SIMULATE = [
     (lambda: train(TASK, Model("linear"), Init(), lr=NAN, steps=2), "lr"),
     (lambda: train(TASK, "linear", Init(), lr=0.1, steps=2), "model must be"),
 ]
+DIFFUSION = [
+    (lambda: _run_config(seeds=(1.7,)), "seeds"),
+    (lambda: _run_config(guidance=NAN), "guidance"),
+    (lambda: _run_config(weight_decay=-1), "weight_decay"),
+    (lambda: _run_config(T=0), "T must be"),
+    (lambda: _run_config(device="foo"), "device"),
+    (lambda: _run_config(sample_steps=5000), "sample_steps"),
+    (lambda: _run_config_from({}), "needs resolution"),
+]
 
 
-@pytest.mark.parametrize("call, names", SOLVER_OPTIONS + VALUES + SIMULATE)
+def _run_config(**changes):
+    from simtheory.diffusion.train import RunConfig
+
+    return RunConfig(**changes)
+
+
+def _run_config_from(record):
+    from simtheory.diffusion.train import RunConfig
+
+    return RunConfig.from_dict(record)
+
+
+@pytest.mark.parametrize("call, names", SOLVER_OPTIONS + VALUES + SIMULATE + DIFFUSION)
 def test_bad_input_is_a_clear_error(call, names):
     with pytest.raises(ValueError, match=names.replace("(", r"\(")):
         call()
+
+
+def test_a_bad_run_configuration_writes_nothing(tmp_path):
+    from simtheory.diffusion.train import RunConfig, read_config
+
+    with pytest.raises(ValueError, match="T must be"):
+        RunConfig(T=0)
+    assert not any(tmp_path.iterdir())
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="config.json: not a valid run configuration"):
+        read_config(tmp_path)
+    with pytest.raises(ValueError, match="no such run directory"):
+        read_config(tmp_path / "missing")
 
 
 def test_training_for_zero_steps_records_the_initialisation():
@@ -195,22 +229,43 @@ def test_curves_select_out_of_range_is_named():
 # -- derivations fail, they do not crash ------------------------------------------------------------
 
 
-def test_verify_reports_a_wrong_closed_form_as_failed_checks(monkeypatch):
+def _wrong_forms():
     import sympy as sp
 
-    import derivations
-    from derivations import symmetric
+    from derivations import one_layer_weight_decay as wd
+    from simtheory.symbolic import descent, identity_loss
 
-    # the logistic at half the rate: log((1 - omega)/omega) is complex where the numeric fallback samples
-    # omega > 1; this raised "Cannot convert complex to float" instead of failing
-    monkeypatch.setattr(
-        symmetric, "logistic", lambda a_, t_, w0_, kappa_: w0_ / (w0_ + (1 - w0_) * sp.exp(-kappa_ * a_ * t_))
-    )
-    v = symmetric.Symmetric().verify()
-    assert not v.passed
+    return {
+        # the logistic at half the rate: log((1 - omega)/omega) is complex where the numeric fallback samples
+        # omega > 1; this raised "Cannot convert complex to float" instead of failing
+        "symmetric": (
+            "logistic",
+            lambda a_, t_, w0_, kappa_: w0_ / (w0_ + (1 - w0_) * sp.exp(-kappa_ * a_ * t_)),
+        ),
+        # the penalty's gradient doubled: the derivation's closed form no longer solves its field
+        "one_layer_weight_decay": (
+            "flow",
+            lambda W, A: descent(lambda Z: identity_loss(Z, A) + wd.lam * sum(z**2 for z in Z), W)[0],
+        ),
+    }
+
+
+# test_derivations.py doubles the time in every closed form; these are wrong forms of other kinds: a
+# half-rate logistic whose numeric check meets complex logarithms, and a wrong penalty in a vector field
+@pytest.mark.parametrize("name", ["symmetric", "one_layer_weight_decay"])
+def test_verify_reports_a_wrong_form_as_failed_checks(monkeypatch, name):
+    import importlib
+
+    import derivations
+
+    module = importlib.import_module(f"derivations.{name}")
+    attr, wrong = _wrong_forms()[name]
+    monkeypatch.setattr(module, attr, wrong)
+    v = type(module.DERIVATION)().verify()  # a fresh instance: formulas are built again with the wrong form
+    assert not v.passed, str(v)
     failed = [c for c in v.checks if not c.passed]
     assert failed and all(c.detail for c in failed)
-    assert derivations.get("symmetric").verify().passed  # the registered one is untouched
+    assert derivations.get(name) is module.DERIVATION  # the registered instance is not rebuilt
 
 
 def test_check_zero_names_the_residual_and_the_point():

@@ -58,3 +58,18 @@ def test_a_failing_comparison_writes_a_figure(compare_curves, tmp_path_factory):
     assert "worst entry W[0,1]" in str(err.value)
     figure = str(err.value).rsplit("comparison figure: ", 1)[1].strip()
     assert figure.endswith(".png") and __import__("os").path.getsize(figure) > 1000
+
+
+def test_a_failing_comparison_of_batched_curves_writes_a_figure(sim_runs, compare_curves):
+    """A ``sim_runs`` result is batched (one member per seed): the failure names the member and the time,
+    and the figure is drawn over the time axis (it used to take the batch axis for time and crash)."""
+    run = sim_runs(
+        TASK, Model("symmetric"), Init("given", arrays=(U0,)), lr=0.01, steps=200, seeds=[0, 1], n=50
+    )
+    pred = np.broadcast_to(
+        sim.symmetric_flow(run.A_n, U0 @ U0.T, run.curves.times), run.curves.W.shape
+    ).copy()
+    pred[1, -5:] += 0.1  # member 1 is wrong at the end
+    with pytest.raises(AssertionError, match="comparison figure: .*png") as err:
+        compare_curves(run.curves, pred, rtol=0, atol=0.01)
+    assert "batch index (1,)" in str(err.value)

@@ -110,7 +110,7 @@ def test_records_outputs_at_all_compositions():
         (dict(lr=50.0), RuntimeError, "training diverged: member 0"),
         (dict(inputs=np.full((10, 3), np.nan)), ValueError, "inputs must be finite"),
         (dict(inputs=np.ones((10, 2))), ValueError, "inputs must have shape"),
-        (dict(lr=-0.1), ValueError, "lr must be > 0"),
+        (dict(lr=-0.1), ValueError, "lr must be a finite number > 0"),
         (dict(batch_size=10_000), ValueError, "batch_size must be <= N"),
         (dict(record=[5000]), ValueError, "record must be integer steps"),
         (dict(loss="l1"), ValueError, "loss must be one of"),

@@ -89,8 +89,8 @@ def test_embedding_is_orthonormal_and_consistent():
     "n, seed, match",
     [
         (0, 0, "n must be an integer >= 1"),
-        (5, -1, "seed must be a non-negative"),
-        (5, 1.5, "seed must be a non-negative"),
+        (5, -1, "seed must be an integer in"),
+        (5, 1.5, "seed must be an integer in"),
     ],
 )
 def test_invalid_sample_args(n, seed, match):

@@ -446,7 +446,7 @@ def test_deep_flow_conserves_the_layer_balance_and_lowers_the_loss(task, L, seed
 
 def test_deep_flow_bad_input():
     task = sim.SIMTask([1.0, 2.0], 0.1)
-    with pytest.raises(ValueError, match="factors must be a sequence"):
+    with pytest.raises(ValueError, match="factors must be a list or tuple"):
         sim.deep_flow(task, np.eye(2), T)
     with pytest.raises(ValueError, match=r"factors\[1\] must have shape \(\.\.\., h, 3\)"):
         sim.deep_flow(task, [np.ones((3, 2)), np.ones((2, 2))], T)

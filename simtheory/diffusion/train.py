@@ -109,7 +109,7 @@ class RunConfig:
         _checks.real_number(self.guidance, "guidance", low=0.0)
         _checks.real_number(self.weight_decay, "weight_decay", low=0.0)
         _checks.real_number(self.p_uncond, "p_uncond", low=0.0, high=1.0, high_open=True)
-        _checks.torch_device(self.device)
+        _checks.torch_device(self.device, here=False)  # a GPU configuration may be written on a CPU machine
         if not isinstance(self.net, (NetConfig, dict)):
             raise ValueError(f"net must be a NetConfig, got {self.net!r}")
         if isinstance(self.net, dict):
@@ -165,6 +165,11 @@ class RunConfig:
         unknown = sorted(set(d) - {f.name for f in fields(cls)})
         if unknown:
             raise ValueError(f"unknown run configuration keys: {', '.join(unknown)}")
+        # every record written since the first release holds these; later fields have defaults that
+        # reproduce the runs written before them
+        missing = [k for k in ("resolution", "deltas", "seeds", "net", "steps") if k not in d]
+        if missing:
+            raise ValueError(f"a run configuration record needs {', '.join(missing)}")
         d = dict(d)
         if "net" in d:
             net = d["net"]
@@ -254,6 +259,7 @@ class Run:
     def __init__(self, config: RunConfig, run_dir):
         if not isinstance(config, RunConfig):
             raise ValueError(f"config must be a RunConfig, got {type(config).__name__}")
+        _checks.torch_device(config.device)  # before anything is written
         self.config = config
         self.dir = Path(run_dir)
         if self.dir.exists() and not self.dir.is_dir():
