@@ -30,8 +30,10 @@ def as_float_array(value, name: str, *, ndim: int | tuple[int, ...] | None = Non
         raw = np.asarray(value)
         if np.iscomplexobj(raw):
             raise ValueError(f"{name} must be real, got a complex value {_short(value)}")
-        if raw.dtype == object or raw.dtype.kind in "USVM":
-            raise TypeError
+        if raw.dtype.kind in "USVM" or (
+            raw.dtype == object and any(isinstance(x, (str, bytes, dict)) or x is None for x in raw.flat)
+        ):
+            raise TypeError  # text is never parsed as a number
         arr = raw.astype(np.float64)
     except (TypeError, ValueError, OverflowError) as exc:
         if "must be real" in str(exc):
