@@ -59,6 +59,8 @@ def real_number(
     high_open: bool = False,
 ) -> float:
     """A finite real scalar in ``[low, high]`` (``(low, ...`` / ``..., high)`` with ``*_open``)."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "fiu":
+        value = value.item()
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ValueError(
             f"{name} must be a real number{_range(low, high, low_open, high_open)}, got {_short(value)}"

@@ -118,10 +118,6 @@ def _dtype(dtype) -> torch.dtype:
     return table[dtype]
 
 
-def _device(device) -> str:
-    return _checks.torch_device(device)
-
-
 def init_params(model: Model, init: Init, d: int, seeds, dtype=torch.float64, device="cpu"):
     """Weights (E, out, in) and biases (E, out) for members seeded by ``seeds`` (one int each)."""
     seeds = [_checks.seed_value(s, "seeds") for s in seeds]
@@ -242,7 +238,7 @@ def _setup(
     """Check every argument of :func:`train` and build the training data (before any side effect)."""
     _checks.choice(loss, "loss", LOSSES)
     tdtype = _dtype(dtype)
-    device = _device(device)
+    device = _checks.torch_device(device)
     if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__len__"):
         raise ValueError(f"seeds must be a list of integer seeds (one per ensemble member), got {seeds!r}")
     seeds = [_checks.seed_value(x, "seeds") for x in seeds]
