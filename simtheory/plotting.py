@@ -32,7 +32,21 @@ def save(fig, stem) -> list[Path]:
     return out
 
 
+def _readable_log_ticks(ax) -> None:
+    """A log axis spanning under 3 decades gets plain ticks at 1, 2 and 5 per decade and no minor labels:
+    matplotlib's default labels every minor tick there, and on a narrow figure the labels overlap."""
+    from matplotlib import ticker
+
+    for axis, lim in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+        if axis.get_scale() != "log" or min(lim) <= 0 or np.log10(max(lim) / min(lim)) >= 3:
+            continue
+        axis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        axis.set_minor_formatter(ticker.NullFormatter())
+
+
 def _finish(fig, ax, stem, title: str, ncol: int = 1) -> list[Path]:
+    _readable_log_ticks(ax)
     ax.legend(fontsize=7, ncol=ncol)
     ax.grid(alpha=0.3)
     if title:
