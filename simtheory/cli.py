@@ -1,4 +1,4 @@
-"""Command line: ``simtheory derive | predict | reproduce``."""
+"""Command line: ``simtheory derive | predict | reproduce | sweep | export``."""
 
 from __future__ import annotations
 
@@ -49,20 +49,11 @@ def _initial(args, d: int):
         if not isinstance(W0, np.ndarray) or W0.dtype.kind not in "fiu":
             raise ValueError(f"--init-file {str(path)!r} must hold one numeric array (a .npy file)")
         return W0
-    rng = np.random.default_rng(args.seed)
-    if args.init == "rand":
-        U0 = rng.random((d, d)) * args.init_scale
-    elif args.init == "normal":
-        U0 = rng.standard_normal((d, d)) * args.init_scale
-    else:  # diag
-        U0 = np.eye(d) * args.init_scale
-    from .models import get
+    from .models import initial_state
 
-    spec = get(args.model)
-    if spec.name in ("untied", "deep"):  # factors U0, U0^T, U0, ... (first layer first)
-        n = 2 if spec.name == "untied" else args.layers
-        return spec.init_from_factors([U0 if k % 2 == 0 else U0.T.copy() for k in range(n)])
-    return spec.init_from_factors([U0])
+    return initial_state(
+        args.model, d, init=args.init, scale=args.init_scale, seed=args.seed, layers=args.layers
+    )
 
 
 def _cmd_predict(args) -> int:
@@ -132,6 +123,79 @@ def _cmd_reproduce(args) -> int:
     return 0
 
 
+def _read_sweep_config(path: Path) -> dict:
+    """A sweep configuration: JSON (or TOML where Python has tomllib) with ``function``, exactly one of
+    ``grid`` (axis -> list of values) and ``settings`` (list of parameter dicts), and optional ``fixed``."""
+    import json
+
+    if not path.is_file():
+        raise ValueError(f"CONFIG {str(path)!r}: no such file")
+    text = path.read_text()
+    try:
+        if path.suffix == ".toml":
+            import tomllib  # Python >= 3.11
+
+            doc = tomllib.loads(text)
+        else:
+            doc = json.loads(text)
+    except ImportError:
+        raise ValueError(
+            f"CONFIG {str(path)!r}: TOML needs Python >= 3.11; write the config as JSON"
+        ) from None
+    except ValueError as exc:  # json.JSONDecodeError and tomllib.TOMLDecodeError are ValueErrors
+        raise ValueError(f"CONFIG {str(path)!r} does not parse: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"CONFIG {str(path)!r} must hold an object (function, grid or settings, fixed)")
+    unknown = sorted(set(doc) - {"function", "grid", "settings", "fixed"})
+    if unknown:
+        raise ValueError(
+            f"CONFIG {str(path)!r}: unknown keys {unknown} (known: function, grid, settings, fixed)"
+        )
+    if "function" not in doc or ("grid" in doc) == ("settings" in doc):
+        raise ValueError(f"CONFIG {str(path)!r} needs 'function' and exactly one of 'grid' and 'settings'")
+    if "grid" in doc and not isinstance(doc["grid"], dict):
+        raise ValueError(f"CONFIG {str(path)!r}: 'grid' must map axis names to lists of values")
+    if not isinstance(doc.get("fixed", {}), dict):
+        raise ValueError(f"CONFIG {str(path)!r}: 'fixed' must map parameter names to values")
+    return doc
+
+
+def _cmd_sweep(args) -> int:
+    from . import sweep
+
+    config = Path(args.config)
+    doc = _read_sweep_config(config)
+    cells = sweep.grid(**doc["grid"]) if "grid" in doc else doc["settings"]
+    out = Path(args.out) if args.out else Path("runs") / f"sweep-{config.stem}"
+    dask = args.executor == "dask"
+    start = time.perf_counter()
+    result = sweep.run(
+        doc["function"],
+        cells,
+        out,
+        fixed=doc.get("fixed"),
+        executor=args.executor,
+        scheduler=args.scheduler if dask else None,
+        workers=args.workers if dask and args.scheduler is None else None,
+        threads=args.threads,
+        progress=not args.quiet,
+    )
+    seconds = time.perf_counter() - start
+    print(
+        f"{out}: {len(result)} cells, {len(result.computed)} computed and {len(result.skipped)} already done "
+        f"({args.executor}, {seconds:.1f} s)"
+    )
+    if args.netcdf:
+        from .curves import atomic_write_bytes
+
+        print(f"wrote {atomic_write_bytes(args.netcdf, bytes(result.to_xarray().to_netcdf(engine='scipy')))}")
+    if args.csv:
+        from .curves import atomic_write_text
+
+        print(f"wrote {atomic_write_text(args.csv, result.to_pandas().to_csv(index=False))}")
+    return 0
+
+
 def _cmd_export(args) -> int:
     from .export import export
 
@@ -170,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--convention", choices=sorted(CONVENTIONS), default="gradient-flow")
     q.add_argument(
         "--init",
-        choices=["rand", "normal", "diag"],
+        choices=list(models.INIT_FAMILIES),
         default="rand",
         help="U0 = scale * rand / normal / identity; W0 = U0 U0^T (symmetric), U0 (linear), (U0, U0^T) "
         "(untied), U0, U0^T, U0, ... (deep, --layers factors)",
@@ -212,6 +276,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=_cmd_reproduce)
+    w = sub.add_parser(
+        "sweep",
+        help="run a grid of settings, one result per cell (resumable), in-process or on Dask",
+        description='CONFIG (JSON, or TOML on Python >= 3.11): {"function": "predict" | "train" | '
+        '"package.module:function", "grid": {axis: [values]} or "settings": [{...}], "fixed": {...}}. '
+        "Rerunning a sweep computes only the cells it has no result for.",
+    )
+    w.add_argument("config", help="the sweep's configuration file")
+    w.add_argument("--out", help="run directory (default runs/sweep-CONFIG_STEM)")
+    w.add_argument("--executor", choices=["local", "dask"], default="local")
+    w.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler (tcp://host:8786)")
+    w.add_argument("--workers", type=int, help="worker processes of the local Dask cluster (default: cores)")
+    w.add_argument("--threads", type=int, default=1, help="BLAS/torch threads per cell (default 1)")
+    w.add_argument("--netcdf", metavar="FILE", help="also write the results as one netCDF file (xarray)")
+    w.add_argument("--csv", metavar="FILE", help="also write the results as one tidy CSV (pandas)")
+    w.add_argument("--quiet", action="store_true", help="no progress bar")
+    w.set_defaults(func=_cmd_sweep)
     e = sub.add_parser("export", help="tidy CSV, pgfplots .dat and derivations.tex from a run directory")
     e.add_argument("run_dir", help="a directory written by `simtheory reproduce` (or holding .npz curves)")
     e.add_argument("--out", help="output directory (default RUN_DIR/export)")

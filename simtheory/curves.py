@@ -194,6 +194,91 @@ class Curves:
                     writer.writerow([b, repr(float(tk)), name, repr(float(arr[b, k]))])
         return atomic_write_text(path, buf.getvalue())
 
+    def _batch_dims(self) -> list[str]:
+        n = len(self.batch_shape)
+        return ["setting"] if n == 1 else [f"setting_{k}" for k in range(n)]
+
+    def to_pandas(self):
+        """Tidy ``pandas.DataFrame`` (pandas is optional, imported here): one row per (setting, time,
+        quantity) with columns ``setting`` (one ``setting_k`` per batch axis; none without a batch), ``t``,
+        ``quantity`` (``train_loss``, ``ood_loss``, ``ood_output_k``, ``w_ij``) and ``value``."""
+        import pandas as pd
+
+        quantities = self._quantities()
+        values = np.stack([arr for _, arr in quantities])  # (Q, S, T)
+        Q, S, T = values.shape
+        q, b, k = (a.ravel() for a in np.meshgrid(np.arange(Q), np.arange(S), np.arange(T), indexing="ij"))
+        cols = {}
+        if self.batch_shape:
+            for name, idx in zip(self._batch_dims(), np.unravel_index(b, self.batch_shape)):
+                cols[name] = idx
+        cols["t"] = self.times[k]
+        cols["quantity"] = pd.Categorical.from_codes(q, [name for name, _ in quantities])
+        cols["value"] = values.ravel()
+        return pd.DataFrame(cols)
+
+    def to_xarray(self):
+        """An ``xarray.Dataset`` (xarray is optional, imported here) with named dimensions: the batch
+        axes (``setting`` or ``setting_k``), ``time``, ``i``, ``j`` (1-based entries of W), ``composition``
+        (with the 0/1 vectors as coordinate ``composition_v``); attributes hold the task, conventions, LaTeX,
+        meta and provenance as JSON. Round-trips through netCDF:
+        ``Curves.from_xarray(xr.open_dataset(path))``."""
+        import xarray as xr
+
+        b = self._batch_dims()
+        d, s = self.task.d, self.task.s
+        data = {
+            "W": (b + ["time", "i", "j"], self.W),
+            "ood_output": (b + ["time", "i"], self.ood_output),
+            "ood_loss": (b + ["time"], self.ood_loss),
+            "train_loss": (b + ["time"], self.train_loss),
+        }
+        coords = {"time": self.times, "i": np.arange(1, d + 1), "j": np.arange(1, d + 1)}
+        if self.composition_outputs is not None:
+            data["composition_outputs"] = (b + ["time", "composition", "i"], self.composition_outputs)
+            coords["composition"] = np.arange(2**s)
+            coords["concept"] = np.arange(1, s + 1)
+            coords["composition_v"] = (("composition", "concept"), self.task.compositions().astype(np.int32))
+        side = self.sidecar()
+        attrs = {"simtheory_curves": 1, "model": self.model, "convention": self.convention}
+        attrs["time_unit"] = side["time_unit"]
+        attrs.update({k: json.dumps(side[k]) for k in ("task", "latex", "meta", "provenance")})
+        return xr.Dataset(data, coords=coords, attrs=attrs)
+
+    @classmethod
+    def from_xarray(cls, ds) -> "Curves":
+        """The curves of a Dataset written by :meth:`to_xarray` (for example read back from netCDF), checked
+        as :meth:`load` checks a file."""
+        attrs = dict(getattr(ds, "attrs", {}))
+        if not attrs.get("simtheory_curves"):
+            raise ValueError(
+                "ds is not a Dataset written by Curves.to_xarray (no simtheory_curves attribute)"
+            )
+        side = {k: attrs[k] for k in ("model", "convention") if k in attrs}
+        for k in ("task", "latex", "meta"):
+            if k in attrs:
+                try:
+                    side[k] = json.loads(attrs[k])
+                except (TypeError, json.JSONDecodeError):
+                    raise ValueError(f"ds attribute {k!r} is not JSON") from None
+        tail = {
+            "times": None,
+            "W": ("time", "i", "j"),
+            "ood_output": ("time", "i"),
+            "ood_loss": ("time",),
+            "train_loss": ("time",),
+            "composition_outputs": ("time", "composition", "i"),
+        }
+        arrays = {"times": np.asarray(ds["time"].values)} if "time" in ds.coords else {}
+        for name, dims in tail.items():
+            if dims is None or name not in ds.data_vars:
+                continue
+            var = ds[name]
+            if tuple(var.dims[len(var.dims) - len(dims) :]) != dims:
+                raise ValueError(f"ds[{name!r}] must end in dimensions {dims}, got {var.dims}")
+            arrays[name] = np.asarray(var.values)
+        return cls._checked(arrays, side, "ds", "ds.attrs")
+
     def to_dat(self, path) -> Path:
         """pgfplots-ready table (whitespace separated, header row; ``\\addplot table[x=t, y=ood_loss]``).
 
@@ -277,10 +362,18 @@ class Curves:
                 f"{side_path} does not belong to {path} (hash mismatch: a torn or mixed write); "
                 "rewrite the pair"
             )
+        return cls._checked(arrays, side, path, side_path)
+
+    @classmethod
+    def _checked(cls, arrays: dict, side: dict, path, side_path) -> "Curves":
+        """Curves from arrays and a sidecar record, every shape and value checked first (``path`` and
+        ``side_path`` name the sources in errors)."""
         missing = [k for k in ("times", "W", "ood_output", "ood_loss", "train_loss") if k not in arrays]
         missing += [k for k in ("convention", "model", "task") if k not in side]
         if missing:
             raise ValueError(f"{path}: missing {', '.join(missing)}")
+        if not isinstance(side["task"], dict):
+            raise ValueError(f"{side_path}: bad task record (expected an object)")
         try:
             task = SIMTask.from_dict(side["task"])
         except ValueError as exc:

@@ -142,3 +142,36 @@ register(
 )
 register(ModelSpec("deep", "deep linear W_L ... W_1 (the ODE of every factor; no closed form)", _deep, list))
 register(ModelSpec("mlp", "a ReLU MLP, simulated only: the theory covers linear models"))
+
+#: families of :func:`initial_state`
+INIT_FAMILIES = ("rand", "normal", "diag")
+
+
+def initial_state(
+    name: str, d: int, *, init: str = "rand", scale: float = 0.2, seed: int = 0, layers: int = 3
+):
+    """The initial condition ``predict`` takes for model ``name`` from one seeded factor
+    ``U0 = scale * rand / standard normal / identity`` (d x d): ``W0 = U0 U0^T`` (symmetric), ``U0`` (linear),
+    ``(U0, U0^T)`` (untied), ``[U0, U0^T, U0, ...]`` (deep, ``layers`` factors, first layer first).
+    Used by ``simtheory predict`` and the sweep cells, so the two give the same start from the same seed."""
+    import numpy as np
+
+    from . import _checks
+
+    spec = get(name)
+    if not spec.predictable:
+        raise ValueError(f"model {name!r} has no gradient-flow prediction (so no initial state for it)")
+    d = _checks.positive_int(d, "d", maximum=_checks.MAX_D)
+    init = _checks.choice(init, "init", INIT_FAMILIES)
+    scale = _checks.real_number(scale, "init scale", low=0.0, low_open=True)
+    rng = np.random.default_rng(_checks.seed_value(seed))
+    if init == "rand":
+        U0 = rng.random((d, d)) * scale
+    elif init == "normal":
+        U0 = rng.standard_normal((d, d)) * scale
+    else:
+        U0 = np.eye(d) * scale
+    if spec.name in ("untied", "deep"):
+        n = 2 if spec.name == "untied" else _checks.positive_int(layers, "layers", minimum=2, maximum=64)
+        return spec.init_from_factors([U0 if k % 2 == 0 else U0.T.copy() for k in range(n)])
+    return spec.init_from_factors([U0])

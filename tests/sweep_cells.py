@@ -1,0 +1,19 @@
+"""Cell functions for tests/test_sweep.py: a module outside the package, as a user's would be (the Dask
+workers and the killed subprocess import it through PYTHONPATH)."""
+
+import time
+
+import numpy as np
+
+
+def slow_cell(x: float, delay: float = 0.0) -> dict:
+    """Arrays that depend on x, after ``delay`` seconds (so a sweep can be killed between cells)."""
+    time.sleep(delay)
+    rng = np.random.default_rng(int(x * 1000))
+    return {"y": np.arange(4) * x, "noise": rng.standard_normal(3)}
+
+
+def failing_cell(x: float) -> dict:
+    if x > 1:
+        raise ValueError("x must be <= 1 for this cell")
+    return {"y": np.array([x])}
