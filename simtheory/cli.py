@@ -115,6 +115,9 @@ def _cmd_reproduce(args) -> int:
         full=args.full,
         diffusion=args.diffusion or args.diffusion_run is not None,
         diffusion_run=Path(args.diffusion_run) if args.diffusion_run else None,
+        executor=args.executor,
+        workers=args.workers if args.executor == "dask" and args.scheduler is None else None,
+        scheduler=args.scheduler if args.executor == "dask" else None,
     )
     if min(cfg.n_seeds, cfg.n_agreement) < 1:
         raise ValueError("--n-seeds and --n-agreement must be >= 1")
@@ -274,6 +277,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="analyse an existing diffusion run directory (e.g. a GPU sweep) in section 7",
     )
+    r.add_argument(
+        "--executor",
+        choices=["local", "dask"],
+        default="local",
+        help="run section 6's validation modules in this process or on a Dask cluster (one cell each)",
+    )
+    r.add_argument("--workers", type=int, help="worker processes of the local Dask cluster (default: cores)")
+    r.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler (tcp://host:8786)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=_cmd_reproduce)
     w = sub.add_parser(

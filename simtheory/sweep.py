@@ -14,11 +14,12 @@ How it works:
 * A **cell** is one dict of parameters (JSON scalars). Its key is a hash of the function's name, the fixed
   arguments and the cell's parameters, so a cell's file is found again whatever the grid's order, the
   executor or the number of workers.
-* The function is called as ``fn(**fixed, **params)`` and returns :class:`~simtheory.Curves` or a mapping
-  of names to numeric arrays. Results come back to the calling process, which writes each cell atomically
-  (``cells/<key>.npz`` and its ``.json`` sidecar holding the arrays' hash) as soon as it arrives; the run
-  directory's ``manifest.json`` lists the grid. Cells whose files exist and verify are skipped, so an
-  interrupted sweep resumes where it stopped and loses only the cells that were running.
+* The function is called as ``fn(**fixed, **params)`` and returns :class:`~simtheory.Curves`, a mapping
+  of names to numeric arrays, or a :class:`Record` (JSON: a validation's report, a run's summary).
+  Results come back to the calling process, which writes each cell atomically (``cells/<key>.npz`` and
+  its ``.json`` sidecar holding the arrays' hash) as soon as it arrives; the run directory's
+  ``manifest.json`` lists the grid. Cells whose files exist and verify are skipped, so an interrupted
+  sweep resumes where it stopped and loses only the cells that were running.
 * Each cell runs with one BLAS/OpenMP thread and one torch thread (``threads``): the same grid gives
   bit-identical arrays in-process, on a local Dask cluster or on a remote scheduler, and workers sharing a
   machine do not oversubscribe its cores.
@@ -48,7 +49,7 @@ from .curves import Curves, atomic_write_bytes, atomic_write_text, provenance
 
 EXECUTORS = ("local", "dask")
 _MANIFEST = "manifest.json"
-_SCALARS = (bool, int, float, str)
+_SCALARS = (bool, int, float, str, type(None))
 
 
 # -- cells ----------------------------------------------------------------------------------------------
@@ -60,7 +61,7 @@ def _scalar(value, name: str):
         value = value.item()
     if not isinstance(value, _SCALARS):
         raise ValueError(
-            f"{name} must be a number, a string or a bool (a JSON scalar), got {type(value).__name__} "
+            f"{name} must be a number, a string, a bool or None (a JSON scalar), got {type(value).__name__} "
             f"{value!r}; give vector parameters one axis per entry (mu_1, mu_2, ...)"
         )
     if isinstance(value, float) and not np.isfinite(value):
@@ -182,10 +183,17 @@ def _paths(run_dir: Path, key: str) -> tuple[Path, Path]:
     return base.with_suffix(".npz"), base.with_suffix(".json")
 
 
+class Record(dict):
+    """A cell result that is a JSON record (numbers, strings, lists, dicts), not arrays: a validation's
+    report, a run's summary. Stored in the cell's sidecar; :meth:`SweepResult.to_pandas` gives one row per
+    cell with the record's scalar fields as columns."""
+
+
 def _arrays_of(value, key: str) -> dict:
     if not isinstance(value, Mapping) or not value:
         raise ValueError(
-            f"cell {key}: the function must return Curves or a non-empty dict of numeric arrays, got "
+            f"cell {key}: the function must return Curves, sweep.Record or a non-empty dict of numeric "
+            "arrays, got "
             f"{type(value).__name__}"
         )
     out = {}
@@ -205,12 +213,19 @@ def _write(run_dir: Path, cell: Cell, function: str, fixed: dict, value, seconds
     if isinstance(value, Curves):
         replace(value, meta={**value.meta, "sweep": record}).to_npz(npz)
         return
-    arrays = _arrays_of(value, cell.key)
+    if isinstance(value, Record):
+        kind, arrays = "record", {}
+        try:
+            extra = {"record": json.loads(json.dumps(value, allow_nan=True))}
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"cell {cell.key}: the Record must be JSON-serialisable ({exc})") from None
+    else:
+        kind, arrays, extra = "arrays", _arrays_of(value, cell.key), {}
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     data = buf.getvalue()
     atomic_write_bytes(npz, data)
-    meta = {"kind": "arrays", "sweep": record, "provenance": provenance()}
+    meta = {"kind": kind, **extra, "sweep": record, "provenance": provenance()}
     meta["arrays_sha256"] = hashlib.sha256(data).hexdigest()
     atomic_write_text(side, json.dumps(meta, indent=2))
 
@@ -232,6 +247,8 @@ def _load(run_dir: Path, key: str):
     if not _done(run_dir, key):
         raise ValueError(f"{npz}: cell {key} is missing or torn (rerun the sweep to compute it)")
     meta = json.loads(side.read_text())
+    if meta.get("kind") == "record":
+        return Record(meta["record"])
     if meta.get("kind") == "arrays":
         with np.load(npz, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
@@ -294,9 +311,10 @@ def run(
     """Compute every cell of ``settings`` not yet in run directory ``out``; returns a :class:`SweepResult`.
 
     ``fn``: a module-level function (or a name for :func:`resolve`) called as ``fn(**fixed, **params)``,
-    returning :class:`~simtheory.Curves` or a dict of numeric arrays. ``settings``: a list of parameter dicts
-    (:func:`grid` builds a Cartesian one). ``executor``: ``"local"`` or ``"dask"`` (a local cluster of
-    ``workers`` processes, default one per core; or ``scheduler``'s address; or a given ``client``).
+    returning :class:`~simtheory.Curves`, a dict of numeric arrays or a :class:`Record`. ``settings``: a
+    list of parameter dicts (:func:`grid` builds a Cartesian one). ``executor``: ``"local"`` or ``"dask"``
+    (a local cluster of ``workers`` processes, default one per core; or ``scheduler``'s address; or a given
+    ``client``).
     ``threads``: BLAS/torch threads per cell. A cell that raises stops the sweep with the cell's parameters
     in the error; the cells written so far stay on disk and a rerun resumes from them.
     """
@@ -370,13 +388,18 @@ def _run_dask(fn, fixed, todo, threads, run_dir, function, scheduler, workers, c
         if scheduler is not None:
             own = Client(scheduler, timeout="30s")
         else:
-            cluster = LocalCluster(
-                n_workers=workers or os.cpu_count() or 1,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-                silence_logs=logging.WARNING,
-            )
+            import dask
+
+            # Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536, which made torch cells 2.4x slower here
+            # (glibc returns memory to the OS after every step; benchmarks in the README): unset it
+            with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+                cluster = LocalCluster(
+                    n_workers=workers or os.cpu_count() or 1,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    silence_logs=logging.WARNING,
+                )
             own = Client(cluster)
         client = own
     futures = {}
@@ -499,7 +522,10 @@ class SweepResult:
         self._complete()
         frames = []
         for params, r in self:
-            df = r.to_pandas() if isinstance(r, Curves) else _arrays_frame(r)
+            if isinstance(r, Record):
+                df = pd.json_normalize(dict(r), sep=".")
+            else:
+                df = r.to_pandas() if isinstance(r, Curves) else _arrays_frame(r)
             for k, (name, value) in enumerate(params.items()):
                 df.insert(k, name, value)
             frames.append(df)
@@ -509,6 +535,8 @@ class SweepResult:
 def _cell_dataset(result):
     import xarray as xr
 
+    if isinstance(result, Record):
+        raise ValueError("the cells hold records (sweep.Record), not arrays: use to_pandas or iterate")
     if isinstance(result, Curves):
         return result.to_xarray()
     return xr.Dataset({n: ([f"{n}_{k}" for k in range(a.ndim)], a) for n, a in result.items()})

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from simtheory import sweep
 from simtheory.diffusion import analysis
 from simtheory.diffusion.data import (
     PAPER_DELTAS,
@@ -555,8 +556,10 @@ def test_a_sweep_trains_one_run_per_seed_and_reports_every_claim(tmp_path):
     from validation import diffusion
 
     cfg = tiny(deltas=(0.1, 0.4, 0.8), seeds=(0, 1))
+    # one simtheory.sweep cell per seed (tests/test_sweep.py runs sweeps on a real Dask cluster)
     rep = diffusion.run(config=cfg, out=tmp_path, run_dir=tmp_path / "sweep")
-    assert sorted(p.name for p in (tmp_path / "sweep").iterdir()) == ["seed0", "seed1"]
+    assert sorted(p.name for p in (tmp_path / "sweep").glob("seed*")) == ["seed0", "seed1"]
+    assert not sweep.open_run(tmp_path / "sweep").missing()
     assert analysis.load(tmp_path / "sweep" / "seed1").config.seeds == (1,)
     p0, p1 = (Probe.load(tmp_path / "sweep" / f"seed{k}" / "probe.pt") for k in (0, 1))
     assert all(torch.equal(a, b) for a, b in zip(p0.net.state_dict().values(), p1.net.state_dict().values()))

@@ -150,6 +150,19 @@ class Report:
         lines += [f"  figure: {f}" for f in self.figures]
         return "\n".join(lines)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Report":
+        """The report :meth:`to_dict` wrote (``passed`` is recomputed from the claims)."""
+        return cls(
+            name=d["name"],
+            claim=d["claim"],
+            claims=[Claim.from_dict(c) for c in d.get("claims", [])],
+            metrics=dict(d.get("metrics", {})),
+            figures=list(d.get("figures", [])),
+            notes=list(d.get("notes", [])),
+            captions=dict(d.get("captions", {})),
+        )
+
     def to_dict(self) -> dict:
         return {
             "name": self.name,

@@ -28,10 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
+from simtheory import sweep
 from simtheory.claims import Claim, markdown_table
 from simtheory.diffusion import analysis, figures
 from simtheory.diffusion.model import NetConfig
-from simtheory.diffusion.train import cpu_config, paper_config, train
+from simtheory.diffusion.train import RunConfig, cpu_config, paper_config, train
 
 from ._report import Report, main
 
@@ -112,24 +113,59 @@ def vector_config(**changes):
     return sweep_config(**{**base, **changes})
 
 
-def train_sweep(config, root, *, progress: bool = False) -> list[Path]:
-    """Train (or resume) ``config`` as one run per seed under ``root`` (``root/seed<k>``: one ensemble over
-    the deltas each, so a sweep can be split over processes or machines and resumed seed by seed); returns
-    the run directories, in seed order, for :func:`simtheory.diffusion.analysis.merge`."""
+def seed_cell(config: dict, root: str, seed: int) -> sweep.Record:
+    """One cell of :func:`train_sweep`: seed ``seed``'s ensemble over the deltas, trained (or resumed from
+    its checkpoint) in ``root/seed<k>``."""
     import shutil
 
+    cfg = RunConfig.from_dict(config)
+    d = Path(root) / f"seed{seed}"
+    if not (d / "probe.pt").exists():
+        # the probe depends on the images only, not on the seed: reuse a sibling's
+        siblings = sorted(Path(root).glob("seed*/probe.pt"))
+        if siblings:
+            d.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(siblings[0], d / "probe.pt")
+    train(replace(cfg, seeds=(seed,)), d, progress=sys.stderr.isatty())
+    return sweep.Record({"run_dir": str(d), "seed": seed})
+
+
+def train_sweep(
+    config,
+    root,
+    *,
+    progress: bool = False,
+    executor: str = "local",
+    workers: int | None = None,
+    scheduler: str | None = None,
+    threads: int | None = None,
+) -> list[Path]:
+    """Train (or resume) ``config`` as one run per seed under ``root`` (``root/seed<k>``: one ensemble over
+    the deltas each), as the cells of a :mod:`simtheory.sweep` (its manifest and records in ``root``): in this
+    process or on a Dask cluster (``executor="dask"``, ``workers`` processes or ``scheduler``'s address), and
+    resumed seed by seed. Returns the run directories, in seed order, for
+    :func:`simtheory.diffusion.analysis.merge`.
+
+    ``threads`` per cell: default all cores in this process, one per worker on Dask (torch's convolutions
+    round differently on another thread count, so the two executors agree to rounding, not bit for bit)."""
+    import os
+
     root = Path(root)
-    dirs = []
-    for seed in config.seeds:
-        d = root / f"seed{seed}"
-        if dirs and not (d / "probe.pt").exists() and (dirs[0] / "probe.pt").exists():
-            d.mkdir(
-                parents=True, exist_ok=True
-            )  # the probe depends on the images only, not on the seed: reuse it
-            shutil.copyfile(dirs[0] / "probe.pt", d / "probe.pt")
-        train(replace(config, seeds=(seed,)), d, progress=progress)
-        dirs.append(d)
-    return dirs
+    dask = executor == "dask"
+    if threads is None:
+        threads = 1 if dask else (os.cpu_count() or 1)
+    sweep.run(
+        seed_cell,
+        sweep.grid(seed=list(config.seeds)),
+        root,
+        fixed={"config": config.to_dict(), "root": str(root)},
+        executor=executor,
+        workers=workers if dask and scheduler is None else None,
+        scheduler=scheduler if dask else None,
+        threads=threads,
+        progress=progress,
+    )
+    return [root / f"seed{s}" for s in config.seeds]
 
 
 def config_of(run_dir):
@@ -186,11 +222,21 @@ def report_run(rec, r: Report, out=None, *, fit: bool = True, title: str = "") -
     return result
 
 
-def run(quick: bool = True, out=None, run_dir=None, config=None) -> Report:
+def run(
+    quick: bool = True,
+    out=None,
+    run_dir=None,
+    config=None,
+    *,
+    executor: str = "local",
+    workers: int | None = None,
+    scheduler: str | None = None,
+) -> Report:
     """Diffusion model in concept space: pipeline, composition, and the claims.
 
     ``config`` overrides the setting; a configuration with several seeds (e.g. :func:`sweep_config`) is
-    trained seed by seed under ``run_dir`` (:func:`train_sweep`) and merged. ``run_dir`` resumes or reuses a
+    trained seed by seed under ``run_dir`` (:func:`train_sweep`: one sweep cell per seed, in this process or
+    on Dask with ``executor``, ``workers``, ``scheduler``) and merged. ``run_dir`` resumes or reuses a
     run, and a list of run directories (finished runs differing only in seeds) is merged and analysed."""
     r = Report(
         "diffusion",
@@ -219,7 +265,9 @@ def run(quick: bool = True, out=None, run_dir=None, config=None) -> Report:
             cfg = config_of(run_dir)  # an existing run is resumed (or just analysed) as it was configured
         progress = sys.stderr.isatty()
         if len(cfg.seeds) > 1 and not (run_dir / "config.json").exists():
-            dirs = train_sweep(cfg, run_dir, progress=progress)
+            dirs = train_sweep(
+                cfg, run_dir, progress=progress, executor=executor, workers=workers, scheduler=scheduler
+            )
         else:
             train(cfg, run_dir, progress=progress)
             dirs = [run_dir]
@@ -363,6 +411,14 @@ def cli(argv=None) -> int:
     )
     p.add_argument("--gpu", action="store_true", help="with --sweep: the paper-sized sweep on CUDA")
     p.add_argument(
+        "--executor",
+        choices=sweep.EXECUTORS,
+        default="local",
+        help="with --sweep or --vector: train the seeds in this process or on Dask (one cell per seed)",
+    )
+    p.add_argument("--workers", type=int, help="worker processes of the local Dask cluster")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler (tcp://host:8786)")
+    p.add_argument(
         "--run-dir",
         nargs="+",
         help="run directory (resumed if it exists; default OUT/diffusion_run or a "
@@ -384,7 +440,15 @@ def cli(argv=None) -> int:
         p.error(f"--out {a.out!r} is a file; give a directory")
     try:
         return main(
-            lambda quick, out: run(quick=quick and not sized, out=out, run_dir=a.run_dir, config=config),
+            lambda quick, out: run(
+                quick=quick and not sized,
+                out=out,
+                run_dir=a.run_dir,
+                config=config,
+                executor=a.executor,
+                workers=a.workers if a.executor == "dask" and a.scheduler is None else None,
+                scheduler=a.scheduler if a.executor == "dask" else None,
+            ),
             ["--out", a.out] * bool(a.out) + ["--full"] * a.full,
         )
     except ValueError as exc:  # bad input: one line naming it, not a traceback

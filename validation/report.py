@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +36,10 @@ class Config:
         False  # section 7: the text-conditioned diffusion model (quick, or CPU full with `full`)
     )
     diffusion_run: Path | None = None  # analyse this existing diffusion run instead of training one
+    executor: str = "local"  # section 6's modules as sweep cells: "local" or "dask" (simtheory.sweep)
+    workers: int | None = None  # worker processes of the local Dask cluster (default: cores)
+    scheduler: str | None = None  # an existing Dask scheduler's address instead of a local cluster
+    progress: bool = False  # progress bars inside sections (set by reproduce)
 
 
 def _u0(rng, shape, d):
@@ -410,24 +414,29 @@ def _section_agreement(r: _Report):
 
 
 def _section_gd(r: _Report):
-    import importlib
-
     from . import MODULES
+    from .suite import run_all
 
     cfg = r.cfg
     r.md(
         "## 6. Theory against gradient descent (PyTorch)",
         "",
         f"Each claim is checked by a module of `validation/` ({'full' if cfg.full else 'quick'} size; "
-        "run one with `python -m validation.NAME [--full]`). Predictions use the training set's exact second "
+        "run one with `python -m validation.NAME [--full]`, all of them with `python -m validation.suite`, "
+        "on a Dask cluster with `--executor dask`). Predictions use the training set's exact second "
         "moment A_n where the theory allows it.",
         "",
     )
-    out = {}
-    for name in MODULES:
-        module = importlib.import_module(f"validation.{name}")
-        out[name] = _embed(r, name, module.run(quick=not cfg.full, out=cfg.out / "figures"))
-    r.summary["validation"] = out
+    reports = run_all(
+        quick=not cfg.full,
+        out=cfg.out / "figures",
+        run_dir=cfg.out / "validation-cells",
+        executor=cfg.executor,
+        workers=cfg.workers,
+        scheduler=cfg.scheduler,
+        progress=cfg.progress,
+    )
+    r.summary["validation"] = {name: _embed(r, name, reports[name]) for name in MODULES}
 
 
 def _embed(r: _Report, name: str, rep) -> dict:
@@ -517,6 +526,7 @@ def reproduce(cfg: Config, progress: bool = True) -> Path:
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
+    cfg = replace(cfg, progress=progress)
     r = _Report(cfg)
     r.md(
         "# simtheory reproduction report: theory side of Yang et al. (ICLR 2025)",

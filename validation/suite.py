@@ -1,0 +1,118 @@
+"""Every validation module as one sweep: one cell per module, resumable, in-process or on Dask.
+
+``python -m validation.suite [--full] [--out DIR] [--executor dask --workers N | --scheduler ADDRESS]``
+runs the nine modules of :data:`validation.MODULES`; a killed run resumes at the first module without a
+result. The report's section 6 (``simtheory reproduce``) runs through the same function.
+
+A cell's result is the module's report (claims, metrics, notes, figure paths), kept in the run directory:
+delete the directory (or give another ``--run-dir``) after changing the code, or the old reports are read
+back. Figures are written by whichever process runs the module, so a remote scheduler needs ``--out`` on a
+file system its workers share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+
+from simtheory import sweep
+
+from . import MODULES
+from ._report import Report
+
+
+def module_cell(name: str, quick: bool = True, out: str | None = None) -> sweep.Record:
+    """Run ``validation.<name>`` and return its report as a record (a sweep cell)."""
+    if name not in MODULES:
+        raise ValueError(f"name must be one of {MODULES}, got {name!r}")
+    module = importlib.import_module(f"validation.{name}")
+    rep = module.run(quick=quick, out=Path(out) if out else None)
+    return sweep.Record(json.loads(json.dumps(rep.to_dict(), default=float)))
+
+
+def run_all(
+    quick: bool = True,
+    out=None,
+    *,
+    run_dir=None,
+    names=MODULES,
+    executor: str = "local",
+    workers: int | None = None,
+    scheduler: str | None = None,
+    threads: int | None = None,
+    progress: bool = False,
+) -> dict[str, Report]:
+    """The reports of ``names`` (default all), computed as the cells of a sweep in ``run_dir`` (default
+    ``out/validation-cells``, or ``runs/validation-quick|full`` without ``out``).
+
+    ``threads`` per module: default every core in this process (the modules' batched runs use them: one
+    thread makes the full versions 2-3 times slower on 2 cores), one per worker on Dask, where the workers
+    share the cores. Torch's reductions round differently on another thread count, so the two executors
+    agree on every verdict but not bit for bit."""
+    import os
+
+    if run_dir is None:
+        run_dir = (
+            Path(out) / "validation-cells"
+            if out is not None
+            else Path("runs") / (f"validation-{'quick' if quick else 'full'}")
+        )
+    dask = executor == "dask"
+    if threads is None:
+        threads = 1 if dask else (os.cpu_count() or 1)
+    result = sweep.run(
+        module_cell,
+        [{"name": n} for n in names],
+        run_dir,
+        fixed={"quick": bool(quick), "out": str(out) if out is not None else None},
+        executor=executor,
+        workers=workers if dask and scheduler is None else None,
+        scheduler=scheduler if dask else None,
+        threads=threads,
+        progress=progress,
+    )
+    return {params["name"]: Report.from_dict(rec) for params, rec in result}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description="every validation module, as one resumable sweep")
+    p.add_argument("--full", action="store_true", help="the full-size versions (slow)")
+    p.add_argument("--out", help="directory for figures and the reports' JSON")
+    p.add_argument("--run-dir", help="the sweep's run directory (default OUT/validation-cells)")
+    p.add_argument("--only", nargs="+", choices=MODULES, help="a subset of the modules")
+    p.add_argument("--executor", choices=sweep.EXECUTORS, default="local")
+    p.add_argument("--workers", type=int, help="worker processes of the local Dask cluster")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler")
+    p.add_argument("--threads", type=int, help="threads per module (default: all cores locally, 1 on Dask)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    try:
+        reports = run_all(
+            quick=not args.full,
+            out=Path(args.out) if args.out else None,
+            run_dir=args.run_dir,
+            names=tuple(args.only or MODULES),
+            executor=args.executor,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            threads=args.threads,
+            progress=not args.quiet,
+        )
+    except ValueError as exc:
+        print(f"validation.suite: error: {exc}", file=sys.stderr)
+        return 2
+    for rep in reports.values():
+        print(rep, end="\n\n")
+    failed = [n for n, rep in reports.items() if not rep.passed]
+    print(
+        f"{len(reports) - len(failed)} of {len(reports)} validations pass"
+        + (f"; failed: {failed}" if failed else "")
+    )
+    return 0 if not failed else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
