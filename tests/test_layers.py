@@ -58,7 +58,11 @@ def test_validation_modules_do_not_import_each_other():
             if isinstance(n, ast.ImportFrom) and n.level == 1 and not n.module
             for a in n.names
         }
-        bad = sorted(m for m in rel if m.split(".")[0] not in allowed) if p.stem not in ("report", "suite") else []
+        bad = (
+            sorted(m for m in rel if m.split(".")[0] not in allowed)
+            if p.stem not in ("report", "suite")
+            else []
+        )
         if bad:
             offenders[p.name] = bad
     assert not offenders, f"validation modules import each other: {offenders}"
