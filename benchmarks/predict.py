@@ -9,7 +9,9 @@
 2. ``symmetric_flow`` batched over 256 settings (d = 8, W0 not commuting with A, so it is the
    numerical path) vs a Python loop of per-setting ``solve_ivp`` with the same method, the same
    right-hand side and the same tolerances.
-3. Import time of ``simtheory`` vs ``import numpy`` (fresh interpreters, best of 5).
+3. ``predict`` (the flow plus its ``Curves``: OOD output and loss, training loss, outputs at every
+   composition) vs the ``symmetric_flow`` call it wraps, 256 settings, s = 4, d = 8, 100 times.
+4. Import time of ``simtheory`` vs ``import numpy`` (fresh interpreters, best of 5).
 """
 
 from __future__ import annotations
@@ -87,6 +89,22 @@ def bench_symmetric(n_settings=256, d=8, n_times=100, seed=1, repeat=1):
     return t_batch, t_loop, float(np.abs(W - Wl).max()), method
 
 
+def bench_predict_overhead(n_settings=256, d=8, s=4, n_times=100, seed=2, repeat=5):
+    """``predict`` against the flow it wraps, alternating the two, best of ``repeat`` each."""
+    rng = np.random.default_rng(seed)
+    task = sim.SIMTask(rng.uniform(0.5, 2.0, s), 0.05, d=d)
+    U0 = rng.normal(0, 0.05, (n_settings, d, d))
+    W0 = U0 @ np.swapaxes(U0, -1, -2)
+    t = np.linspace(0, 6, n_times)
+    sim.predict(task, W0[:2], t[:3])  # compile and import once, outside the timing
+    best_flow = best_pred = np.inf
+    for _ in range(repeat):
+        best_flow = min(best_flow, best_of(lambda: sim.symmetric_flow(task, W0, t), 1)[0])
+        best_pred = min(best_pred, best_of(lambda: sim.predict(task, W0, t), 1)[0])
+    same = np.array_equal(sim.predict(task, W0, t).W, sim.symmetric_flow(task, W0, t))
+    return best_flow, best_pred, same
+
+
 def bench_import(repeat=5):
     def run(stmt):
         best = np.inf
@@ -122,6 +140,12 @@ def main(argv=None):
         f"symmetric_flow, {n_sym} settings batched vs loop of solve_ivp ({method}), d = 8: "
         f"batched {t_batch:.2f} s, loop {t_loop:.2f} s, ratio {t_loop / t_batch:.1f}x (goal >= 20x); "
         f"max |difference| {err:.1e}"
+    )
+    t_flow, t_predict, same = bench_predict_overhead(64 if args.quick else 256)
+    print(
+        f"predict vs the symmetric_flow it wraps ({64 if args.quick else 256} settings, s = 4, d = 8, 100 "
+        f"times): flow {t_flow:.3f} s, predict {t_predict:.3f} s, ratio {t_predict / t_flow:.2f} "
+        f"(goal <= 1.2); same W: {same}"
     )
     t_np, t_st = bench_import()
     print(

@@ -20,8 +20,10 @@ from . import _checks, theory
 from .task import SIMTask
 
 
-def _frozen(a) -> np.ndarray:
-    a = np.array(a, dtype=np.float64)
+def _frozen(a, *, copy: bool = True) -> np.ndarray:
+    """A read-only float64 array: a copy of ``a``, or ``a`` itself with ``copy=False`` (for arrays just
+    computed here, which nobody else holds: copying them was a third of ``predict``'s cost)."""
+    a = np.array(a, dtype=np.float64, copy=True if copy else None)
     a.setflags(write=False)
     return a
 
@@ -67,26 +69,30 @@ class Curves:
         convention: str = "gradient-flow",
         latex: dict | None = None,
         meta: dict | None = None,
+        _owned: bool = False,
     ) -> "Curves":
-        """Build curves from a trajectory ``W`` of shape (*batch, T, d, d) on ``task``."""
+        """Build curves from a trajectory ``W`` of shape (*batch, T, d, d) on ``task`` (``W`` is copied;
+        ``_owned=True``, for the package's predictors, takes a ``W`` that nothing else holds)."""
         if not isinstance(task, SIMTask):
             raise ValueError(f"task must be a SIMTask, got {type(task).__name__}")
         times = _checks.times(times, "times")
         W = _checks.square_batch(W, "W", task.d)
         if W.ndim < 3 or W.shape[-3] != times.size:
             raise ValueError(f"W must have shape (*batch, len(times) = {times.size}, d, d), got {W.shape}")
+        fresh = lambda a: _frozen(a, copy=False)
+        ood = theory.ood_output(task, W)
         return cls(
             times=_frozen(times),
-            W=_frozen(W),
-            ood_output=_frozen(theory.ood_output(task, W)),
-            ood_loss=_frozen(theory.ood_loss(task, W)),
-            train_loss=_frozen(theory.train_loss(task, W)),  # the task's own loss, whatever the convention
+            W=_frozen(W, copy=not _owned),
+            ood_output=fresh(ood),
+            ood_loss=fresh(theory.identity_loss(ood, task.test_point())),
+            train_loss=fresh(theory.train_loss(task, W)),  # the task's own loss, whatever the convention
             convention=convention,
             model=model,
             task=task,
             latex=dict(latex or {}),
             meta=dict(meta or {}),
-            composition_outputs=_frozen(np.einsum("...ij,mj->...mi", W, task.test_points())),
+            composition_outputs=fresh(theory.ood_output(task, W, task.compositions())),
         )
 
     @property
@@ -445,7 +451,10 @@ def predict(
     t = _checks.times(t)
     W = spec.flow(task, W0, t, convention=convention, **kwargs)
     latex = {f"{d}.{f}": compiled_latex(d, f) for d, f in spec.formulas}
-    return Curves.from_W(task, t, W, model=model, convention=convention, latex=latex)
+    # the built-in flows return a fresh array (a user's flow might keep its own): no second copy of it
+    owned = spec.name in ("linear", "symmetric", "untied", "deep") and isinstance(W, np.ndarray)
+    owned = owned and W.flags.owndata and W.dtype == np.float64
+    return Curves.from_W(task, t, W, model=model, convention=convention, latex=latex, _owned=owned)
 
 
 def compiled_latex(derivation: str, formula: str) -> str:

@@ -22,6 +22,8 @@ torch is imported when this module is imported; ``import simtheory`` alone does 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -382,6 +384,21 @@ def _step(setup: _Setup, model: Model, weights, biases, params, gen, initial, k:
     return initial
 
 
+_PROGRESS = contextvars.ContextVar("simtheory_train_progress", default=False)
+
+
+@contextlib.contextmanager
+def progress_bars(on: bool = True):
+    """Within the block, every :func:`train` call that does not say otherwise shows a (transient) progress
+    bar over its steps: how the validations and the report show progress per run without a parameter in
+    each of them."""
+    token = _PROGRESS.set(bool(on))
+    try:
+        yield
+    finally:
+        _PROGRESS.reset(token)
+
+
 def train(
     tasks,
     model: Model,
@@ -398,7 +415,7 @@ def train(
     loss: str = "sim",
     dtype="float64",
     device="cpu",
-    progress: bool = False,
+    progress: bool | None = None,
     max_growth: float = 1e6,
 ) -> Run:
     """Train an ensemble and record its curves.
@@ -408,7 +425,8 @@ def train(
     ``data_seeds``: seeds of each member's training set (default: the init seeds); ``n`` points per
     cluster; or ``inputs`` (E, N, d) / (N, d) to train on given data. ``batch_size=None`` is
     full-batch GD, an int is minibatch SGD (sampling without replacement each step, seeded).
-    ``record``: step indices to record (default 60 log-spaced steps and 0). Raises ``ValueError``
+    ``record``: step indices to record (default 60 log-spaced steps and 0). ``progress``: a progress bar
+    over the steps (default: as :func:`progress_bars` says, off outside it). Raises ``ValueError``
     for bad input and ``RuntimeError`` naming the member and step when the loss diverges.
     """
     if not isinstance(model, Model):
@@ -436,7 +454,11 @@ def train(
     recorder = _Recorder(setup, model)
     gen = torch.Generator(device="cpu").manual_seed(int(setup.seeds[0]) * 1_000_003 + 17)
     it = range(setup.steps + 1)
-    if progress:
+    if progress is None and _PROGRESS.get():
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, desc=f"train {model.kind} x{len(setup.seeds)}", unit="step", leave=False)
+    elif progress:
         from tqdm.auto import tqdm
 
         it = tqdm(it, desc=f"train {model.kind} x{len(setup.seeds)}", unit="step")

@@ -352,7 +352,8 @@ def train_loss(task_or_A, W) -> np.ndarray:
     A = second_moment(task_or_A)
     W = _checks.square_batch(W, "W", A.shape[-1])
     E = W - np.eye(W.shape[-1])
-    return 0.5 * np.einsum("...ij,...jk,...ik->...", E, A, E)
+    # sum_ik (E A)_ik E_ik: one batched matmul (a three-operand einsum loops in C without BLAS, 3x slower)
+    return 0.5 * np.sum(np.matmul(E, A) * E, axis=(-2, -1))
 
 
 def _points(task: SIMTask, v) -> np.ndarray:
@@ -371,7 +372,7 @@ def ood_output(task: SIMTask, W, v=None) -> np.ndarray:
     x = _points(task, v)
     W = _checks.square_batch(W, "W", task.d)
     if x.ndim == 2:
-        return np.einsum("...ij,mj->...mi", W, x)
+        return np.matmul(x, np.swapaxes(W, -1, -2))  # (..., m, d): row k is W x_k, by BLAS
     return W @ x
 
 

@@ -72,7 +72,9 @@ def test_dask_cluster_gives_the_in_process_arrays(tmp_path, client):
     # torch cells too (simulate.train: ensembles of GD runs)
     seeds = sweep.grid(seed=[0, 5])
     t_local = sweep.run(sweep.train_cell, seeds, tmp_path / "tl", fixed=TRAIN)
-    t_dask = sweep.run("train", seeds, tmp_path / "td", fixed=TRAIN, executor="dask", client=client)
+    # through the scheduler's address, as a user with a cluster would (dask-jobqueue, Kubernetes)
+    address = client.scheduler.address
+    t_dask = sweep.run("train", seeds, tmp_path / "td", fixed=TRAIN, executor="dask", scheduler=address)
     _same(t_local.to_xarray(), t_dask.to_xarray())
 
 
@@ -273,3 +275,17 @@ def test_cli_sweep_writes_resumes_and_exports(tmp_path, capsys):
     bad.write_text("{not json")
     assert main(["sweep", str(bad)]) == 2
     assert "does not parse" in capsys.readouterr().err
+
+
+def test_progress_bars_reach_every_training_run(capsys):
+    from simtheory.simulate import Init, Model, progress_bars, train
+
+    task = sim.SIMTask([1.0, 2.0], 0.05)
+    train(task, Model("linear"), Init("gaussian", 1e-2), lr=0.05, steps=20, seeds=[0])
+    assert "train linear" not in capsys.readouterr().err
+    with progress_bars():
+        train(task, Model("linear"), Init("gaussian", 1e-2), lr=0.05, steps=20, seeds=[0])
+        train(task, Model("linear"), Init("gaussian", 1e-2), lr=0.05, steps=20, seeds=[0], progress=False)
+    assert capsys.readouterr().err.count("train linear x1") >= 1
+    train(task, Model("linear"), Init("gaussian", 1e-2), lr=0.05, steps=20, seeds=[0])
+    assert "train linear" not in capsys.readouterr().err  # the block's setting is gone after it

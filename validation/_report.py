@@ -185,7 +185,10 @@ def main(run, argv=None) -> int:
     p.add_argument("--out", help="directory for figures and report.json")
     args = p.parse_args(argv)
     out = Path(args.out) if args.out else None
-    report = run(quick=not args.full, out=out)
+    from simtheory.simulate import progress_bars
+
+    with progress_bars(sys.stderr.isatty()):  # a bar per GD run where someone watches
+        report = run(quick=not args.full, out=out)
     print(report)
     if out is not None:
         from simtheory.curves import atomic_write_text

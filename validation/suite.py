@@ -63,17 +63,20 @@ def run_all(
     dask = executor == "dask"
     if threads is None:
         threads = 1 if dask else (os.cpu_count() or 1)
-    result = sweep.run(
-        module_cell,
-        [{"name": n} for n in names],
-        run_dir,
-        fixed={"quick": bool(quick), "out": str(out) if out is not None else None},
-        executor=executor,
-        workers=workers if dask and scheduler is None else None,
-        scheduler=scheduler if dask else None,
-        threads=threads,
-        progress=progress,
-    )
+    from simtheory.simulate import progress_bars
+
+    with progress_bars(progress and not dask):  # in this process: a bar per GD run inside each module
+        result = sweep.run(
+            module_cell,
+            [{"name": n} for n in names],
+            run_dir,
+            fixed={"quick": bool(quick), "out": str(out) if out is not None else None},
+            executor=executor,
+            workers=workers if dask and scheduler is None else None,
+            scheduler=scheduler if dask else None,
+            threads=threads,
+            progress=progress,
+        )
     return {params["name"]: Report.from_dict(rec) for params, rec in result}
 
 
