@@ -116,8 +116,8 @@ def _cmd_reproduce(args) -> int:
         diffusion=args.diffusion or args.diffusion_run is not None,
         diffusion_run=Path(args.diffusion_run) if args.diffusion_run else None,
         executor=args.executor,
-        workers=args.workers if args.executor == "dask" and args.scheduler is None else None,
-        scheduler=args.scheduler if args.executor == "dask" else None,
+        workers=args.workers,  # validation.suite keeps each where it applies
+        scheduler=args.scheduler,
     )
     if min(cfg.n_seeds, cfg.n_agreement) < 1:
         raise ValueError("--n-seeds and --n-agreement must be >= 1")
@@ -170,18 +170,14 @@ def _cmd_sweep(args) -> int:
     doc = _read_sweep_config(config)
     cells = sweep.grid(**doc["grid"]) if "grid" in doc else doc["settings"]
     out = Path(args.out) if args.out else Path("runs") / f"sweep-{config.stem}"
-    dask = args.executor == "dask"
     start = time.perf_counter()
     result = sweep.run(
         doc["function"],
         cells,
         out,
         fixed=doc.get("fixed"),
-        executor=args.executor,
-        scheduler=args.scheduler if dask else None,
-        workers=args.workers if dask and args.scheduler is None else None,
-        threads=args.threads,
         progress=not args.quiet,
+        **sweep.executor_options(args.executor, args.workers, args.scheduler, args.threads),
     )
     seconds = time.perf_counter() - start
     print(

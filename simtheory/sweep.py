@@ -295,6 +295,25 @@ def _manifest(run_dir: Path, function: str, fixed: dict, cells: list[Cell], axes
     atomic_write_text(path, json.dumps(doc, indent=2))
 
 
+def executor_options(executor: str = "local", workers=None, scheduler=None, threads=None) -> dict:
+    """:func:`run`'s executor keywords from command-line style options, which may all be given:
+    ``workers`` counts only for a local Dask cluster, ``scheduler`` only with ``executor="dask"``, and
+    ``threads`` per cell defaults to every core in this process and one per Dask worker (for cells that
+    are whole programs: a validation module, a diffusion seed). Torch's reductions round differently on
+    another thread count, so under this default the two executors agree to rounding, not bit for bit."""
+    import os
+
+    dask = executor == "dask"
+    if threads is None:
+        threads = 1 if dask else (os.cpu_count() or 1)
+    return {
+        "executor": executor,
+        "workers": workers if dask and scheduler is None else None,
+        "scheduler": scheduler if dask else None,
+        "threads": threads,
+    }
+
+
 def run(
     fn,
     settings,
@@ -337,8 +356,9 @@ def run(
         raise ValueError(f"out {str(run_dir)!r} is a file; give a run directory")
     (run_dir / "cells").mkdir(parents=True, exist_ok=True)
     _manifest(run_dir, function, fixed, cells, axes)
-    todo = [c for c in cells if not _done(run_dir, c.key)]
-    skipped = [c.key for c in cells if c not in todo]
+    done = {c.key for c in cells if _done(run_dir, c.key)}
+    todo = [c for c in cells if c.key not in done]
+    skipped = [c.key for c in cells if c.key in done]
     bar = None
     if progress:
         from tqdm.auto import tqdm

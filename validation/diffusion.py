@@ -146,24 +146,16 @@ def train_sweep(
     resumed seed by seed. Returns the run directories, in seed order, for
     :func:`simtheory.diffusion.analysis.merge`.
 
-    ``threads`` per cell: default all cores in this process, one per worker on Dask (torch's convolutions
-    round differently on another thread count, so the two executors agree to rounding, not bit for bit)."""
-    import os
-
+    ``threads`` per cell: default all cores in this process, one per worker on Dask
+    (:func:`simtheory.sweep.executor_options`)."""
     root = Path(root)
-    dask = executor == "dask"
-    if threads is None:
-        threads = 1 if dask else (os.cpu_count() or 1)
     sweep.run(
         seed_cell,
         sweep.grid(seed=list(config.seeds)),
         root,
         fixed={"config": config.to_dict(), "root": str(root)},
-        executor=executor,
-        workers=workers if dask and scheduler is None else None,
-        scheduler=scheduler if dask else None,
-        threads=threads,
         progress=progress,
+        **sweep.executor_options(executor, workers, scheduler, threads),
     )
     return [root / f"seed{s}" for s in config.seeds]
 
@@ -446,8 +438,8 @@ def cli(argv=None) -> int:
                 run_dir=a.run_dir,
                 config=config,
                 executor=a.executor,
-                workers=a.workers if a.executor == "dask" and a.scheduler is None else None,
-                scheduler=a.scheduler if a.executor == "dask" else None,
+                workers=a.workers,
+                scheduler=a.scheduler,
             ),
             ["--out", a.out] * bool(a.out) + ["--full"] * a.full,
         )

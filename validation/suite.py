@@ -50,32 +50,26 @@ def run_all(
 
     ``threads`` per module: default every core in this process (the modules' batched runs use them: one
     thread makes the full versions 2-3 times slower on 2 cores), one per worker on Dask, where the workers
-    share the cores. Torch's reductions round differently on another thread count, so the two executors
-    agree on every verdict but not bit for bit."""
-    import os
-
+    share the cores (:func:`simtheory.sweep.executor_options`); the two executors agree on every verdict but
+    not bit for bit."""
     if run_dir is None:
         run_dir = (
             Path(out) / "validation-cells"
             if out is not None
             else Path("runs") / (f"validation-{'quick' if quick else 'full'}")
         )
-    dask = executor == "dask"
-    if threads is None:
-        threads = 1 if dask else (os.cpu_count() or 1)
     from simtheory.simulate import progress_bars
 
-    with progress_bars(progress and not dask):  # in this process: a bar per GD run inside each module
+    with progress_bars(
+        progress and executor == "local"
+    ):  # in this process: a bar per GD run inside each module
         result = sweep.run(
             module_cell,
             [{"name": n} for n in names],
             run_dir,
             fixed={"quick": bool(quick), "out": str(out) if out is not None else None},
-            executor=executor,
-            workers=workers if dask and scheduler is None else None,
-            scheduler=scheduler if dask else None,
-            threads=threads,
             progress=progress,
+            **sweep.executor_options(executor, workers, scheduler, threads),
         )
     return {params["name"]: Report.from_dict(rec) for params, rec in result}
 
