@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "linear_flow": "theory",
     "linear_gd": "theory",
+    "linear_ood_loss": "theory",
     "symmetric_flow": "theory",
     "symmetric_init": "theory",
     "untied_flow": "theory",
@@ -27,6 +28,9 @@ _LAZY = {
     "ood_loss": "theory",
     "ood_output": "theory",
     "CONVENTIONS": "theory",
+    "solver_log": "_solvers",
+    "threads": "_threads",
+    "SolverStats": "_solvers",
     "compiled": "_compile",
     "clear_caches": "_compile",
     "Curves": "curves",

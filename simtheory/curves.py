@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _checks, theory
+from . import _checks, _solvers, theory
 from .task import SIMTask
 
 
@@ -449,12 +449,15 @@ def predict(
             f"(the paper's conventions apply to the symmetric model only); got {convention!r}"
         )
     t = _checks.times(t)
-    W = spec.flow(task, W0, t, convention=convention, **kwargs)
+    with _solvers.solver_log() as log:
+        W = spec.flow(task, W0, t, convention=convention, **kwargs)
     latex = {f"{d}.{f}": compiled_latex(d, f) for d, f in spec.formulas}
     # the built-in flows return a fresh array (a user's flow might keep its own): no second copy of it
     owned = spec.name in ("linear", "symmetric", "untied", "deep") and isinstance(W, np.ndarray)
     owned = owned and W.flags.owndata and W.dtype == np.float64
-    return Curves.from_W(task, t, W, model=model, convention=convention, latex=latex, _owned=owned)
+    curves = Curves.from_W(task, t, W, model=model, convention=convention, latex=latex, _owned=owned)
+    curves.meta["solver"] = [s.as_dict() for s in log]  # how the flow was evaluated, and what it cost
+    return curves
 
 
 def compiled_latex(derivation: str, formula: str) -> str:

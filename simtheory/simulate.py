@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import _checks
+from . import _checks, _threads
 from .curves import Curves, _frozen
 from .models import names as _model_names
 from .task import SIMTask, empirical_second_moment
@@ -355,20 +355,36 @@ class _Recorder:
         )
 
 
-def _step(setup: _Setup, model: Model, weights, biases, params, gen, initial, k: int, max_growth: float):
-    """One GD (or SGD) step of every member, in place; returns the loss at the first step (the divergence
-    guard's reference), raising ``RuntimeError`` naming the member and step when the loss diverges."""
-    X, E, N, d = setup.X, len(setup.seeds), setup.X.shape[1], setup.d
-    if setup.batch_size is None:
-        Xb = X
-    else:
-        idx = torch.stack([torch.randperm(N, generator=gen)[: setup.batch_size] for _ in range(E)]).to(
-            setup.device
-        )
-        Xb = torch.gather(X, 1, idx[..., None].expand(-1, -1, d))
-    L = _loss(forward(model, weights, biases, Xb), Xb, setup.loss)
-    if initial is None:
-        initial = L.detach().clone()
+#: steps between two checks of the divergence guard (each check synchronises with the device and costs a few
+#: tensor operations; a diverging loss grows geometrically, and a NaN or inf stays, so it is still caught)
+GUARD_EVERY = 32
+
+
+class _Batches:
+    """Minibatches of every member at once: at the start of each epoch one random permutation of the N
+    points per member (all members in one ``argsort`` of uniform draws, from the run's generator) reorders
+    the data, and the epoch's steps take consecutive slices of it, the last one holding the N mod
+    batch_size remaining points (as a ``DataLoader(shuffle=True)`` per model does)."""
+
+    def __init__(self, setup: _Setup, gen: torch.Generator):
+        self.setup, self.gen = setup, gen
+        N = setup.X.shape[1]
+        self.size = setup.batch_size
+        self.per_epoch = -(-N // self.size)
+        self.shuffled = setup.X
+
+    def __call__(self, k: int) -> torch.Tensor:
+        st, j = self.setup, k % self.per_epoch
+        if j == 0:
+            E, N, d = st.X.shape
+            perm = torch.argsort(torch.rand(E, N, generator=self.gen, dtype=torch.float64), dim=1)
+            self.shuffled = torch.gather(st.X, 1, perm.to(st.device)[..., None].expand(-1, -1, d))
+        return self.shuffled[:, j * self.size : (j + 1) * self.size]
+
+
+def _check(setup: _Setup, L: torch.Tensor, initial: torch.Tensor, k: int, max_growth: float) -> None:
+    """Raise ``RuntimeError`` naming the member and step when a member's loss is not finite or has grown
+    past ``max_growth`` times its first value (plus one)."""
     bad = ~torch.isfinite(L) | (L > max_growth * (initial + 1.0))
     if bool(bad.any()):
         e = int(torch.nonzero(bad)[0])
@@ -377,11 +393,6 @@ def _step(setup: _Setup, model: Model, weights, biases, params, gen, initial, k:
             f"at step {k} with lr = {setup.lr}; lower lr (GD on a quadratic is stable only for "
             f"lr < 2 / curvature)"
         )
-    grads = torch.autograd.grad(L.sum(), params)
-    with torch.no_grad():
-        for p, g in zip(params, grads):
-            p -= setup.lr * g
-    return initial
 
 
 _PROGRESS = contextvars.ContextVar("simtheory_train_progress", default=False)
@@ -397,6 +408,30 @@ def progress_bars(on: bool = True):
         yield
     finally:
         _PROGRESS.reset(token)
+
+
+def _loop(setup: _Setup, model: Model, weights, biases, params, recorder, it, max_growth: float) -> None:
+    """The step loop (the hot path: plain Python ints and locals, nothing but the step between checks)."""
+    gen = torch.Generator(device="cpu").manual_seed(int(setup.seeds[0]) * 1_000_003 + 17)
+    batches = _Batches(setup, gen) if setup.batch_size is not None else None
+    record, r, initial = [int(x) for x in setup.record], 0, None
+    X, kind, lr, last = setup.X, setup.loss, setup.lr, setup.steps
+    for k in it:
+        if r < len(record) and record[r] == k:
+            recorder(r, weights, biases)
+            r += 1
+        if k == last:
+            break
+        Xb = X if batches is None else batches(k)
+        L = _loss(forward(model, weights, biases, Xb), Xb, kind)
+        if initial is None:
+            initial = L.detach().clone()
+        if k % GUARD_EVERY == 0 or k == last - 1:
+            _check(setup, L.detach(), initial, k, max_growth)
+        grads = torch.autograd.grad(L.sum(), params)
+        with torch.no_grad():
+            for p, g in zip(params, grads):
+                p.add_(g, alpha=-lr)  # as torch.optim.SGD updates
 
 
 def train(
@@ -424,10 +459,12 @@ def train(
     one init seed per member (its length is the ensemble size E; a single task is shared).
     ``data_seeds``: seeds of each member's training set (default: the init seeds); ``n`` points per
     cluster; or ``inputs`` (E, N, d) / (N, d) to train on given data. ``batch_size=None`` is
-    full-batch GD, an int is minibatch SGD (sampling without replacement each step, seeded).
+    full-batch GD, an int is minibatch SGD (each epoch a fresh seeded shuffle of every member's data, cut into
+    consecutive batches; the last batch of an epoch holds the remainder).
     ``record``: step indices to record (default 60 log-spaced steps and 0). ``progress``: a progress bar
     over the steps (default: as :func:`progress_bars` says, off outside it). Raises ``ValueError``
-    for bad input and ``RuntimeError`` naming the member and step when the loss diverges.
+    for bad input and ``RuntimeError`` naming the member and step when the loss diverges (checked every
+    :data:`GUARD_EVERY` steps).
     """
     if not isinstance(model, Model):
         raise ValueError(f"model must be a simulate.Model, e.g. Model('linear'); got {model!r}")
@@ -452,7 +489,6 @@ def train(
     start = tuple(w.detach().double().cpu().numpy().copy() for w in weights)
     params = [p.requires_grad_(True) for p in (*weights, *biases)]
     recorder = _Recorder(setup, model)
-    gen = torch.Generator(device="cpu").manual_seed(int(setup.seeds[0]) * 1_000_003 + 17)
     it = range(setup.steps + 1)
     if progress is None and _PROGRESS.get():
         from tqdm.auto import tqdm
@@ -462,14 +498,11 @@ def train(
         from tqdm.auto import tqdm
 
         it = tqdm(it, desc=f"train {model.kind} x{len(setup.seeds)}", unit="step")
-    r, T, initial = 0, setup.record.size, None
-    for k in it:
-        if r < T and setup.record[r] == k:
-            recorder(r, weights, biases)
-            r += 1
-        if k == setup.steps:
-            break
-        initial = _step(setup, model, weights, biases, params, gen, initial, k, max_growth)
+    # threads by the size of one matmul of the step (one thread for small models: see simtheory._threads)
+    N_b = setup.batch_size or setup.X.shape[1]
+    flops = 2.0 * len(setup.seeds) * N_b * max(max(s) for s in model.shapes(setup.d)) ** 2
+    with _threads.for_size(flops, torch=True):
+        _loop(setup, model, weights, biases, params, recorder, it, max_growth)
     A_n = np.stack([empirical_second_moment(x) for x in setup.X_np])
     final = tuple(p.detach().cpu().numpy().copy() for p in params)
     return Run(recorder.curves(init), np.asarray(setup.X_np), A_n, final, start)

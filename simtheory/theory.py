@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _checks, _solvers
+from . import _checks, _solvers, _threads
 from ._compile import compiled
 from .task import SIMTask, second_moment
 
@@ -78,7 +78,8 @@ def _modal_sum(C: np.ndarray, G: np.ndarray, left: np.ndarray, right: np.ndarray
     """
     B, T, d = G.shape
     R = np.einsum("bki,bli->bikl", left, right).reshape(B, d, d * d)
-    out = np.matmul(G, R).reshape(B, T, d, d)
+    with _threads.for_size(2.0 * T * d**3):  # one GEMM per setting: threads only where one is large
+        out = np.matmul(G, R).reshape(B, T, d, d)
     out += C[:, None]  # in place: the result can be hundreds of MiB
     return out
 
@@ -106,6 +107,37 @@ def linear_flow(task_or_A, W0, t) -> np.ndarray:
     d = A.shape[-1]
     W = _modal_sum(W0, G, (np.eye(d) - W0) @ Q, Q)
     return W.reshape(batch + W.shape[1:])
+
+
+def linear_ood_loss(task: SIMTask, W0, t, *, A=None, v=None) -> np.ndarray:
+    """The OOD loss curve of the one-layer gradient flow, ``1/2 ||(W(t) - I) x||^2``, without forming W(t).
+
+    With ``A = Q diag(lam) Q^T``: ``(W(t) - I) x = -C e(t)``, ``C = (I - W0) Q diag(Q^T x)`` and
+    ``e_i(t) = exp(-lam_i t)`` (``derivations.one_layer_flow``'s entry from w0 = 1 towards 0), so a curve
+    costs ``len(t) x d^2`` flops instead of the ``len(t) x d^3`` of :func:`linear_flow` and its memory.
+    ``x`` is the task's test point at composition ``v`` (default all ones); ``A`` replaces the task's
+    population second moment (e.g. a training set's ``A_n``; broadcasts with the batch axes of ``W0``).
+    Returns ``(*batch, len(t))``, with a last axis of length m for m rows of ``v``.
+    """
+    if not isinstance(task, SIMTask):
+        raise ValueError(f"task must be a SIMTask (the OOD point needs mu), got {type(task).__name__}")
+    A, W0, batch = _prepare(task if A is None else A, W0)
+    x = _points(task, v)
+    t = _checks.times(t)
+    B, d = W0.shape[0], W0.shape[-1]
+    xs = x.reshape(-1, d)  # (m, d)
+    _checks.allocation(B * t.size * (d + xs.shape[0]), "the result and its modes (batch x len(t) x d)")
+    lam, Q = _eig(A)
+    decay = compiled("one_layer_flow", "entry")(a=lam[:, None, :], t=t[None, :, None], w0=1.0, delta=0.0)
+    decay = np.broadcast_to(decay, (B, t.size, d))
+    IQ = (np.eye(d) - W0) @ Q  # (B, d, d)
+    proj = np.einsum("bji,mj->bmi", Q, xs)  # Q^T x for every point: (B, m, d)
+    C = IQ[:, None, :, :] * proj[:, :, None, :]  # (B, m, d, d)
+    with _threads.for_size(2.0 * t.size * d * d):
+        err = np.matmul(decay[:, None], np.swapaxes(C, -1, -2))  # (B, m, T, d)
+    loss = 0.5 * np.einsum("bmti,bmti->btm", err, err)
+    out = loss if x.ndim == 2 else loss[..., 0]
+    return out.reshape(batch + out.shape[1:])
 
 
 def linear_gd(task_or_A, W0, lr, steps) -> np.ndarray:
@@ -168,6 +200,15 @@ def _joint_basis(A: np.ndarray, W0: np.ndarray, tol: float = 1e-10):
     return P, ok
 
 
+def _closed_form_stats(systems: int, state: int, t: np.ndarray, reason: str) -> None:
+    """Record, for :func:`~simtheory.solver_log`, that ``systems`` settings were evaluated in closed form."""
+    _solvers.record(
+        _solvers.SolverStats(
+            "closed-form", reason, systems, state, float(t.max()) if t.size else 0.0, None, None
+        )
+    )
+
+
 def symmetric_flow(
     task_or_A,
     W0,
@@ -189,9 +230,10 @@ def symmetric_flow(
       published scripts integrate it.
 
     ``W0`` must be symmetric positive semi-definite (it is U0 U0^T). Where W0 commutes with A
-    the closed-form logistic solution is used (exact); otherwise the flow is integrated with
-    ``scipy.integrate.solve_ivp`` (``method="auto"``: DOP853, or Radau with the analytic sparse
-    Jacobian when stiff) at tolerances ``rtol``/``atol``. Returns ``(*batch, len(t), d, d)``.
+    the closed-form logistic solution is used (exact); otherwise the flow is integrated at tolerances
+    ``rtol``/``atol`` (``method="auto"``: LSODA with the analytic Jacobian, switching between Adams and BDF
+    steps by itself; DOP853 for d > 20; or any ``solve_ivp`` method by name). What it cost (method, steps,
+    evaluations, seconds) is recorded in :func:`~simtheory.solver_log`. Returns ``(*batch, len(t), d, d)``.
     """
     kappa, square = _convention(convention)
     A, W0, batch = _prepare(task_or_A, W0)
@@ -213,6 +255,7 @@ def symmetric_flow(
             U = logistic(a=lam[:, None, :], t=t[None, :, None], w0=w[:, None, :], kappa=kappa)
         U = np.where(w[:, None, :] > 0, U, 0.0)  # w0 = 0 is a fixed point (avoids 0/0 at huge t)
         out[ok] = _modal_sum(np.zeros_like(W0[ok]), U, Pk, Pk)
+        _closed_form_stats(int(ok.sum()), d * d, t, "W0 commutes with A: the logistic solution")
     if (~ok).any():
         out[~ok] = _solvers.solve_symmetric(A[~ok], W0[~ok], t, kappa, method=method, rtol=rtol, atol=atol)
     return out.reshape(batch + out.shape[1:])
@@ -278,6 +321,7 @@ def untied_flow(
         root = np.sqrt(u)[..., None] * np.eye(d)
         r1[closed] = root
         r2[closed] = root
+        _closed_form_stats(int(closed.sum()), 2 * d * d, t, "balanced diagonal start: the mode-wise sigmoid")
     if (~closed).any():
         s1, s2 = _solvers.solve_deep(
             A[~closed], [W1[~closed], W2[~closed]], t, method=method, rtol=rtol, atol=atol

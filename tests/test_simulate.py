@@ -186,3 +186,87 @@ def test_flow_limit_refuses_relu_networks():
     )
     with pytest.raises(ValueError, match="mlp model has no gradient-flow prediction .a ReLU MLP"):
         flow_limit(run)
+
+
+def test_one_model_trains_exactly_as_a_plain_torch_sgd_loop():
+    # the published code's loop (torch.optim.SGD, F.mse_loss, full batch) on the same data and init
+    task = sim.SIMTask([1.0, 1.5], 0.05, d=3)
+    X = task.sample(20, seed=3).inputs
+    U0 = np.random.default_rng(0).random((3, 3)) / 5
+    run = train(
+        task, Model("symmetric"), Init("given", arrays=(U0,)), lr=0.05, steps=60, inputs=X, loss="mse"
+    )
+    U = torch.nn.Parameter(torch.tensor(U0))
+    opt = torch.optim.SGD([U], lr=0.05)
+    Xt = torch.tensor(X)
+    for _ in range(60):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(Xt @ U @ U.T, Xt).backward()
+        opt.step()
+    np.testing.assert_allclose(run.params[0][0], U.detach().numpy(), rtol=0, atol=1e-13)
+
+
+def test_sgd_takes_each_point_once_per_epoch_in_a_fresh_order():
+    from simtheory.simulate import _Batches, _setup
+
+    setup = _setup(
+        TASK,
+        lr=0.1,
+        steps=20,
+        record=None,
+        n=5,
+        seeds=[0, 1, 2],
+        data_seeds=None,
+        inputs=None,
+        batch_size=4,
+        loss="sim",
+        dtype="float64",
+        device="cpu",
+    )
+    N = setup.X.shape[1]  # 5 points per cluster, 2 concepts: 10 points, batches of 4, 4, 2
+    batches = _Batches(setup, torch.Generator().manual_seed(0))
+    epochs = []
+    for e in range(2):
+        parts = [batches(e * 3 + j) for j in range(3)]
+        assert [p.shape[1] for p in parts] == [4, 4, 2]
+        epoch = torch.cat(parts, dim=1)
+        for m in range(3):  # every member sees each of its own points exactly once
+            order = np.lexsort(epoch[m].numpy().T)
+            np.testing.assert_array_equal(
+                epoch[m].numpy()[order], setup.X[m].numpy()[np.lexsort(setup.X[m].numpy().T)]
+            )
+        epochs.append(epoch)
+    assert not torch.equal(epochs[0], epochs[1])  # reshuffled
+    assert not torch.equal(epochs[0][0], setup.X[0])  # shuffled at all
+    assert N == 10
+
+
+def test_full_batch_sgd_equals_gd():
+    kw = dict(lr=0.05, steps=30, record=[0, 30], seeds=[0, 1], n=10)
+    gd = train(TASK, Model("symmetric"), Init("gaussian", 0.1), **kw)
+    sgd = train(TASK, Model("symmetric"), Init("gaussian", 0.1), batch_size=20, **kw)
+    np.testing.assert_allclose(sgd.curves.W, gd.curves.W, rtol=0, atol=1e-12)
+
+
+def test_thread_policy_override_and_restore():
+    from threadpoolctl import threadpool_info
+
+    from simtheory import _threads
+
+    assert _threads.for_work(1e3) == 1  # small work: one thread
+    assert 1 <= _threads.for_work(1e12) <= _threads.cores()
+    assert 1 <= _threads.free_cores() <= _threads.cores()
+    with sim.threads(2):
+        assert _threads.for_work(1e3) == 2
+        with sim.threads(None):
+            assert _threads.for_work(1e3) == 1
+    before = torch.get_num_threads()
+    blas_before = [p["num_threads"] for p in threadpool_info()]
+    with _threads.limited(1, torch=True):
+        assert torch.get_num_threads() == 1
+        assert all(p["num_threads"] == 1 for p in threadpool_info())
+    assert torch.get_num_threads() == before
+    assert [p["num_threads"] for p in threadpool_info()] == blas_before
+    with pytest.raises(ValueError, match="threads"):
+        with sim.threads(0):
+            pass

@@ -1,5 +1,7 @@
 """Predictors vs scipy's DOP853 (rtol = atol = 1e-10), fixed points, restarts, extremes, bad input."""
 
+import json
+
 import numpy as np
 import pytest
 from hypothesis import assume, given
@@ -7,7 +9,7 @@ from hypothesis import strategies as st
 from scipy.integrate import solve_ivp
 
 import simtheory as sim
-from simtheory import _solvers
+from simtheory import _solvers, paper
 from simtheory.testing import (
     assert_curves_close,
     factor_inits,
@@ -157,6 +159,65 @@ def test_stiff_path_matches_explicit_path():
         rtol=1e-6,
         atol=1e-8,
     )
+
+
+def test_auto_takes_lsoda_and_meets_its_tolerance_on_the_papers_long_horizon():
+    # Figure 8 with the published code's rates to t = 100: ~1000 e-folds of the fastest mode, W0 = rand/5
+    # (not commuting with A); the previous rule took Radau (20x slower), DOP853 is off by 1e-6 here
+    s = paper.figure8()
+    task, W0, t = s.task(), s.W0(0), np.linspace(0.0, 100.0, 201)
+    with sim.solver_log() as log:
+        W = sim.symmetric_flow(task, W0, t, "paper-code")
+    (stats,) = log
+    assert stats.method == "LSODA" and stats.reason.startswith("auto")
+    assert stats.systems == 1 and stats.state == 9 and stats.t_end == 100.0
+    assert 0 < stats.stiff_steps < stats.steps  # Adams early, BDF once the flow has converged
+    assert stats.njev > 0 and stats.nfev > stats.steps and stats.seconds > 0
+    ref = sim.symmetric_flow(task, W0, t, "paper-code", method="Radau", rtol=1e-13, atol=1e-15)
+    assert np.abs(W - ref).max() < 1e-8
+
+
+def test_batched_lsoda_with_banded_jacobian_equals_separate_solves():
+    rng = np.random.default_rng(5)
+    A = sim.symmetric_init(rng.normal(size=(4, 3, 3))) + 0.3 * np.eye(3)  # non-diagonal
+    W0 = sim.symmetric_init(rng.normal(0, 0.1, (4, 3, 3)))
+    t = np.array([0.0, 0.3, 2.0, 10.0, 40.0])
+    with sim.solver_log() as log:
+        batched = sim.symmetric_flow(A, W0, t)
+    assert [(x.method, x.systems) for x in log] == [("LSODA", 4)] and log[0].njev > 0
+    for b in range(4):
+        assert_curves_close(batched[b], sim.symmetric_flow(A[b], W0[b], t), rtol=1e-7, atol=1e-9)
+        # the independent DOP853 reference only up to t = 10 (on long tails its own error control fails)
+        ref = reference(lambda W, Ab=A[b]: 2 * V(W, Ab), W0[b], t[:4])
+        assert_curves_close(batched[b, :4], ref, rtol=1e-7, atol=1e-9)
+
+
+def test_band_storage_is_scipys():
+    # odeint's band layout (scipy docs): jac_packed[i - j + mu, j] = jac[i, j], here mu = ml = n - 1
+    rng = np.random.default_rng(0)
+    blocks = rng.normal(size=(3, 2, 2))
+    dense = np.zeros((6, 6))
+    for b in range(3):
+        dense[2 * b : 2 * b + 2, 2 * b : 2 * b + 2] = blocks[b]
+    packed = _solvers._banded(blocks)
+    assert packed.shape == (3, 6)
+    for i in range(6):
+        for j in range(6):
+            if abs(i - j) <= 1:
+                assert packed[i - j + 1, j] == dense[i, j]
+
+
+def test_solver_stats_reach_predict_and_name_the_closed_form():
+    task = sim.SIMTask([1.0, 1.5], 0.05, d=3)
+    t = np.linspace(0, 5, 11)
+    closed = sim.predict(task, np.diag([1e-3, 2e-3, 0.0]), t).meta["solver"]
+    assert [(x["method"], x["systems"]) for x in closed] == [("closed-form", 1)]
+    mixed = sim.predict(task, np.stack([np.diag([1e-3, 2e-3, 0.0]), np.full((3, 3), 1e-3)]), t)
+    assert sorted(x["method"] for x in mixed.meta["solver"]) == ["LSODA", "closed-form"]
+    json.dumps(mixed.meta)  # stays JSON (the sidecar of every export)
+    with sim.solver_log() as log:
+        sim.symmetric_flow(task, np.full((3, 3), 1e-3), t, method="DOP853")
+    assert log[0].method == "DOP853" and log[0].reason == "given" and log[0].nfev > 0
 
 
 def test_analytic_jacobian_matches_finite_differences():
@@ -452,3 +513,35 @@ def test_deep_flow_bad_input():
         sim.deep_flow(task, [np.ones((3, 2)), np.ones((2, 2))], T)
     with pytest.raises(ValueError, match="map back to d = 2"):
         sim.deep_flow(task, [np.ones((3, 2))], T)
+
+
+@given(st.integers(0, 2**31 - 1))
+def test_linear_ood_loss_is_the_ood_loss_of_the_linear_flow(seed):
+    rng = np.random.default_rng(seed)
+    task = sim.SIMTask([1.0, 1.5, 2.0], 0.05, d=5)
+    A = sim.symmetric_init(rng.normal(size=(3, 5, 5))) / 5
+    W0 = rng.normal(0, 0.3, (3, 5, 5))
+    t = np.array([0.0, 0.1, 1.0, 7.0, 40.0])
+    W = sim.linear_flow(A, W0, t)
+    np.testing.assert_allclose(
+        sim.linear_ood_loss(task, W0, t, A=A), sim.ood_loss(task, W), rtol=1e-12, atol=1e-14
+    )
+    v = task.compositions()
+    np.testing.assert_allclose(
+        sim.linear_ood_loss(task, W0, t, A=A, v=v), sim.ood_loss(task, W, v), rtol=1e-12, atol=1e-14
+    )
+    # population A by default; t = 0 is the initial OOD loss, and the loss vanishes as W -> I
+    pop = sim.linear_ood_loss(task, W0[0], np.array([0.0, 1e4]))
+    x = task.test_point()
+    assert pop[0] == pytest.approx(0.5 * np.sum((W0[0] @ x - x) ** 2), rel=1e-12)
+    assert pop[1] < 1e-20
+
+
+def test_linear_ood_loss_bad_input():
+    task = sim.SIMTask([1.0, 1.5], 0.05, d=3)
+    with pytest.raises(ValueError, match="task must be a SIMTask"):
+        sim.linear_ood_loss(task.A, np.eye(3), [1.0])
+    with pytest.raises(ValueError, match="t must be >= 0"):
+        sim.linear_ood_loss(task, np.eye(3), [-1.0])
+    with pytest.raises(ValueError, match="W0"):
+        sim.linear_ood_loss(task, np.eye(4), [1.0])
