@@ -16,6 +16,7 @@ process, each alone and next to one CPU-bound process (``benchmarks/_load.py``),
    survives is timed, and the count of diverging inits is printed.
 3. ``symmetric_flow`` batched over 256 settings (d = 8, W0 not commuting with A) vs a Python loop of
    per-setting ``solve_ivp`` with DOP853, the same right-hand side and the same tolerances.
+   2b. The methods "auto" chooses between (LSODA, Radau, DOP853) on Figure 8's curves, alone.
 4. ``predict`` (the flow plus its ``Curves``) vs the ``symmetric_flow`` call it wraps.
 5. Import time of ``simtheory`` vs ``import numpy`` (fresh interpreters, best of 5).
 """
@@ -33,7 +34,7 @@ from _load import alone_and_loaded, best_of, show
 from scipy.integrate import solve_ivp
 
 import simtheory as sim
-from simtheory import _solvers, _threads
+from simtheory import _solvers, _threads, paper
 
 
 def random_settings(rng, n, d):
@@ -102,7 +103,7 @@ def paper_euler_loop(W0, A_paper, mu, eta=0.01, steps=10_000):
 def bench_figures(seeds=20):
     """Item 2: a measure() per figure (the first init the Euler loop survives) and the divergence counts."""
     out = {}
-    for name, setting in sim.paper.multiple_descent().items():
+    for name, setting in paper.multiple_descent().items():
         task = setting.task()
         t = 0.01 * np.arange(1, 10_001)
         A_paper = np.diag(task.a)
@@ -133,6 +134,21 @@ def bench_figures(seeds=20):
             )
 
         out[name] = (measure, seed, seeds - sum(finite), seeds)
+    return out
+
+
+def bench_methods(methods=("LSODA", "Radau", "DOP853")):
+    """Item 2b: the solve_ivp methods "auto" chooses between, on Figure 8's curves (time, error vs Radau at
+    1e-13, evaluations)."""
+    setting = paper.figure8()
+    task, W0, t = setting.task(), setting.W0(1), 0.01 * np.arange(1, 10_001)
+    ref = sim.symmetric_flow(task, W0, t, "paper-code", method="Radau", rtol=1e-13, atol=1e-15)
+    out = {}
+    for m in methods:
+        secs, W = best_of(lambda m=m: sim.symmetric_flow(task, W0, t, "paper-code", method=m))
+        with sim.solver_log() as log:
+            sim.symmetric_flow(task, W0, t, "paper-code", method=m)
+        out[m] = (secs, float(np.abs(W - ref).max()), log[-1].nfev)
     return out
 
 
@@ -225,7 +241,7 @@ def main(argv=None):
     )
     for name, (measure, seed, diverged, seeds) in bench_figures().items():
         show(
-            f"2. Figure {sim.paper.multiple_descent()[name].figure} ({name}), init seed {seed}: "
+            f"2. Figure {paper.multiple_descent()[name].figure} ({name}), init seed {seed}: "
             f"symmetric_flow + ood_loss vs the paper's Euler loop (NumPy port)",
             alone_and_loaded(measure, loaded),
             lambda r, d=diverged, n=seeds: (
@@ -235,6 +251,14 @@ def main(argv=None):
                 f"{d} of {n} inits"
             ),
         )
+    methods = bench_methods()
+    print(
+        "2b. Figure 8, methods (rtol 1e-10): "
+        + "; ".join(
+            f"{m} {t * 1e3:.0f} ms, error {e:.1e}, {n} evaluations" for m, (t, e, n) in methods.items()
+        ),
+        flush=True,
+    )
     show(
         f"3. symmetric_flow, {n_sym} settings batched vs a loop of per-setting LSODA (odeint), d = 8, t <= 6",
         alone_and_loaded(bench_symmetric(n_sym), loaded),

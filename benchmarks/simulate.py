@@ -15,7 +15,10 @@ CPU-bound process (``benchmarks/_load.py``), in one process.
    flops per member; backward counted as twice the forward) against the rate of a batched matmul of the
    step's own shapes (``torch.bmm`` (16, 128, 64) x (16, 64, 64)) on the same threads, and against the
    ensemble of 256 symmetric d = 8 models vs the loop.
-Every line states the threads used; the library picks them by size (``simtheory.threads`` overrides).
+The baselines run on the threads the library's policy gives work of their size (one thread for the small
+models here; ``simtheory.threads`` overrides): the same threads as ``train``, so that a ratio compares the
+code and not the thread counts (with torch's default two threads a bare loop is 3-4x slower next to a busy
+process).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import torch.nn.functional as F
 from _load import alone_and_loaded, best_of, show
 
 import simtheory as sim
+from simtheory import _threads
 from simtheory.simulate import Init, Model, train
 
 
@@ -85,15 +89,14 @@ def ensemble(d: int, E: int, steps: int, batch: int, n: int, loop_members: int):
     def measure():
         t_ens, run = best_of(lambda: train(task, Model("symmetric"), init, seeds=list(range(E)), **kw), 1)
 
+        def one(e):
+            X = torch.tensor(run.inputs[e], dtype=torch.float32)
+            U0 = torch.tensor(run.initial[0][e], dtype=torch.float32)
+            return bare_loop(U0, X, kw["lr"] * d / 2, steps, batch=batch, seed=e)  # "sim" lr -> mse lr
+
         def loop():
-            out = []
-            for e in range(loop_members):
-                X = torch.tensor(run.inputs[e], dtype=torch.float32)
-                U0 = torch.tensor(run.initial[0][e], dtype=torch.float32)
-                out.append(
-                    bare_loop(U0, X, kw["lr"] * d / 2, steps, batch=batch, seed=e)
-                )  # "sim" lr -> mse lr
-            return out
+            with same_threads(2 * (batch or n * len(mu)) * d * d):
+                return [one(e) for e in range(loop_members)]
 
         t_loop, Us = best_of(loop, 1)
         t_loop *= E / loop_members
@@ -110,10 +113,17 @@ def ensemble(d: int, E: int, steps: int, batch: int, n: int, loop_members: int):
     return measure
 
 
+def same_threads(flops_per_matmul: float):
+    """The threads simulate.train's policy gives work of this size (the baselines run on the same)."""
+    return _threads.limited(_threads.for_work(flops_per_matmul), torch=True)
+
+
 def bmm_rate(E: int, b: int, d: int, repeat: int = 200) -> float:
+    """GFLOP/s of ``torch.bmm`` of the step's shapes, on the threads the policy gives the training."""
     x, w = torch.randn(E, b, d), torch.randn(E, d, d)
-    torch.bmm(x, w)
-    t, _ = best_of(lambda: [torch.bmm(x, w) for _ in range(repeat)], 5)
+    with same_threads(2 * E * b * d * d):
+        torch.bmm(x, w)
+        t, _ = best_of(lambda: [torch.bmm(x, w) for _ in range(repeat)], 5)
     return 2 * E * b * d * d * repeat / t
 
 
@@ -142,7 +152,7 @@ def main(argv=None):
         alone_and_loaded(ensemble(2, 16, steps, 32, 100, 16), loaded),
         lambda r: (
             f"ensemble {r['ens']:.2f} s, loop {r['loop']:.2f} s, ratio {r['loop'] / r['ens']:.1f}x "
-            f"(goal >= 8x); final training loss {r['loss_ours']:.4f} vs {r['loss_bare']:.4f}"
+            f"(goal >= 8x); final training loss {r['loss_ours']:.2e} vs {r['loss_bare']:.2e}"
         ),
     )
 

@@ -128,14 +128,20 @@ def linear_ood_loss(task: SIMTask, W0, t, *, A=None, v=None) -> np.ndarray:
     xs = x.reshape(-1, d)  # (m, d)
     _checks.allocation(B * t.size * (d + xs.shape[0]), "the result and its modes (batch x len(t) x d)")
     lam, Q = _eig(A)
-    decay = compiled("one_layer_flow", "entry")(a=lam[:, None, :], t=t[None, :, None], w0=1.0, delta=0.0)
-    decay = np.broadcast_to(decay, (B, t.size, d))
+    entry = compiled("one_layer_flow", "entry")
     IQ = (np.eye(d) - W0) @ Q  # (B, d, d)
     proj = np.einsum("bji,mj->bmi", Q, xs)  # Q^T x for every point: (B, m, d)
-    C = IQ[:, None, :, :] * proj[:, :, None, :]  # (B, m, d, d)
+    Ct = np.swapaxes(IQ[:, None, :, :] * proj[:, :, None, :], -1, -2)  # C^T per setting and point
+    loss = np.empty((B, t.size, xs.shape[0]))
+    # in chunks of settings, so that the temporaries (settings x times x d, several of them) stay ~1 MiB
+    # whatever the batch; the time goes to exp (about 2/3 of it at d = 8: benchmarks/predict.py item 1)
+    step = max(1, (1 << 17) // max(1, t.size * d))
     with _threads.for_size(2.0 * t.size * d * d):
-        err = np.matmul(decay[:, None], np.swapaxes(C, -1, -2))  # (B, m, T, d)
-    loss = 0.5 * np.einsum("bmti,bmti->btm", err, err)
+        for lo in range(0, B, step):
+            hi = min(B, lo + step)
+            decay = entry(a=lam[lo:hi, None, :], t=t[None, :, None], w0=1.0, delta=0.0)  # exp(-lam t)
+            err = np.matmul(np.broadcast_to(decay, (hi - lo, t.size, d))[:, None], Ct[lo:hi])  # (b, m, T, d)
+            loss[lo:hi] = 0.5 * np.einsum("bmti,bmti->btm", err, err)
     out = loss if x.ndim == 2 else loss[..., 0]
     return out.reshape(batch + out.shape[1:])
 
