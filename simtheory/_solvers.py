@@ -8,12 +8,10 @@ systems (whose Jacobian blocks would be too big to factor) stay on the explicit 
 records a :class:`SolverStats` (method, why, steps, right-hand-side and Jacobian evaluations, seconds),
 collected by :func:`solver_log`.
 
-Measured (1 thread, rtol = 1e-10; ``python benchmarks/predict.py`` prints the Figures 8-10 case): on the
-paper's Figures 8-10 (d = 3-4, paper-code rates, t = 100) LSODA takes 8-12 ms against 330-470 ms for the
-previous rule (Radau past 300 e-folds) and DOP853's 45-105 ms, whose error there is 1e-8-1e-5 (its
-step-size control breaks down on long horizons); on 256 settings, d = 8, t = 30: 3.4 s vs Radau's 74 s,
-with errors 7e-11 vs 1.2e-10; on short horizons (256 x d = 8, t = 6) it is within 1.25x of DOP853
-(0.37 s vs 0.30 s) and 30x more accurate.
+Measured (``python benchmarks/predict.py`` items 2 and 2b, rtol = 1e-10): on the paper's Figure 8 (d = 3,
+paper-code rates, 10,000 times to t = 100, ~1000 e-folds of the fastest mode) LSODA takes 15 ms with a
+W error of 1.7e-9, Radau (the previous rule past 300 e-folds) 301 ms and 5.6e-11, DOP853 41 ms and
+1.7e-6 (its step-size control breaks down on long horizons).
 """
 
 from __future__ import annotations
@@ -229,9 +227,6 @@ def _lsoda(fun, y0, tu, rtol, atol, jac, n_systems):
 #: (about one per e-fold), so 1e5 e-folds are ~1e5 steps (seconds to a minute); DOP853 to t = 1e6 on the
 #: 2 x 2 symmetric flow took 6 minutes
 MAX_EXPLICIT_EFOLDS = 1e5
-#: e-folds past which an explicit method's error control was seen to break down (DOP853 at rtol 1e-10 off by
-#: 1e-8 to 1e-5 on the Figures 8-10 horizon, ~1000 e-folds): "auto" never picks one there if it can help it
-STIFF_EFOLDS = 300.0
 
 
 def choose_method(method: str, rate: float, t_end: float, *, implicit_ok: bool = True) -> tuple[str, str]:
