@@ -17,3 +17,12 @@ def failing_cell(x: float) -> dict:
     if x > 1:
         raise ValueError("x must be <= 1 for this cell")
     return {"y": np.array([x])}
+
+
+def threads_cell(x: float) -> dict:
+    """The thread counts simtheory's policy and torch use inside a cell."""
+    import torch
+
+    from simtheory import _threads
+
+    return {"policy": np.array([_threads.for_work(1e12)]), "torch": np.array([torch.get_num_threads()])}

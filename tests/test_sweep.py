@@ -289,3 +289,11 @@ def test_progress_bars_reach_every_training_run(capsys):
     assert capsys.readouterr().err.count("train linear x1") >= 1
     train(task, Model("linear"), Init("gaussian", 1e-2), lr=0.05, steps=20, seeds=[0])
     assert "train linear" not in capsys.readouterr().err  # the block's setting is gone after it
+
+
+def test_a_cells_thread_count_is_also_the_policys(tmp_path):
+    # the sweep's threads bind simtheory's own calls in the cell too (train on a big ensemble would take
+    # every free core otherwise, and executors would not agree bit for bit)
+    res = sweep.run(sweep_cells.threads_cell, [{"x": 1.0}], tmp_path, threads=1)
+    value = res.load(res.cells[0])
+    assert value["policy"].tolist() == [1] and value["torch"].tolist() == [1]
