@@ -53,8 +53,8 @@ MUTANTS = (
         "simtheory/_solvers.py",
         (
             (
-                "return -0.5 * kappa * (EA + np.swapaxes(EA, -1, -2)) @ U",
-                "return 0.5 * kappa * (EA + np.swapaxes(EA, -1, -2)) @ U",
+                "return (-0.5 * kappa) * (A[..., None, :] if diagonal else A)",
+                "return (0.5 * kappa) * (A[..., None, :] if diagonal else A)",
             ),
         ),
         ("tests/test_theory.py",),

@@ -272,12 +272,22 @@ def factor_field(U: np.ndarray, A: np.ndarray, kappa: float) -> np.ndarray:
     For kappa = 2 this is gradient flow on U itself (``-dL/dU``, derivations.symmetric).
     """
     d = U.shape[-1]
-    E = U @ np.swapaxes(U, -1, -2) - np.eye(d)
-    if A.shape[-1] == d and A.ndim == U.ndim:
-        EA = E @ A
-    else:  # A given by its diagonal (..., d): E A is a column scaling
-        EA = E * A[..., None, :]
-    return -0.5 * kappa * (EA + np.swapaxes(EA, -1, -2)) @ U
+    diagonal = not (A.shape[-1] == d and A.ndim == U.ndim)
+    return _factor_rhs(U, _scaled_rates(A, kappa, diagonal), np.eye(d), diagonal)
+
+
+def _scaled_rates(A: np.ndarray, kappa: float, diagonal: bool) -> np.ndarray:
+    """``-(kappa/2) A`` as the factor field uses it: a matrix, or (diagonal A given by its diagonal (..., d))
+    a row (..., 1, d) that scales the columns of E."""
+    return (-0.5 * kappa) * (A[..., None, :] if diagonal else A)
+
+
+def _factor_rhs(U: np.ndarray, scaled: np.ndarray, eye: np.ndarray, diagonal: bool) -> np.ndarray:
+    """:func:`factor_field` with ``-(kappa/2) A`` and the identity computed beforehand (the integrators call
+    it thousands of times on small matrices: this is a third of its cost at d = 3)."""
+    E = U @ np.swapaxes(U, -1, -2) - eye
+    M = E * scaled if diagonal else E @ scaled
+    return (M + np.swapaxes(M, -1, -2)) @ U
 
 
 def _kron(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
@@ -343,17 +353,12 @@ def solve_symmetric(
     method, reason = choose_method(method, rate, float(np.max(t)), implicit_ok=d * d <= MAX_IMPLICIT_STATE)
     U0 = psd_factor(W0)
 
-    # the right-hand side is called thousands of times on small matrices: factor_field with the scalar and
-    # the identity folded in beforehand (a third of its cost at d = 3), A as a column scaling when diagonal
     diagonal = bool(np.all(A == np.einsum("bii->bi", A)[..., None] * np.eye(d)))
+    scaled = _scaled_rates(np.einsum("bii->bi", A) if diagonal else A, kappa, diagonal)
     eye = np.eye(d)
-    scaled = (-0.5 * kappa) * (np.einsum("bii->bi", A)[:, None, :] if diagonal else A)
 
     def fun(_, y):
-        U = y.reshape(B, d, d)
-        E = U @ np.swapaxes(U, -1, -2) - eye
-        M = E * scaled if diagonal else E @ scaled
-        return ((M + np.swapaxes(M, -1, -2)) @ U).reshape(-1)
+        return _factor_rhs(y.reshape(B, d, d), scaled, eye, diagonal).reshape(-1)
 
     def jac(_, y):
         return factor_jacobian(y.reshape(B, d, d), A, kappa)

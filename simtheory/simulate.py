@@ -228,14 +228,54 @@ class _Setup:
     dtype: str
     tdtype: torch.dtype
     device: str
+    weight_decay: float = 0.0
+    penalty: object = None
+
+    @property
+    def time_factor(self) -> float:
+        """Gradient-flow time per (lr x step): 1 for the "sim" loss, 2/d for "mse" (mean over coordinates)."""
+        return 2.0 / self.d if self.loss == "mse" else 1.0
+
+    def penalty_value(self, weights) -> torch.Tensor | float:
+        """The loss terms beyond the data: ``weight_decay/2 sum_k ||W_k||_F^2`` (weights, not biases) plus
+        the user's ``penalty(weights)``, per member (E,), in the units of the training loss."""
+        total = 0.0
+        if self.weight_decay:
+            total = 0.5 * self.weight_decay * sum((W * W).sum(dim=(-2, -1)) for W in weights)
+        if self.penalty is not None:
+            total = total + self.penalty(weights)
+        return total
 
     @property
     def d(self) -> int:
         return self.tasks[0].d
 
 
+def _penalty(penalty):
+    if penalty is not None and not callable(penalty):
+        raise ValueError(
+            "penalty must be a function of the list of weight tensors (each (E, out, in)) returning one "
+            f"value per member (E,), or None; got {penalty!r}"
+        )
+    return penalty
+
+
 def _setup(
-    tasks, *, lr, steps, record, n, seeds, data_seeds, inputs, batch_size, loss, dtype, device
+    tasks,
+    *,
+    lr,
+    steps,
+    record,
+    n,
+    seeds,
+    data_seeds,
+    inputs,
+    batch_size,
+    loss,
+    dtype,
+    device,
+    weight_decay=0.0,
+    penalty=None,
 ) -> _Setup:
     """Check every argument of :func:`train` and build the training data (before any side effect)."""
     _checks.choice(loss, "loss", LOSSES)
@@ -299,6 +339,8 @@ def _setup(
         str(dtype),
         tdtype,
         device,
+        _checks.real_number(weight_decay, "weight_decay", low=0.0),
+        _penalty(penalty),
     )
 
 
@@ -322,11 +364,13 @@ class _Recorder:
         with torch.no_grad():
             self.W[:, r] = jacobian(m, weights, biases, self.ood).double().cpu().numpy()
             self.out[:, r] = forward(m, weights, biases, self.comps).double().cpu().numpy()
-            self.train[:, r] = _loss(forward(m, weights, biases, X), X, "sim").double().cpu().numpy()
+            data = _loss(forward(m, weights, biases, X), X, "sim")
+            extra = self.setup.penalty_value(weights)  # in the training loss's units: to flow units
+            self.train[:, r] = (data + extra / self.setup.time_factor).double().cpu().numpy()
 
     def curves(self, init: Init) -> Curves:
         st, model = self.setup, self.model
-        factor = 2.0 / st.d if st.loss == "mse" else 1.0
+        factor = st.time_factor
         times = st.record.astype(np.float64) * st.lr * factor
         ood_out = self.out[:, :, -1, :]  # the last composition is the all-ones OOD point
         return Curves(
@@ -350,6 +394,10 @@ class _Recorder:
                 "model": {"kind": model.kind, "widths": list(model.widths), "bias": model.bias},
                 "init": {"kind": init.kind, "scale": init.scale},
                 "time_factor": factor,
+                "weight_decay": st.weight_decay,
+                "penalty": None
+                if st.penalty is None
+                else getattr(st.penalty, "__qualname__", repr(st.penalty)),
                 "tasks": None if st.shared_task else [t.to_dict() for t in st.tasks],
             },
         )
@@ -416,6 +464,7 @@ def _loop(setup: _Setup, model: Model, weights, biases, params, recorder, it, ma
     batches = _Batches(setup, gen) if setup.batch_size is not None else None
     record, r, initial = [int(x) for x in setup.record], 0, None
     X, kind, lr, last = setup.X, setup.loss, setup.lr, setup.steps
+    penalised = bool(setup.weight_decay) or setup.penalty is not None
     for k in it:
         if r < len(record) and record[r] == k:
             recorder(r, weights, biases)
@@ -424,6 +473,8 @@ def _loop(setup: _Setup, model: Model, weights, biases, params, recorder, it, ma
             break
         Xb = X if batches is None else batches(k)
         L = _loss(forward(model, weights, biases, Xb), Xb, kind)
+        if penalised:
+            L = L + setup.penalty_value(weights)
         if initial is None:
             initial = L.detach().clone()
         if k % GUARD_EVERY == 0 or k == last - 1:
@@ -452,6 +503,8 @@ def train(
     device="cpu",
     progress: bool | None = None,
     max_growth: float = 1e6,
+    weight_decay: float = 0.0,
+    penalty=None,
 ) -> Run:
     """Train an ensemble and record its curves.
 
@@ -465,6 +518,13 @@ def train(
     over the steps (default: as :func:`progress_bars` says, off outside it). Raises ``ValueError``
     for bad input and ``RuntimeError`` naming the member and step when the loss diverges (checked every
     :data:`GUARD_EVERY` steps).
+
+    ``weight_decay`` lambda adds ``lambda/2 sum_k ||W_k||_F^2`` over the weight matrices (not biases) to
+    the loss, as ``torch.optim.SGD(weight_decay=lambda)`` would; ``penalty(weights)`` adds any other term
+    (a function of the list of weight tensors, each (E, out, in), returning (E,); differentiable by
+    torch). Both are in the recorded training loss (in gradient-flow units) and in ``curves.meta``
+    (``weight_decay``; ``penalty`` by its name). :func:`flow_limit` predicts weight decay on the
+    one-layer model (``linear_flow(weight_decay=...)``).
     """
     if not isinstance(model, Model):
         raise ValueError(f"model must be a simulate.Model, e.g. Model('linear'); got {model!r}")
@@ -484,6 +544,8 @@ def train(
         loss=loss,
         dtype=dtype,
         device=device,
+        weight_decay=weight_decay,
+        penalty=penalty,
     )
     weights, biases = init_params(model, init, setup.d, setup.seeds, setup.tdtype, device)
     start = tuple(w.detach().double().cpu().numpy().copy() for w in weights)
@@ -543,6 +605,20 @@ def flow_limit(
     else:
         A = run.A_n[idx]
     start = [w[idx] for w in run.initial]
+    if meta.get("penalty"):
+        raise ValueError(f"flow_limit: no prediction for the run's own penalty {meta['penalty']!r}")
+    wd = float(meta.get("weight_decay") or 0.0)
+    if wd:
+        if kind != "linear":
+            raise ValueError(
+                "flow_limit: weight decay is predicted for the linear model only (linear_flow(weight_decay=))"
+                f"; this run trained {kind!r} with weight_decay = {wd:g}"
+            )
+        from .theory import linear_flow
+
+        # the penalty is on the loss as trained: in gradient-flow time (lr x steps x time_factor) its lambda
+        # is weight_decay / time_factor
+        return linear_flow(A, start[0], t, weight_decay=wd / float(meta.get("time_factor", 1.0)))
     return spec.flow(A, spec.init_from_factors(start), t, rtol=rtol, atol=atol)
 
 

@@ -92,16 +92,26 @@ def _eig(A: np.ndarray):
 # -- one layer --------------------------------------------------------------------------------
 
 
-def linear_flow(task_or_A, W0, t) -> np.ndarray:
+def linear_flow(task_or_A, W0, t, *, weight_decay: float = 0.0) -> np.ndarray:
     """Gradient flow of the one-layer model f(x) = W x: ``W(t) = I - (I - W0) expm(-A t)``.
 
     Exact for any symmetric PSD A (paper Theorem 4.1 in A's eigenbasis). ``t``: gradient-flow
-    time (lr x steps), scalar or 1-d. Returns ``(*batch, len(t), d, d)``.
+    time (lr x steps), scalar or 1-d. ``weight_decay`` lambda > 0 adds ``lambda/2 ||W||_F^2`` to the loss
+    (``derivations.one_layer_weight_decay``, in A's eigenbasis: direction i is learned to the fraction
+    ``a_i / (a_i + lambda)`` at the rate ``a_i + lambda``). Returns ``(*batch, len(t), d, d)``.
     """
     A, W0, batch = _prepare(task_or_A, W0)
     t = _checks.times(t)
+    wd = _checks.real_number(weight_decay, "weight_decay", low=0.0)
     _checks.allocation(W0.size * t.size, "the result (batch x len(t) x d x d)")
     lam, Q = _eig(A)
+    if wd > 0:
+        # W Q evolves entry by entry: entry (k, i) towards Q_ki a_i / (a_i + lambda) at rate a_i + lambda
+        entry = compiled("one_layer_weight_decay", "entry")
+        args = dict(a=lam[:, None, None, :], t=t[None, :, None, None], w0=(W0 @ Q)[:, None], delta=Q[:, None])
+        Wq = entry(**args, **{"lambda": wd})  # the derivation's symbol is named lambda
+        W = np.matmul(Wq, np.swapaxes(Q, -1, -2)[:, None])
+        return W.reshape(batch + W.shape[1:])
     learned = compiled("one_layer_flow", "entry")  # fraction of each eigen-direction learned
     G = learned(a=lam[:, None, :], t=t[None, :, None], w0=0.0, delta=1.0)
     d = A.shape[-1]

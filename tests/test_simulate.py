@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from scipy.integrate import solve_ivp
 
 import simtheory as sim
 from simtheory.simulate import Init, Model, forward, init_params, jacobian, train
@@ -270,3 +271,84 @@ def test_thread_policy_override_and_restore():
     with pytest.raises(ValueError, match="threads"):
         with sim.threads(0):
             pass
+
+
+def test_linear_flow_with_weight_decay_solves_its_field():
+    rng = np.random.default_rng(4)
+    A = sim.symmetric_init(rng.normal(size=(3, 3))) / 3 + 0.1 * np.eye(3)  # not diagonal
+    W0 = rng.normal(0, 0.3, (3, 3))
+    lam = 0.4
+    t = np.array([0.0, 0.5, 2.0, 8.0])
+    W = sim.linear_flow(A, W0, t, weight_decay=lam)
+    field = lambda _, y: (-(y.reshape(3, 3) - np.eye(3)) @ A - lam * y.reshape(3, 3)).ravel()
+    ref = solve_ivp(field, (0, 8.0), W0.ravel(), method="DOP853", t_eval=t, rtol=1e-12, atol=1e-12).y.T
+    np.testing.assert_allclose(W.reshape(4, -1), ref, atol=1e-10)
+    fixed = A @ np.linalg.inv(A + lam * np.eye(3))  # the minimiser of the penalised loss
+    np.testing.assert_allclose(sim.linear_flow(A, W0, [1e4], weight_decay=lam)[0], fixed, atol=1e-12)
+    np.testing.assert_array_equal(sim.linear_flow(A, W0, t, weight_decay=0.0), sim.linear_flow(A, W0, t))
+    with pytest.raises(ValueError, match="weight_decay"):
+        sim.linear_flow(A, W0, t, weight_decay=-1.0)
+
+
+def test_weight_decay_trains_as_torch_sgd_and_gd_approaches_its_flow():
+    lam, kw = 0.3, dict(steps=200, seeds=[0, 1], n=10)
+    run = train(TASK, Model("linear"), Init("gaussian", 0.2), lr=0.05, weight_decay=lam, **kw)
+    assert run.curves.meta["weight_decay"] == lam
+    # the same as torch.optim.SGD(weight_decay=lam) on the same data and init
+    W = torch.nn.Parameter(torch.tensor(run.initial[0][0]))
+    opt = torch.optim.SGD([W], lr=0.05, weight_decay=lam)
+    X = torch.tensor(run.inputs[0])
+    for _ in range(200):
+        opt.zero_grad()
+        (0.5 * ((X @ W.T - X) ** 2).sum(-1).mean()).backward()
+        opt.step()
+    np.testing.assert_allclose(run.params[0][0], W.detach().numpy(), atol=1e-13)
+    # the recorded training loss is the penalised objective
+    W0 = run.initial[0]
+    expected = sim.train_loss(run.A_n, W0) + 0.5 * lam * np.sum(W0**2, axis=(-2, -1))
+    np.testing.assert_allclose(run.curves.train_loss[:, 0], expected, rtol=1e-12)
+    # GD -> the weight-decay flow with error proportional to lr
+    errs = []
+    for lr in (0.04, 0.02):
+        r = train(
+            TASK,
+            Model("linear"),
+            Init("gaussian", 0.2),
+            lr=lr,
+            weight_decay=lam,
+            **{**kw, "steps": int(4 / lr)},
+        )
+        errs.append(np.abs(r.curves.W - sim.simulate.flow_limit(r)).max())
+    assert errs[0] / errs[1] == pytest.approx(2.0, rel=0.1)
+    # without the decay in the prediction the gap does not shrink with lr
+    plain = sim.linear_flow(r.A_n, r.initial[0], r.curves.times)
+    assert np.abs(r.curves.W - plain).max() > 20 * errs[1]
+
+
+def test_mse_weight_decay_is_rescaled_to_flow_time():
+    kw = dict(lr=0.05, steps=300, seeds=[0], n=10, loss="mse", weight_decay=0.1)
+    run = train(TASK, Model("linear"), Init("gaussian", 0.2), **kw)
+    half = train(TASK, Model("linear"), Init("gaussian", 0.2), **{**kw, "lr": 0.025, "steps": 600})
+    e1 = np.abs(run.curves.W - sim.simulate.flow_limit(run)).max()
+    e2 = np.abs(half.curves.W - sim.simulate.flow_limit(half)).max()
+    assert e1 / e2 == pytest.approx(2.0, rel=0.15)
+
+
+def test_a_penalty_is_trained_recorded_and_not_predicted():
+    def l1(weights):
+        return 0.01 * sum(W.abs().sum(dim=(-2, -1)) for W in weights)
+
+    run = train(TASK, Model("linear"), Init("gaussian", 0.2), lr=0.05, steps=20, seeds=[0], n=10, penalty=l1)
+    assert run.curves.meta["penalty"].endswith("l1")
+    W0 = run.initial[0]
+    np.testing.assert_allclose(
+        run.curves.train_loss[:, 0], sim.train_loss(run.A_n, W0) + 0.01 * np.abs(W0).sum(axis=(-2, -1))
+    )
+    with pytest.raises(ValueError, match="no prediction for the run's own penalty"):
+        sim.simulate.flow_limit(run)
+    with pytest.raises(ValueError, match="penalty must be a function"):
+        train(TASK, Model("linear"), Init("gaussian", 0.2), lr=0.05, steps=2, n=10, penalty=3.0)
+    with pytest.raises(ValueError, match="weight decay is predicted for the linear model only"):
+        sim.simulate.flow_limit(
+            train(TASK, Model("symmetric"), Init("gaussian", 0.2), lr=0.05, steps=2, n=10, weight_decay=0.1)
+        )
