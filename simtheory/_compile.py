@@ -38,7 +38,13 @@ class CompiledFormula:
                 f"{self.derivation}.{self.formula} takes arguments {self.arg_names}; "
                 f"missing {sorted(missing)}, unexpected {sorted(extra)}"
             )
-        return self._fn(*(kwargs[n] for n in self.arg_names))
+        import numpy as np
+
+        # the guard of the built-in predictors: an exponential that overflows in a decaying term (1 / exp(a t)
+        # at large t) gives its limit, 0, without a warning (fatal where warnings are errors); a result that
+        # is still not finite (inf / inf) keeps numpy's "invalid value" warning
+        with np.errstate(over="ignore", under="ignore"):
+            return self._fn(*(kwargs[n] for n in self.arg_names))
 
     def __repr__(self) -> str:
         return f"<compiled {self.derivation}.{self.formula}({', '.join(self.arg_names)})>"

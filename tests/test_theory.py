@@ -545,3 +545,11 @@ def test_linear_ood_loss_bad_input():
         sim.linear_ood_loss(task, np.eye(3), [-1.0])
     with pytest.raises(ValueError, match="W0"):
         sim.linear_ood_loss(task, np.eye(4), [1.0])
+
+
+def test_compiled_formulas_overflow_to_their_limit_without_a_warning():
+    # kappa < 0 runs the logistic backwards: exp(2 a |kappa| t) overflows in the denominator, the limit is 0
+    logistic = sim.compiled("symmetric", "logistic")
+    with np.errstate(over="raise", under="raise"):
+        out = logistic(a=1.0, t=np.array([1.0, 1e3]), w0=0.5, kappa=-1.0)
+    assert out[1] == 0.0 and 0 < out[0] < 0.5
