@@ -24,6 +24,7 @@ _LAZY = {
     "symmetric_init": "theory",
     "untied_flow": "theory",
     "deep_flow": "theory",
+    "field_flow": "theory",
     "train_loss": "theory",
     "ood_loss": "theory",
     "ood_output": "theory",

@@ -289,3 +289,40 @@ def at(expr, params: sp.Matrix, values: sp.Matrix):
     if params.shape != values.shape:
         raise ValueError(f"shape mismatch: {params.shape} vs {values.shape}")
     return expr.subs(dict(zip(list(params), list(values))), simultaneous=True)
+
+
+def numeric_field(flow, d: int, *, params: dict | None = None):
+    """A derivation's matrix vector field ``flow(W, A) -> dW/dt`` (SymPy) as a batched NumPy function.
+
+    ``flow`` takes a d x d SymPy matrix W and a symmetric d x d matrix A (as the derivations' ``flow``
+    functions do, e.g. ``derivations.one_layer_weight_decay.flow``); every other symbol of the field is a
+    parameter whose value ``params`` gives by name (``{"lambda": 0.3}``). Returns ``field(W, A)`` for arrays
+    (B, d, d) -> (B, d, d), compiled once with ``lambdify`` (common subexpressions eliminated), for
+    :func:`simtheory.theory.field_flow`.
+    """
+    import numpy as np
+
+    W = matrix_symbols("w", d, d)
+    A = matrix_symbols("A", d, d, symmetric=True)
+    rhs = sp.Matrix(flow(W, A))
+    if rhs.shape != (d, d):
+        raise ValueError(f"flow must return a {d} x {d} matrix, got shape {rhs.shape}")
+    index = [(i, j) for i in range(d) for j in range(i, d)]  # the upper triangle of the symmetric A
+    a_syms = [A[i, j] for i, j in index]
+    free = rhs.free_symbols - set(W) - set(a_syms)
+    params = dict(params or {})
+    missing = sorted(s.name for s in free if s.name not in params)
+    extra = sorted(set(params) - {s.name for s in free})
+    if missing or extra:
+        raise ValueError(
+            f"params must give every parameter of the field by name: missing {missing}, unexpected {extra}"
+        )
+    values = {s: float(params[s.name]) for s in free}
+    fn = sp.lambdify([list(W), a_syms], list(rhs.subs(values)), modules="numpy", cse=True)
+
+    def field(Wb: np.ndarray, Ab: np.ndarray) -> np.ndarray:
+        B = Wb.shape[0]
+        out = fn(list(Wb.reshape(B, d * d).T), [Ab[:, i, j] for i, j in index])
+        return np.stack([np.broadcast_to(o, (B,)) for o in out], axis=-1).reshape(B, d, d)
+
+    return field

@@ -277,6 +277,41 @@ def symmetric_flow(
     return out.reshape(batch + out.shape[1:])
 
 
+def field_flow(
+    field, task_or_A, W0, t, *, method: str = "auto", rtol: float = 1e-10, atol: float = 1e-12
+) -> np.ndarray:
+    """Integrate a user's matrix flow ``dW/dt = field(W, A)`` for a batch of settings.
+
+    ``field(W, A)`` maps arrays (B, d, d) to (B, d, d) (e.g. :func:`simtheory.symbolic.numeric_field` of a
+    derivation's field); it is integrated by the solvers of the built-in models (``method="auto"``: LSODA
+    with a finite-difference Jacobian per setting, passed as a band; DOP853 past 400 states), any W0, and
+    its cost is recorded in :func:`~simtheory.solver_log`. Returns ``(*batch, len(t), d, d)``.
+    """
+    if not callable(field):
+        raise ValueError(f"field must be a function field(W, A) of batched (B, d, d) arrays, got {field!r}")
+    A, W0, batch = _prepare(task_or_A, W0)
+    method, rtol, atol = _checks.solver_options(method, rtol, atol)
+    t = _checks.times(t)
+    _checks.allocation(W0.size * t.size, "the result (batch x len(t) x d x d)")
+    B, d = W0.shape[0], W0.shape[-1]
+    probe = np.asarray(field(W0[:1].copy(), A[:1].copy()), dtype=np.float64)
+    if probe.shape != (1, d, d):
+        raise ValueError(
+            f"field(W, A) must return an array of shape (B, {d}, {d}); got {probe.shape} for B = 1"
+        )
+    rate = float(np.max(np.abs(np.linalg.eigvalsh(A)))) if B else 0.0  # a scale for the explicit-method guard
+    method, reason = _solvers.choose_method(method, 4.0 * rate, float(t.max()), implicit_ok=d * d <= 400)
+
+    def fun(_, y):
+        return np.asarray(field(y.reshape(B, d, d), A), dtype=np.float64).reshape(-1)
+
+    ys = _solvers.integrate(
+        fun, W0.reshape(-1), t, method=method, rtol=rtol, atol=atol, n_systems=B, reason=reason
+    )
+    W = ys.reshape(t.size, B, d, d).transpose(1, 0, 2, 3)
+    return W.reshape(batch + W.shape[1:])
+
+
 def symmetric_init(U0) -> np.ndarray:
     """``W0 = U0 U0^T`` for a (batch of) square or rectangular first-layer matrices U0 (..., d, h)."""
     U0 = _checks.as_float_array(U0, "U0")
