@@ -56,10 +56,33 @@ def _initial(args, d: int):
     )
 
 
+def _user_module(name: str) -> None:
+    """Import a user's module by its dotted name (nothing is evaluated), so that it registers its models."""
+    import importlib
+    import os
+    import re
+    import sys
+
+    if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", name):
+        raise ValueError(f"--model-module must be a dotted module name like mypkg.models, got {name!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+    try:
+        importlib.import_module(name)
+    except ImportError as exc:
+        raise ValueError(f"--model-module {name!r} cannot be imported: {exc}") from None
+
+
 def _cmd_predict(args) -> int:
+    from . import models
     from .curves import predict
     from .swingby import classify, time_grid
     from .task import SIMTask
+
+    if args.model_module:
+        _user_module(args.model_module)
+    if not models.get(args.model).predictable:
+        raise ValueError(f"--model {args.model!r} has no gradient-flow prediction")
 
     task = SIMTask(
         args.mu, args.sigma if len(args.sigma) > 1 else args.sigma[0], d=args.d, origin=args.origin
@@ -226,9 +249,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--origin", action="store_true", help="add a cluster at the origin")
     q.add_argument(
         "--model",
-        choices=[*models.names(predictable=True), "linear-flow"],
         default="symmetric",
-        help="a predictable model of the registry (simtheory.models); linear-flow = linear",
+        help="a predictable model of the registry (simtheory.models): "
+        f"{', '.join([*models.names(predictable=True), 'linear-flow'])} (linear-flow = linear), or one that "
+        "--model-module registers",
+    )
+    q.add_argument(
+        "--model-module",
+        help="import this module first (yours: it registers models with simtheory.models.register); found "
+        "on sys.path or in the current directory",
     )
     q.add_argument("--convention", choices=sorted(CONVENTIONS), default="gradient-flow")
     q.add_argument(

@@ -63,3 +63,31 @@ def test_user_fields_bad_input():
         sim.field_flow(lambda W, A: W[:, 0], np.eye(3), np.zeros((3, 3)), [1.0])
     with pytest.raises(ValueError, match="field must be a function"):
         sim.field_flow("W", np.eye(3), np.zeros((3, 3)), [1.0])
+
+
+def test_the_command_line_predicts_a_model_registered_by_a_users_module(tmp_path, monkeypatch, capsys):
+    from pathlib import Path
+
+    from simtheory.cli import main
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    out = tmp_path / "wd.npz"
+    argv = ["predict", "--mu", "1", "1.5", "--d", "3", "--t-max", "8", "--n-times", "9", "--out", str(out)]
+    try:
+        assert main([*argv, "--model-module", "user_models", "--model", "cli-linear-wd"]) == 0
+        curves = sim.Curves.load(out)
+        task = sim.SIMTask([1.0, 1.5], 0.05, d=3)
+        U0 = models.initial_state("linear", 3)  # the same seeded start the command line built
+        expected = sim.linear_flow(task, U0, curves.times, weight_decay=0.3)
+        np.testing.assert_allclose(curves.W, expected, rtol=1e-7, atol=1e-9)
+        assert curves.model == "cli-linear-wd"
+    finally:
+        models._REGISTRY.pop("cli-linear-wd", None)
+    capsys.readouterr()
+    assert main([*argv, "--model-module", "no_such_module_here", "--model", "x"]) == 2
+    assert "--model-module 'no_such_module_here' cannot be imported" in capsys.readouterr().err
+    assert main([*argv, "--model-module", "os; rm", "--model", "x"]) == 2
+    assert "dotted module name" in capsys.readouterr().err
+    assert main([*argv, "--model", "nonexistent"]) == 2
+    assert "model must be one of" in capsys.readouterr().err
+    assert not out.with_name("x.npz").exists()
