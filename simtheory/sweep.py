@@ -303,11 +303,11 @@ def executor_options(executor: str = "local", workers=None, scheduler=None, thre
     ``threads`` per cell defaults to every core in this process and one per Dask worker (for cells that
     are whole programs: a validation module, a diffusion seed). Torch's reductions round differently on
     another thread count, so under this default the two executors agree to rounding, not bit for bit."""
-    import os
+    from ._threads import cores
 
     dask = executor == "dask"
     if threads is None:
-        threads = 1 if dask else (os.cpu_count() or 1)
+        threads = 1 if dask else cores()
     return {
         "executor": executor,
         "workers": workers if dask and scheduler is None else None,

@@ -300,7 +300,9 @@ def field_flow(
             f"field(W, A) must return an array of shape (B, {d}, {d}); got {probe.shape} for B = 1"
         )
     rate = float(np.max(np.abs(np.linalg.eigvalsh(A)))) if B else 0.0  # a scale for the explicit-method guard
-    method, reason = _solvers.choose_method(method, 4.0 * rate, float(t.max()), implicit_ok=d * d <= 400)
+    method, reason = _solvers.choose_method(
+        method, 4.0 * rate, float(t.max()), implicit_ok=d * d <= _solvers.MAX_IMPLICIT_STATE
+    )
 
     def fun(_, y):
         return np.asarray(field(y.reshape(B, d, d), A), dtype=np.float64).reshape(-1)
