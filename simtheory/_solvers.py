@@ -41,7 +41,8 @@ class SolverStats:
     ``method``: the method used ("LSODA", "DOP853", ..., or "closed-form"); ``reason``: why "auto" chose
     it (or "given"); ``systems``: settings solved together; ``state``: unknowns per setting; ``steps``,
     ``nfev``, ``njev``, ``nlu``: the integrator's counts (right-hand-side calls include those of
-    finite-difference Jacobians); ``stiff_steps``: steps LSODA took with BDF; ``seconds``: wall time.
+    finite-difference Jacobians; ``nlu`` is 0 for LSODA, which does not report its LU factorisations);
+    ``stiff_steps``: steps LSODA took with BDF; ``seconds``: wall time.
     """
 
     method: str
@@ -217,7 +218,6 @@ def _lsoda(fun, y0, tu, rtol, atol, jac, n_systems):
         steps=int(nst[-1]),
         nfev=int(info["nfe"][-1]),
         njev=int(info["nje"][-1]),
-        nlu=int(info["nje"][-1]),
         stiff_steps=int(steps[np.asarray(info["mused"]) == 2].sum()),
     )
     return (ys if tu[0] == 0.0 else ys[1:]), counts
