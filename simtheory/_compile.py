@@ -16,15 +16,26 @@ from typing import Callable
 class CompiledFormula:
     """A lambdified formula called with keyword arguments named after its symbols."""
 
-    def __init__(self, derivation: str, formula: str):
+    def __init__(self, derivation, formula: str):
         import sympy as sp
 
-        import derivations
+        if isinstance(derivation, str):
+            import derivations
 
-        f = derivations.get(derivation).formulas[formula]
+            derivation = derivations.get(derivation)
+        if not hasattr(derivation, "formulas") or not isinstance(getattr(derivation, "name", None), str):
+            raise ValueError(
+                "derivation must be a name in the derivations package or a Derivation object; "
+                f"got {derivation!r}"
+            )
+        if formula not in derivation.formulas:
+            raise ValueError(
+                f"formula must be one of {sorted(derivation.formulas)} of {derivation.name}; got {formula!r}"
+            )
+        f = derivation.formulas[formula]
         if not f.args:
-            raise ValueError(f"{derivation}.{formula} declares no arguments and cannot be compiled")
-        self.derivation = derivation
+            raise ValueError(f"{derivation.name}.{formula} declares no arguments and cannot be compiled")
+        self.derivation = derivation.name
         self.formula = formula
         self.arg_names = tuple(s.name for s in f.args)
         self.latex = f.latex()
@@ -51,8 +62,10 @@ class CompiledFormula:
 
 
 @functools.lru_cache(maxsize=None)
-def compiled(derivation: str, formula: str) -> CompiledFormula:
-    """The compiled ``formula`` of ``derivation`` (cached per process)."""
+def compiled(derivation, formula: str) -> CompiledFormula:
+    """The compiled ``formula`` of ``derivation`` (a name in the ``derivations`` package, or a user's own
+    :class:`~simtheory.symbolic.Derivation` object, e.g. one defined in the user's model module); cached per
+    process (:func:`clear_caches` forgets them)."""
     return CompiledFormula(derivation, formula)
 
 

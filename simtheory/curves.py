@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import glob
 import hashlib
 import io
@@ -451,19 +452,35 @@ def predict(
     t = _checks.times(t)
     with _solvers.solver_log() as log:
         W = spec.flow(task, W0, t, convention=convention, **kwargs)
-    latex = {f"{d}.{f}": compiled_latex(d, f) for d, f in spec.formulas}
+    latex = dict(compiled_latex(d, f, keyed=True) for d, f in spec.formulas)
     # the built-in flows return a fresh array (a user's flow might keep its own): no second copy of it
     owned = spec.name in ("linear", "symmetric", "untied", "deep") and isinstance(W, np.ndarray)
     owned = owned and W.flags.owndata and W.dtype == np.float64
     curves = Curves.from_W(task, t, W, model=model, convention=convention, latex=latex, _owned=owned)
     curves.meta["solver"] = [s.as_dict() for s in log]  # how the flow was evaluated, and what it cost
+    if spec.penalty_of_W is not None:  # the model's own loss: data term plus its penalty
+        extra = np.asarray(spec.penalty_of_W(curves.W), dtype=np.float64)
+        if extra.shape != curves.train_loss.shape:
+            raise ValueError(
+                f"the {spec.name} model's penalty_of_W must map W {curves.W.shape} to shape "
+                f"{curves.train_loss.shape}, got {extra.shape}"
+            )
+        meta = {**curves.meta, "train_loss": "data term + the model's penalty_of_W"}
+        curves = dataclasses.replace(
+            curves, train_loss=_frozen(curves.train_loss + extra, copy=False), meta=meta
+        )
     return curves
 
 
-def compiled_latex(derivation: str, formula: str) -> str:
-    import derivations
+def compiled_latex(derivation, formula: str, *, keyed: bool = False):
+    """LaTeX of ``formula`` of ``derivation`` (a name in the ``derivations`` package, or a user's
+    :class:`~simtheory.symbolic.Derivation` object); ``keyed``: the pair ``("derivation.formula", latex)``."""
+    if isinstance(derivation, str):
+        import derivations
 
-    return derivations.get(derivation).formulas[formula].latex()
+        derivation = derivations.get(derivation)
+    text = derivation.formulas[formula].latex()
+    return (f"{derivation.name}.{formula}", text) if keyed else text
 
 
 # -- provenance and atomic writes -------------------------------------------------------------

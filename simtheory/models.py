@@ -1,18 +1,84 @@
 """The model registry: one entry per model, read by :func:`simtheory.predict`,
-:func:`simtheory.simulate.flow_limit`, :class:`simtheory.simulate.Model`, the command line's ``--model``
-choices and the LaTeX record of curves.
+:func:`simtheory.simulate.flow_limit`, :class:`simtheory.simulate.Model` and :func:`simtheory.simulate.train`,
+the command line's ``--model`` and the LaTeX record of curves.
 
 An entry says how the model's gradient flow is predicted (``flow``, or ``None`` for a network the theory does
 not cover), how a simulator's initial factor matrices become the flow's initial condition
-(``init_from_factors``), which time conventions apply, and which derivations the prediction comes from.
+(``init_from_factors``), how :func:`simtheory.simulate.train` builds and runs it (``network``, a
+:class:`Network`), which time conventions apply, and which derivations the prediction comes from.
 Prediction names and simulator kinds are the same names; ``"linear-flow"`` is the prediction-side alias of
 ``"linear"`` kept for existing scripts and files.
+
+The built-in models are ordinary entries: a user's model is one :func:`register` call in the user's own
+module (see ``docs/tutorial_user_model.md``), after which ``predict``, ``simtheory predict --model-module M
+--model NAME``, ``simulate.Model(NAME)``, ``train``, ``flow_limit``, the pytest fixtures and the exports take
+it by name. This module does not import torch: the built-in networks import it when they are called.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
+
+
+@dataclass(frozen=True)
+class Network:
+    """How :func:`simtheory.simulate.train` builds and runs a model; every tensor has a leading ensemble
+    axis E (each member its own weights and data).
+
+    ``shapes(d, widths)`` -> the (out, in) shape of every weight matrix, first layer first; ``widths`` is
+    :class:`simtheory.simulate.Model`'s tuple of hidden widths and must have between ``n_widths[0]`` and
+    ``n_widths[1]`` entries (``None``: no upper bound). ``forward(weights, biases, X)`` maps inputs
+    (E, N, d) to outputs (E, N, d) (``weights[k]`` is (E, out, in), ``biases`` empty unless ``bias``).
+    ``jacobian(weights, biases, x)`` is the input-output Jacobian (E, d, d) at points x (E, d); ``None``
+    takes it from ``forward`` by autograd (exact, d backward passes). ``penalty(weights)`` -> (E,) is a
+    loss term that belongs to the model (weight decay of its definition, say), in gradient-flow units (the
+    "sim" loss's): ``train`` adds it to the data loss (times 2/d under the "mse" loss, so that the flow in
+    gradient-flow time is the model's own) and to the recorded training loss, and the model's ``flow`` must
+    include it. For a linear network, :func:`linear_network` makes ``forward`` and ``jacobian`` from the
+    end-to-end matrix.
+    """
+
+    shapes: Callable
+    forward: Callable
+    jacobian: Callable | None = None
+    penalty: Callable | None = None
+    n_widths: tuple = (0, None)
+    bias: bool = False
+
+    def check_widths(self, kind: str, widths: tuple) -> None:
+        lo, hi = self.n_widths
+        if len(widths) < lo or (hi is not None and len(widths) > hi):
+            if hi == 0:
+                raise ValueError(f"widths must be empty for the {kind} model, got {widths}")
+            words = {1: "one", 2: "two", 3: "three"}
+            if len(widths) < lo:
+                raise ValueError(
+                    f"{kind} needs at least {words.get(lo, lo)} hidden width{'s' if lo > 1 else ''} "
+                    f"(L layers have L - 1 widths), got {widths}"
+                )
+            raise ValueError(
+                f"{kind} takes at most {words.get(hi, hi)} width{'s' if hi > 1 else ''} "
+                f"(the hidden size{'s' if hi > 1 else ''}), got {widths}"
+            )
+
+
+def linear_network(
+    shapes: Callable, product: Callable, *, penalty: Callable | None = None, n_widths=(0, None)
+):
+    """A :class:`Network` for a linear model ``f(x) = W x`` whose end-to-end matrix is ``product(weights)``
+    ((E, d, d) from the list of weight tensors, e.g. ``lambda ws: ws[0] @ ws[0].mT`` for U U^T): the
+    forward pass is ``X @ W^T`` and the Jacobian is ``W``."""
+    if not callable(shapes) or not callable(product):
+        raise ValueError("shapes and product must be functions (see simtheory.models.Network)")
+
+    def forward(weights, biases, X):
+        return X @ product(weights).mT
+
+    def jacobian(weights, biases, x):
+        return product(weights)
+
+    return Network(shapes, forward, jacobian, penalty, tuple(n_widths))
 
 
 @dataclass(frozen=True)
@@ -23,7 +89,12 @@ class ModelSpec:
     ``init`` is what :func:`simtheory.predict` takes as ``W0`` for this model (a matrix, a pair of factors, or
     a list of factors); ``init_from_factors(factors)`` makes that from the weight matrices a simulator starts
     from (first layer first). ``formulas`` are ``(derivation, formula)`` pairs whose LaTeX is recorded with
-    the curves.
+    the curves: a derivation of the ``derivations`` package by name, or a user's
+    :class:`~simtheory.symbolic.Derivation` object (one that lives outside the package).
+    ``network`` (a :class:`Network`): how ``simulate.train`` runs the model (``None``: predicted only).
+    ``penalty_of_W(W)`` -> (...,): the model's own loss terms as a function of the end-to-end matrix (NumPy,
+    (..., d, d) -> (...,), gradient-flow units), added to the predicted curves' training loss (``None``: the
+    training loss is the data term alone).
     """
 
     name: str
@@ -31,12 +102,35 @@ class ModelSpec:
     flow: Callable | None = None
     init_from_factors: Callable | None = None
     conventions: tuple[str, ...] = ("gradient-flow",)
-    formulas: tuple[tuple[str, str], ...] = ()
-    simulate: bool = True  # a simulate.Model kind exists for it
+    formulas: tuple = ()
+    network: Network | None = None
+    penalty_of_W: Callable | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name or self.name != self.name.strip():
+            raise ValueError(f"name must be a non-empty string without surrounding spaces, got {self.name!r}")
+        for attr in ("flow", "init_from_factors", "penalty_of_W"):
+            value = getattr(self, attr)
+            if value is not None and not callable(value):
+                raise ValueError(f"{attr} must be a function or None, got {value!r}")
+        if self.flow is not None and self.init_from_factors is None and self.network is not None:
+            raise ValueError(
+                "init_from_factors must be given when a model has both a flow and a network (flow_limit "
+                "makes the flow's initial condition from the network's initial weights with it)"
+            )
+        if self.network is not None and not isinstance(self.network, Network):
+            raise ValueError(f"network must be a simtheory.models.Network or None, got {self.network!r}")
+        object.__setattr__(self, "conventions", tuple(self.conventions))
+        object.__setattr__(self, "formulas", tuple(self.formulas))
 
     @property
     def predictable(self) -> bool:
         return self.flow is not None
+
+    @property
+    def simulate(self) -> bool:
+        """Whether ``simulate.Model(name)`` exists (the entry has a network)."""
+        return self.network is not None
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -112,6 +206,66 @@ def _symmetric_init(factors):
     return theory.symmetric_init(factors[0])
 
 
+# the built-in networks (torch is imported when they are called, by which time simulate has imported it)
+
+
+def _chain_shapes(d, widths):
+    sizes = (d, *widths, d)
+    return [(sizes[i + 1], sizes[i]) for i in range(len(sizes) - 1)]
+
+
+def _one_hidden(d, widths):
+    return widths[0] if widths else d
+
+
+def _chain_forward(relu: bool):
+    def forward(weights, biases, X):
+        import torch
+
+        h, last = X, len(weights) - 1
+        for k, W in enumerate(weights):
+            h = h @ W.transpose(1, 2)
+            if biases:
+                h = h + biases[k][:, None, :]
+            if relu and k < last:
+                h = torch.relu(h)
+        return h
+
+    return forward
+
+
+def _chain_jacobian(relu: bool):
+    def jacobian(weights, biases, x):
+        import torch
+
+        E, d = x.shape
+        J = torch.eye(d, dtype=x.dtype, device=x.device).expand(E, d, d)
+        h, last = x[:, None, :], len(weights) - 1
+        for k, W in enumerate(weights):
+            J = W @ J
+            h = h @ W.transpose(1, 2)
+            if biases:
+                h = h + biases[k][:, None, :]
+            if relu and k < last:
+                J = J * (h[:, 0, :] > 0).to(x.dtype)[:, :, None]
+                h = torch.relu(h)
+        return J
+
+    return jacobian
+
+
+def _symmetric_forward(weights, biases, X):
+    U = weights[0]
+    return X @ U @ U.transpose(1, 2)
+
+
+def _symmetric_jacobian(weights, biases, x):
+    U = weights[0]
+    return U @ U.transpose(1, 2)
+
+
+_LINEAR_CHAIN = (_chain_forward(False), _chain_jacobian(False))
+
 register(
     ModelSpec(
         "linear",
@@ -119,6 +273,7 @@ register(
         _linear,
         lambda f: f[0],
         formulas=(("one_layer_flow", "matrix"), ("one_layer_flow", "entry")),
+        network=Network(lambda d, w: [(d, d)], *_LINEAR_CHAIN, n_widths=(0, 0)),
     )
 )
 register(
@@ -129,6 +284,9 @@ register(
         _symmetric_init,
         conventions=("gradient-flow", "paper", "paper-code"),
         formulas=(("symmetric", "V"), ("symmetric", "logistic")),
+        network=Network(
+            lambda d, w: [(d, _one_hidden(d, w))], _symmetric_forward, _symmetric_jacobian, n_widths=(0, 1)
+        ),
     )
 )
 register(
@@ -138,10 +296,29 @@ register(
         _untied,
         lambda f: (f[0], f[1]),
         formulas=(("untied", "flow_W1"), ("untied", "flow_W2"), ("untied", "mode")),
+        network=Network(
+            lambda d, w: [(_one_hidden(d, w), d), (d, _one_hidden(d, w))], *_LINEAR_CHAIN, n_widths=(0, 1)
+        ),
     )
 )
-register(ModelSpec("deep", "deep linear W_L ... W_1 (the ODE of every factor; no closed form)", _deep, list))
-register(ModelSpec("mlp", "a ReLU MLP, simulated only: the theory covers linear models"))
+register(
+    ModelSpec(
+        "deep",
+        "deep linear W_L ... W_1 (the ODE of every factor; no closed form)",
+        _deep,
+        list,
+        network=Network(_chain_shapes, *_LINEAR_CHAIN, n_widths=(1, None)),
+    )
+)
+register(
+    ModelSpec(
+        "mlp",
+        "a ReLU MLP, simulated only: the theory covers linear models",
+        network=Network(
+            _chain_shapes, _chain_forward(True), _chain_jacobian(True), n_widths=(1, None), bias=True
+        ),
+    )
+)
 
 #: families of :func:`initial_state`
 INIT_FAMILIES = ("rand", "normal", "diag")

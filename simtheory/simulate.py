@@ -31,52 +31,49 @@ import torch
 
 from . import _checks, _threads
 from .curves import Curves, _frozen
+from .models import get as _model_get
 from .models import names as _model_names
 from .task import SIMTask, empirical_second_moment
 from .theory import identity_loss
 
-MODELS = _model_names(simulate=True)  # the model registry's simulated kinds
+MODELS = _model_names(simulate=True)  # the built-in simulated kinds (Model checks the registry as it is now)
 INITS = ("gaussian", "uniform", "default", "given")
 LOSSES = ("sim", "mse")
 
 
 @dataclass(frozen=True)
 class Model:
-    """Architecture. ``widths``: hidden widths (symmetric: (h,) for U of shape d x h, default d;
-    untied: (h,); deep/mlp: one per hidden layer, so L layers have L - 1 widths)."""
+    """Architecture: ``kind`` is any entry of the model registry with a network (:mod:`simtheory.models`;
+    the built-in ones and every model a user has registered). ``widths``: hidden widths (symmetric: (h,)
+    for U of shape d x h, default d; untied: (h,); deep/mlp: one per hidden layer, so L layers have L - 1
+    widths). ``bias``: biases on every layer, for networks that take them (the built-in mlp)."""
 
     kind: str
     widths: tuple[int, ...] = ()
     bias: bool = False
 
     def __post_init__(self):
-        _checks.choice(self.kind, "model kind", MODELS)
+        _checks.choice(self.kind, "model kind", _model_names(simulate=True))
         if not isinstance(self.widths, (tuple, list)):
             raise ValueError(
                 f"widths must be a tuple of hidden widths, e.g. ({self.widths!r},); got {self.widths!r}"
             )
         widths = tuple(_checks.positive_int(w, "widths", maximum=_checks.MAX_D) for w in self.widths)
         object.__setattr__(self, "widths", widths)
-        if self.kind == "linear" and widths:
-            raise ValueError("widths must be empty for the one-layer linear model")
-        if self.kind in ("symmetric", "untied") and len(widths) > 1:
-            raise ValueError(f"{self.kind} takes at most one width (the hidden size), got {widths}")
-        if self.kind in ("deep", "mlp") and not widths:
-            raise ValueError(f"{self.kind} needs at least one hidden width (L layers have L - 1 widths)")
-        if self.bias and self.kind != "mlp":
-            raise ValueError("bias is only available for the mlp model")
+        self.network.check_widths(self.kind, widths)
+        if self.bias and not self.network.bias:
+            raise ValueError(
+                f"bias is only available for networks that take it (the mlp model), not {self.kind}"
+            )
+
+    @property
+    def network(self):
+        """The registry's :class:`~simtheory.models.Network` of this kind."""
+        return _model_get(self.kind).network
 
     def shapes(self, d: int) -> list[tuple[int, int]]:
         """(out, in) of every weight matrix, first layer first (symmetric: the single U, d x h)."""
-        if self.kind == "linear":
-            return [(d, d)]
-        if self.kind == "symmetric":
-            return [(d, self.widths[0] if self.widths else d)]
-        if self.kind == "untied":
-            h = self.widths[0] if self.widths else d
-            return [(h, d), (d, h)]
-        sizes = (d, *self.widths, d)
-        return [(sizes[i + 1], sizes[i]) for i in range(len(sizes) - 1)]
+        return [tuple(int(n) for n in shape) for shape in self.network.shapes(d, self.widths)]
 
 
 @dataclass(frozen=True)
@@ -167,40 +164,22 @@ def init_params(model: Model, init: Init, d: int, seeds, dtype=torch.float64, de
 
 
 def forward(model: Model, weights, biases, X: torch.Tensor) -> torch.Tensor:
-    """Batched forward pass: X (E, N, d) -> (E, N, d)."""
-    if model.kind == "symmetric":
-        U = weights[0]
-        return X @ U @ U.transpose(1, 2)
-    h = X
-    last = len(weights) - 1
-    for k, W in enumerate(weights):
-        h = h @ W.transpose(1, 2)
-        if biases:
-            h = h + biases[k][:, None, :]
-        if model.kind == "mlp" and k < last:
-            h = torch.relu(h)
-    return h
+    """Batched forward pass: X (E, N, d) -> (E, N, d), by the model's network."""
+    return model.network.forward(weights, biases, X)
 
 
 def jacobian(model: Model, weights, biases, x: torch.Tensor) -> torch.Tensor:
-    """Input-output Jacobian at points x (E, d): (E, d, d). Exact (the models are piecewise linear)."""
-    if model.kind == "symmetric":
-        U = weights[0]
-        return U @ U.transpose(1, 2)
-    E, d = x.shape
-    J = torch.eye(d, dtype=x.dtype, device=x.device).expand(E, d, d)
-    h = x[:, None, :]
-    last = len(weights) - 1
-    for k, W in enumerate(weights):
-        J = W @ J
-        h = h @ W.transpose(1, 2)
-        if biases:
-            h = h + biases[k][:, None, :]
-        if model.kind == "mlp" and k < last:
-            mask = (h[:, 0, :] > 0).to(x.dtype)
-            J = J * mask[:, :, None]
-            h = torch.relu(h)
-    return J
+    """Input-output Jacobian at points x (E, d): (E, d, d), by the model's network (the built-in models give
+    it exactly: they are piecewise linear); a network without one gets it by autograd through its forward
+    pass (exact, one backward pass per output coordinate)."""
+    net = model.network
+    if net.jacobian is not None:
+        return net.jacobian(weights, biases, x)
+    with torch.enable_grad():
+        xs = x.detach().clone().requires_grad_(True)
+        y = net.forward(weights, biases, xs[:, None, :])[:, 0, :]  # (E, d); members are independent
+        rows = [torch.autograd.grad(y[:, i].sum(), xs, retain_graph=True)[0] for i in range(y.shape[1])]
+    return torch.stack(rows, dim=1)
 
 
 def _loss(Y, X, kind):
@@ -230,6 +209,11 @@ class _Setup:
     device: str
     weight_decay: float = 0.0
     penalty: object = None
+    model_penalty: object = None  # the model's own loss term (its Network.penalty), in gradient-flow units
+
+    @property
+    def penalised(self) -> bool:
+        return bool(self.weight_decay) or self.penalty is not None or self.model_penalty is not None
 
     @property
     def time_factor(self) -> float:
@@ -238,12 +222,15 @@ class _Setup:
 
     def penalty_value(self, weights) -> torch.Tensor | float:
         """The loss terms beyond the data: ``weight_decay/2 sum_k ||W_k||_F^2`` (weights, not biases) plus
-        the user's ``penalty(weights)``, per member (E,), in the units of the training loss."""
+        the user's ``penalty(weights)``, per member (E,), in the units of the training loss; plus the model's
+        own penalty, which is in gradient-flow units (so times ``time_factor``)."""
         total = 0.0
         if self.weight_decay:
             total = 0.5 * self.weight_decay * sum((W * W).sum(dim=(-2, -1)) for W in weights)
         if self.penalty is not None:
             total = total + self.penalty(weights)
+        if self.model_penalty is not None:
+            total = total + self.time_factor * self.model_penalty(weights)
         return total
 
     @property
@@ -276,6 +263,7 @@ def _setup(
     device,
     weight_decay=0.0,
     penalty=None,
+    model_penalty=None,
 ) -> _Setup:
     """Check every argument of :func:`train` and build the training data (before any side effect)."""
     _checks.choice(loss, "loss", LOSSES)
@@ -341,7 +329,12 @@ def _setup(
         device,
         _checks.real_number(weight_decay, "weight_decay", low=0.0),
         _penalty(penalty),
+        model_penalty,
     )
+
+
+def _name(fn) -> str | None:
+    return None if fn is None else getattr(fn, "__qualname__", repr(fn))
 
 
 class _Recorder:
@@ -362,11 +355,11 @@ class _Recorder:
     def __call__(self, r: int, weights, biases) -> None:
         m, X = self.model, self.setup.X
         with torch.no_grad():
-            self.W[:, r] = jacobian(m, weights, biases, self.ood).double().cpu().numpy()
-            self.out[:, r] = forward(m, weights, biases, self.comps).double().cpu().numpy()
+            self.W[:, r] = jacobian(m, weights, biases, self.ood).detach().double().cpu().numpy()
+            self.out[:, r] = forward(m, weights, biases, self.comps).detach().double().cpu().numpy()
             data = _loss(forward(m, weights, biases, X), X, "sim")
             extra = self.setup.penalty_value(weights)  # in the training loss's units: to flow units
-            self.train[:, r] = (data + extra / self.setup.time_factor).double().cpu().numpy()
+            self.train[:, r] = (data + extra / self.setup.time_factor).detach().double().cpu().numpy()
 
     def curves(self, init: Init) -> Curves:
         st, model = self.setup, self.model
@@ -395,9 +388,8 @@ class _Recorder:
                 "init": {"kind": init.kind, "scale": init.scale},
                 "time_factor": factor,
                 "weight_decay": st.weight_decay,
-                "penalty": None
-                if st.penalty is None
-                else getattr(st.penalty, "__qualname__", repr(st.penalty)),
+                "penalty": _name(st.penalty),
+                "model_penalty": _name(st.model_penalty),
                 "tasks": None if st.shared_task else [t.to_dict() for t in st.tasks],
             },
         )
@@ -464,7 +456,7 @@ def _loop(setup: _Setup, model: Model, weights, biases, params, recorder, it, ma
     batches = _Batches(setup, gen) if setup.batch_size is not None else None
     record, r, initial = [int(x) for x in setup.record], 0, None
     X, kind, lr, last = setup.X, setup.loss, setup.lr, setup.steps
-    penalised = bool(setup.weight_decay) or setup.penalty is not None
+    penalised = setup.penalised
     for k in it:
         if r < len(record) and record[r] == k:
             recorder(r, weights, biases)
@@ -546,6 +538,7 @@ def train(
         device=device,
         weight_decay=weight_decay,
         penalty=penalty,
+        model_penalty=model.network.penalty,
     )
     weights, biases = init_params(model, init, setup.d, setup.seeds, setup.tdtype, device)
     start = tuple(w.detach().double().cpu().numpy().copy() for w in weights)
@@ -619,7 +612,15 @@ def flow_limit(
         # the penalty is on the loss as trained: in gradient-flow time (lr x steps x time_factor) its lambda
         # is weight_decay / time_factor
         return linear_flow(A, start[0], t, weight_decay=wd / float(meta.get("time_factor", 1.0)))
-    return spec.flow(A, spec.init_from_factors(start), t, rtol=rtol, atol=atol)
+    W = spec.flow(A, spec.init_from_factors(start), t, rtol=rtol, atol=atol)
+    expected = (idx.size, t.size, run.curves.W.shape[-1], run.curves.W.shape[-1])
+    if np.shape(W) != expected:
+        raise ValueError(
+            f"flow_limit: the {kind} model's flow gave shape {np.shape(W)} for {idx.size} members, expected "
+            f"{expected}; check its init_from_factors (it takes the list of weight arrays, each (E, out, "
+            "in), first layer first) and its flow (it must keep the batch axis)"
+        )
+    return W
 
 
 def epoch_steps(n_points: int, batch_size: int, epochs: int) -> int:

@@ -1,6 +1,8 @@
 """A model defined outside the package: a derivation's vector field, integrated by the package's solvers,
 registered and predicted like a built-in model."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -65,24 +67,39 @@ def test_user_fields_bad_input():
         sim.field_flow("W", np.eye(3), np.zeros((3, 3)), [1.0])
 
 
-def test_the_command_line_predicts_a_model_registered_by_a_users_module(tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def user_module(monkeypatch):
+    """tests/user_models.py imported (or re-imported) as a user's own module: it registers its models, which
+    are removed again afterwards."""
+    import importlib
+    import sys
     from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    module = importlib.reload(sys.modules["user_models"]) if "user_models" in sys.modules else None
+    module = module or importlib.import_module("user_models")
+    yield module
+    for name in ("cli-linear-wd", "symmetric-wd"):
+        models._REGISTRY.pop(name, None)
+
+
+def test_the_command_line_predicts_a_model_registered_by_a_users_module(user_module, tmp_path, capsys):
+    import sys
 
     from simtheory.cli import main
 
-    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    # the command line must register the model by importing the module itself
+    models._REGISTRY.pop("cli-linear-wd")
+    del sys.modules["user_models"]
     out = tmp_path / "wd.npz"
     argv = ["predict", "--mu", "1", "1.5", "--d", "3", "--t-max", "8", "--n-times", "9", "--out", str(out)]
-    try:
-        assert main([*argv, "--model-module", "user_models", "--model", "cli-linear-wd"]) == 0
-        curves = sim.Curves.load(out)
-        task = sim.SIMTask([1.0, 1.5], 0.05, d=3)
-        U0 = models.initial_state("linear", 3)  # the same seeded start the command line built
-        expected = sim.linear_flow(task, U0, curves.times, weight_decay=0.3)
-        np.testing.assert_allclose(curves.W, expected, rtol=1e-7, atol=1e-9)
-        assert curves.model == "cli-linear-wd"
-    finally:
-        models._REGISTRY.pop("cli-linear-wd", None)
+    assert main([*argv, "--model-module", "user_models", "--model", "cli-linear-wd"]) == 0
+    curves = sim.Curves.load(out)
+    task = sim.SIMTask([1.0, 1.5], 0.05, d=3)
+    U0 = models.initial_state("linear", 3)  # the same seeded start the command line built
+    expected = sim.linear_flow(task, U0, curves.times, weight_decay=0.3)
+    np.testing.assert_allclose(curves.W, expected, rtol=1e-7, atol=1e-9)
+    assert curves.model == "cli-linear-wd"
     capsys.readouterr()
     assert main([*argv, "--model-module", "no_such_module_here", "--model", "x"]) == 2
     assert "--model-module 'no_such_module_here' cannot be imported" in capsys.readouterr().err
@@ -91,3 +108,159 @@ def test_the_command_line_predicts_a_model_registered_by_a_users_module(tmp_path
     assert main([*argv, "--model", "nonexistent"]) == 2
     assert "model must be one of" in capsys.readouterr().err
     assert not out.with_name("x.npz").exists()
+
+
+# --- a model defined once in a user's module: derivation, field, closed form, network ---------------------
+
+TASK = sim.SIMTask([1.0, 1.6], 0.1, d=3)
+
+
+def _U0(seed=3, scale=0.3):
+    return np.abs(
+        np.random.default_rng(seed).normal(0, scale, (3, 3))
+    )  # W0 = U0 U0^T does not commute with A
+
+
+def test_the_users_derivation_verifies_and_its_field_matches_its_closed_form(user_module):
+    report = user_module.DERIVATION.verify()
+    assert report.passed, report
+    # the generic solver on the derived field vs the derivation's closed form (diagonal start)
+    diag = np.array([0.01, 0.2, 0.6])
+    t = np.array([0.0, 0.5, 2.0, 6.0, 40.0])
+    W = sim.predict(TASK, np.diag(diag), t, model="symmetric-wd").W
+    closed = sim.compiled(user_module.DERIVATION, "diagonal")
+    a = TASK.a[None, :]
+    expected = closed(a=a, t=t[:, None], w0=diag[None, :], **{"lambda": user_module.LAM})
+    np.testing.assert_allclose(np.diagonal(W, axis1=-2, axis2=-1), expected, rtol=1e-7, atol=1e-10)
+    fixed = sim.compiled(user_module.DERIVATION, "fixed_point")(a=TASK.a, **{"lambda": user_module.LAM})
+    np.testing.assert_allclose(np.diag(W[-1])[: TASK.s], fixed[: TASK.s], rtol=1e-6)  # 1 - lambda/(2a)
+
+
+def test_a_users_model_predicts_its_own_loss_and_latex(user_module):
+    U0 = _U0()
+    t = np.linspace(0, 8, 17)
+    curves = sim.predict(TASK, sim.symmetric_init(U0), t, model="symmetric-wd")
+    plain = sim.predict(TASK, sim.symmetric_init(U0), t, model="symmetric")
+    assert np.abs(curves.W[-1] - plain.W[-1]).max() > 0.05  # the weight decay changes the flow
+    penalty = 0.5 * user_module.LAM * np.trace(curves.W, axis1=-2, axis2=-1)
+    np.testing.assert_allclose(curves.train_loss, sim.train_loss(TASK, curves.W) + penalty)
+    assert set(curves.latex) == {"symmetric_weight_decay.diagonal", "symmetric_weight_decay.fixed_point"}
+    assert "lambda" in curves.latex["symmetric_weight_decay.fixed_point"]
+
+
+@pytest.mark.parametrize("loss", ["sim", "mse"])
+def test_gd_on_a_users_network_approaches_its_flow_in_proportion_to_lr(user_module, loss):
+    """simulate.train builds the user's network from the registry (with its weight decay, scaled to the loss
+    convention), flow_limit integrates the user's field from each member's start: the gap is O(lr)."""
+    from simtheory.simulate import Init, Model, flow_limit, train
+
+    U0s = np.stack([_U0(seed) for seed in (3, 4)])
+    t_end = 3.0
+    gaps = []
+    for lr in (0.04, 0.02):
+        factor = 1.0 if loss == "sim" else 2.0 / TASK.d
+        steps = int(round(t_end / (lr * factor)))
+        run = train(
+            TASK,
+            Model("symmetric-wd"),
+            Init("given", arrays=(U0s,)),
+            lr=lr,
+            steps=steps,
+            record=[0, steps],
+            seeds=(0, 1),
+            n=40,
+            loss=loss,
+        )
+        assert run.curves.model == "gd-symmetric-wd" and run.curves.meta["model_penalty"] == "u_penalty"
+        flow = flow_limit(run)
+        gaps.append(np.abs(run.curves.W[:, -1] - flow[:, -1]).max())
+        # the recorded training loss holds the penalty (in flow units, whatever the loss convention)
+        U = run.params[0]
+        data = sim.train_loss(run.A_n[:, None], run.curves.W[:, -1:])[:, 0]
+        np.testing.assert_allclose(
+            run.curves.train_loss[:, -1], data + 0.5 * user_module.LAM * (U**2).sum((1, 2))
+        )
+    assert 1.8 < gaps[0] / gaps[1] < 2.2, gaps  # error proportional to lr
+    assert gaps[1] < 0.02
+
+
+def test_sim_runs_and_compare_curves_on_a_users_model(user_module, sim_runs, compare_curves):
+    from simtheory.simulate import Init, Model, flow_limit
+
+    U0 = _U0()
+    run = sim_runs(TASK, Model("symmetric-wd"), Init("given", arrays=(U0,)), lr=0.005, steps=1200, n=40)
+    flow = flow_limit(run)
+    compare_curves(run.curves.W, flow, rtol=0, atol=0.01)
+    # the same comparison against the model without weight decay fails, with the member and time named
+    plain = sim.symmetric_flow(run.A_n, sim.symmetric_init(U0)[None], run.curves.times)
+    with pytest.raises(AssertionError, match="comparison figure"):
+        compare_curves(run.curves.W, plain, rtol=0, atol=0.01)
+
+
+def test_a_network_without_a_jacobian_gets_it_by_autograd(user_module):
+    """A user's network may give only its forward pass: the recorded Jacobian (autograd) equals the
+    built-in MLP's exact one, member by member."""
+    from simtheory.simulate import Init, Model, train
+
+    builtin = models.get("mlp").network
+    spec = models.register(
+        models.ModelSpec(
+            "test-mlp-autograd",
+            "mlp without a Jacobian",
+            network=models.Network(builtin.shapes, builtin.forward, n_widths=(1, None), bias=True),
+        )
+    )
+    try:
+        kw = dict(lr=0.05, steps=20, record=[0, 10, 20], seeds=(0, 1), n=10)
+        ours = train(TASK, Model(spec.name, (5,), bias=True), Init("default"), **kw)
+        ref = train(TASK, Model("mlp", (5,), bias=True), Init("default"), **kw)
+        np.testing.assert_allclose(ours.curves.W, ref.curves.W, rtol=1e-12, atol=1e-14)
+        assert np.abs(ref.curves.W).max() > 0.1
+    finally:
+        models._REGISTRY.pop(spec.name)
+
+
+def test_predict_and_export_a_users_model_from_the_command_line(user_module, tmp_path):
+    from simtheory.cli import main
+
+    out = tmp_path / "run" / "symwd.npz"
+    argv = ["predict", "--mu", "1", "1.6", "--d", "3", "--t-max", "6", "--n-times", "7", "--out", str(out)]
+    assert main([*argv, "--model-module", "user_models", "--model", "symmetric-wd"]) == 0
+    assert main(["export", str(out.parent), "--out", str(tmp_path / "export")]) == 0
+    curves = sim.Curves.load(out)
+    W0 = models.initial_state("symmetric", 3)
+    np.testing.assert_allclose(curves.W, sim.predict(curves.task, W0, curves.times, model="symmetric-wd").W)
+    import csv
+
+    with open(tmp_path / "export" / "symwd_tidy.csv") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["quantity"] == "train_loss"]
+    np.testing.assert_allclose([float(r["value"]) for r in rows], curves.train_loss)  # penalty included
+    dat = np.loadtxt(tmp_path / "export" / "symwd.dat", skiprows=1)
+    np.testing.assert_allclose(dat[:, 2], curves.ood_loss)
+    assert dat.shape[0] == 7 and (tmp_path / "export" / "derivations.tex").exists()
+
+
+def test_flow_limit_names_a_wrong_init_from_factors(user_module):
+    from simtheory.simulate import Init, Model, flow_limit, train
+
+    spec = models.get("symmetric-wd")
+    models.register(dataclasses.replace(spec, init_from_factors=sim.symmetric_init))  # takes U, not [U]
+    try:
+        run = train(TASK, Model("symmetric-wd"), Init("given", arrays=(_U0(),)), lr=0.01, steps=5)
+        with pytest.raises(ValueError, match="check its init_from_factors"):
+            flow_limit(run)
+    finally:
+        models.register(spec)
+
+
+def test_user_model_specs_are_checked():
+    with pytest.raises(ValueError, match="flow must be a function"):
+        models.ModelSpec("x", "y", flow="W")
+    with pytest.raises(ValueError, match="init_from_factors must be given"):
+        models.ModelSpec("x", "y", lambda *a, **k: None, network=models.get("linear").network)
+    with pytest.raises(ValueError, match="network must be"):
+        models.ModelSpec("x", "y", network="mlp")
+    with pytest.raises(ValueError, match="name must be"):
+        models.ModelSpec(" x", "y")
+    with pytest.raises(ValueError, match="shapes and product must be functions"):
+        models.linear_network([(3, 3)], None)
