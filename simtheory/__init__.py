@@ -21,6 +21,7 @@ _LAZY = {
     "linear_gd": "theory",
     "linear_ood_loss": "theory",
     "symmetric_flow": "theory",
+    "symmetric_approx": "theory",
     "symmetric_init": "theory",
     "untied_flow": "theory",
     "deep_flow": "theory",

@@ -135,6 +135,33 @@ def classify(t, loss, rel_tol: float = 1e-3, failure_frac: float = 0.05) -> Anal
     return Analysis(kind, tps, float(loss[0]), float(loss[-1]), converged, bump)
 
 
+def shape(t, losses, rel_tol: float = 1e-3, failure_frac: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`classify`'s verdict for many curves at once, vectorised: ``(non_monotone, bump)`` for each curve
+    ``losses[..., :]`` on the grid ``t``.
+
+    A curve is non-monotone when some point rises more than ``rel_tol`` x its range above an earlier point and
+    falls as much below it later (which is when :func:`classify`'s zig-zag filter records an interior maximum)
+    and it is not a failure (flat at the end above ``failure_frac`` x its start). ``bump``: the largest such
+    rise above the lowest earlier point (0 when monotone); for one bump it is :func:`classify`'s ``bump``;
+    with several it can be larger (the rise is from the lowest earlier point, not the last local minimum).
+    """
+    t = _checks.times(t, "t")
+    losses = np.asarray(losses, dtype=np.float64)
+    if losses.shape[-1:] != t.shape:
+        raise ValueError(f"losses must have last axis len(t) = {t.size}, got shape {losses.shape}")
+    span = losses.max(axis=-1) - losses.min(axis=-1)
+    h = rel_tol * span[..., None]
+    rise = losses - np.minimum.accumulate(losses, axis=-1)
+    fall = losses - np.flip(np.minimum.accumulate(np.flip(losses, -1), axis=-1), -1)
+    peak = (rise > h) & (fall > h)
+    tail = losses[..., int(0.9 * (t.size - 1)) :]
+    flat = (span == 0) | (tail.max(axis=-1) - tail.min(axis=-1) <= rel_tol * span)
+    failure = flat & (losses[..., -1] > failure_frac * losses[..., 0])
+    nm = peak.any(axis=-1) & ~failure
+    bump = np.where(nm, np.where(peak, rise, 0.0).max(axis=-1), 0.0)
+    return nm, bump
+
+
 def non_monotone(t, losses, rel_tol: float = 1e-3) -> np.ndarray:
     """For each curve ``losses[..., :]`` on the grid ``t``, whether :func:`classify` calls it non-monotone."""
     losses = np.asarray(losses, dtype=float)
@@ -169,17 +196,89 @@ def turning_point_gap(actual: Analysis, reference: Analysis) -> tuple[bool, floa
 
 @dataclass(frozen=True)
 class Prediction:
-    """Condition-based prediction of a non-monotone OOD loss (see :func:`predict_swingby`)."""
+    """Prediction of a non-monotone OOD loss (see :func:`predict_swingby`)."""
 
     nonmonotone: bool
-    pairs: tuple[tuple[int, int], ...]  # (weak i, strong j) pairs that meet every condition
+    pairs: tuple[tuple[int, int], ...]  # (weak i, strong j) pairs that meet every condition ("rule")
     reasons: tuple[str, ...]
+    method: str = "rule"
+    decided_by: str = "rule"  # "rule", "closed forms" (both approximations agree) or "ODE" (the fallback)
+    bump: float | None = None  # the predicted bump height ("approx"), None for the rule
+
+
+#: methods of :func:`predict_swingby`
+METHODS = ("rule", "approx")
+#: settings per chunk in the closed-form criterion (bounds the memory of W: chunk x T x d x d floats)
+_CHUNK = 256
+
+
+def _ood_losses(M: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """OOD loss curves (B, T) of trajectories M (B, T, d, d) at points x (B, d)."""
+    y = np.einsum("btij,bj->bti", M, x)
+    return 0.5 * np.sum((y - x[:, None, :]) ** 2, axis=-1)
+
+
+def approx_verdicts(A, W0, x, t, kappa: float = 2.0, *, rel_tol: float = 1e-3, fallback: bool = True) -> dict:
+    """The closed-form swing-by criterion for a batch: A (B, d, d) effective second moments, W0 (B, d, d),
+    OOD points x (B, d), one time grid t (rescale A per setting to share it), speed kappa.
+
+    Classifies each setting's OOD loss from both closed forms of :func:`simtheory.symmetric_approx`
+    (Riccati and first order); where they agree on monotone vs not, that is the verdict ("closed forms"),
+    elsewhere the flow is integrated (``fallback=True``; "ODE") or the verdict is left undecided. Returns
+    arrays: ``nonmonotone`` (B,), ``bump`` (B,; the Riccati form's where decided in closed form, the ODE's
+    where it fell back), ``decided`` (B,; True where the closed forms agreed), ``riccati``/``first_order``
+    (each form's own verdict).
+    """
+    A = np.asarray(A, dtype=np.float64)
+    W0 = np.asarray(W0, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64)
+    t = _checks.times(t, "t")
+    B = W0.shape[0]
+    verdicts = {k: np.zeros(B, bool) for k in ("riccati", "first_order")}
+    bumps = {k: np.zeros(B) for k in ("riccati", "first_order")}
+    lam, Q = theory._eig(A)
+    M0 = np.swapaxes(Q, -1, -2) @ W0 @ Q
+    xq = np.einsum("bji,bj->bi", Q, x)  # x in A's eigenbasis: the loss is rotation invariant
+    for lo in range(0, B, _CHUNK):
+        sl = slice(lo, min(B, lo + _CHUNK))
+        for key, form in (("riccati", theory._riccati), ("first_order", theory._first_order)):
+            M = form(lam[sl], 0.5 * (M0[sl] + np.swapaxes(M0[sl], -1, -2)), t, kappa)
+            verdicts[key][sl], bumps[key][sl] = shape(t, _ood_losses(M, xq[sl]), rel_tol)
+    decided = verdicts["riccati"] == verdicts["first_order"]
+    nonmono, bump = verdicts["riccati"].copy(), bumps["riccati"].copy()
+    if fallback and (~decided).any():
+        und = ~decided
+        W = theory.symmetric_flow(A[und], W0[und], t, "gradient-flow" if kappa == 2.0 else "paper")
+        nonmono[und], bump[und] = shape(t, _ood_losses(W, x[und]), rel_tol)
+    return {
+        "nonmonotone": nonmono,
+        "bump": bump,
+        "decided": decided,
+        "riccati": verdicts["riccati"],
+        "first_order": verdicts["first_order"],
+    }
 
 
 def predict_swingby(
-    task: SIMTask, W0, convention: str = "gradient-flow", *, ratio: float = 3.0, init_scale: float = 0.1
+    task: SIMTask,
+    W0,
+    convention: str = "gradient-flow",
+    *,
+    method: str = "rule",
+    ratio: float = 3.0,
+    init_scale: float = 0.1,
+    rel_tol: float = 1e-3,
 ) -> Prediction:
-    """Predict a swing-by from the conditions of the theory (design reference, Section 4.2).
+    """Predict a swing-by: by the conditions of the theory (``method="rule"``, the default) or from the
+    closed-form approximations of the flow (``method="approx"``).
+
+    ``"approx"``: the OOD loss of both closed forms of :func:`simtheory.symmetric_approx` on the horizon of
+    :func:`horizon` is classified as :func:`classify` does (``rel_tol``); where they agree that is the
+    prediction (``decided_by="closed forms"``), where they disagree the flow is integrated
+    (``decided_by="ODE"``). ``bump`` is the predicted bump height. Measured against the numerical flow by
+    :func:`agreement_study` (``method="approx"``).
+
+    ``"rule"``:
 
     For a weak concept i and a strong concept j (``a_j > a_i`` under the convention's rates) the
     OOD loss is predicted non-monotone when all of these hold:
@@ -195,6 +294,23 @@ def predict_swingby(
     """
     if not isinstance(task, SIMTask):
         raise ValueError(f"task must be a SIMTask, got {type(task).__name__}")
+    method = _checks.choice(method, "method", METHODS)
+    if method == "approx":
+        W0 = _checks.psd(_checks.square_batch(W0, "W0", task.d), "W0")
+        if W0.ndim != 2:
+            raise ValueError(f"W0 must be a single d x d matrix, got shape {W0.shape}")
+        rel_tol = _checks.real_number(rel_tol, "rel_tol", low=0.0, high=1.0, low_open=True, high_open=True)
+        A_eff, kappa = theory.effective_A(task, convention)
+        T = horizon(task, W0, convention)
+        v = approx_verdicts(
+            (A_eff * T)[None], W0[None], task.test_point()[None], time_grid(1.0), kappa, rel_tol=rel_tol
+        )
+        by = "closed forms" if v["decided"][0] else "ODE"
+        reasons = (
+            f"Riccati form: {'non-monotone' if v['riccati'][0] else 'monotone'}; first-order form: "
+            f"{'non-monotone' if v['first_order'][0] else 'monotone'}; decided by the {by}",
+        )
+        return Prediction(bool(v["nonmonotone"][0]), (), reasons, "approx", by, float(v["bump"][0]))
     ratio = _checks.real_number(ratio, "ratio", low=1.0)
     init_scale = _checks.real_number(init_scale, "init_scale", low=0.0, low_open=True)
     A_eff, _ = theory.effective_A(task, convention)
@@ -236,62 +352,157 @@ def time_grid(t_end: float, n: int = 1500) -> np.ndarray:
     return np.concatenate([[0.0], np.geomspace(t_end * 1e-4, t_end, n - 1)])
 
 
+def _range(value, name, *, integer=False):
+    lo, hi = (value, value) if np.isscalar(value) else tuple(value)
+    if integer:
+        lo, hi = _checks.positive_int(lo, name, minimum=1), _checks.positive_int(hi, name, minimum=1)
+    else:
+        lo, hi = _checks.real_number(lo, name, low=0.0), _checks.real_number(hi, name, low=0.0)
+    if hi < lo:
+        raise ValueError(f"{name} must be a value or a range (low, high) with low <= high, got {value!r}")
+    return lo, hi
+
+
+#: init families of :func:`agreement_study`: U0 = scale x uniform[0, 1) ("positive") or x standard normal
+FAMILIES = ("positive", "gaussian")
+
+
 def agreement_study(
     n: int = 200,
     seed: int = 0,
     convention: str = "gradient-flow",
     *,
+    method: str = "rule",
     ratio: float = 3.0,
     init_scale: float = 0.1,
     rel_tol: float = 1e-3,
+    d=3,
+    s=2,
+    mu=(0.5, 3.0),
+    sigma=(0.0, 0.3),
+    scale=(1e-3, 0.3),
+    families=FAMILIES,
 ) -> dict:
-    """Compare :func:`predict_swingby` with the numerical solution over ``n`` random settings.
+    """Compare :func:`predict_swingby` (``method``) with the numerical solution over ``n`` random settings.
 
-    Settings: s = 2 concepts in d = 3, mu ~ U[0.5, 3]^2, sigma ~ U[0, 0.3], W0 = U0 U0^T with
-    U0 = scale * uniform[0, 1)^(3x3) (all-positive, as the paper's Figure 5) for half the settings
-    and scale * standard normal for the other half, scale log-uniform in [1e-3, 0.3].
-    Returns the agreement rate, the confusion counts and the settings' records.
+    Default settings (the report's study): s = 2 concepts in d = 3, mu ~ U[0.5, 3] each, sigma ~ U[0, 0.3],
+    W0 = U0 U0^T with U0 = scale * uniform[0, 1)^(d x d) (all-positive, as the paper's Figure 5) for
+    even settings and scale * standard normal for odd ones, scale log-uniform in [1e-3, 0.3]. ``d`` and
+    ``s`` may be ranges (lo, hi) drawn per setting (s <= d), ``mu``/``sigma``/``scale`` ranges or values,
+    ``families`` cycles through the init families.
+    Returns the agreement rate, the confusion counts, the settings' records (with family, scale, d, s, the
+    numerical and predicted bump and, for "approx", whether the closed forms decided) and, for "approx", the
+    fallback fraction.
     """
     n = _checks.positive_int(n, "n")
+    method = _checks.choice(method, "method", METHODS)
     rng = np.random.default_rng(_checks.seed_value(seed))
-    d = 3
-    tasks, W0s = [], []
+    d_lo, d_hi = _range(d, "d", integer=True)
+    s_lo, s_hi = _range(s, "s", integer=True)
+    mu_r, sig_r = _range(mu, "mu"), _range(sigma, "sigma")
+    sc_lo, sc_hi = _range(scale, "scale")
+    if sc_lo <= 0:
+        raise ValueError(f"scale must be positive, got {scale!r}")
+    families = tuple(_checks.choice(f, "families", FAMILIES) for f in families) or FAMILIES
+    tasks, W0s, fams, scales = [], [], [], []
     for k in range(n):
-        task = SIMTask(rng.uniform(0.5, 3.0, 2), rng.uniform(0.0, 0.3), d=d)
-        scale = 10 ** rng.uniform(-3, np.log10(0.3))
-        U0 = scale * (rng.random((d, d)) if k % 2 == 0 else rng.standard_normal((d, d)))
+        dk = int(rng.integers(d_lo, d_hi + 1)) if d_hi > d_lo else d_lo
+        sk = int(rng.integers(s_lo, min(s_hi, dk) + 1)) if min(s_hi, dk) > s_lo else min(s_lo, dk)
+        task = SIMTask(rng.uniform(*mu_r, sk), rng.uniform(*sig_r), d=dk)
+        sc = 10 ** rng.uniform(np.log10(sc_lo), np.log10(sc_hi))
+        fam = families[k % len(families)]
+        U0 = sc * (rng.random((dk, dk)) if fam == "positive" else rng.standard_normal((dk, dk)))
         tasks.append(task)
         W0s.append(U0 @ U0.T)
-    # rescale time per setting: W_A(t) = W_{cA}(t / c), so one grid [0, 1] serves the whole batch
+        fams.append(fam)
+        scales.append(float(sc))
+    # rescale time per setting: W_A(t) = W_{cA}(t / c), so one grid [0, 1] serves a batch of one d
     T = np.array([horizon(tk, W0, convention) for tk, W0 in zip(tasks, W0s)])
-    A_eff = np.stack([theory.effective_A(tk, convention)[0] * Tk for tk, Tk in zip(tasks, T)])
     grid = time_grid(1.0)
     kappa, _ = theory.CONVENTIONS[convention]
-    Ws = theory.symmetric_flow(
-        A_eff, np.stack(W0s), grid, convention="gradient-flow" if kappa == 2.0 else "paper"
-    )
+    flow_conv = "gradient-flow" if kappa == 2.0 else "paper"
+    actual = [None] * n
+    approx = {}
+    for dk in sorted({tk.d for tk in tasks}):
+        idx = [k for k in range(n) if tasks[k].d == dk]
+        A_eff = np.stack([theory.effective_A(tasks[k], convention)[0] * T[k] for k in idx])
+        W0b = np.stack([W0s[k] for k in idx])
+        Ws = theory.symmetric_flow(A_eff, W0b, grid, convention=flow_conv)
+        for j, k in enumerate(idx):
+            actual[k] = classify(grid * T[k], theory.ood_loss(tasks[k], Ws[j]), rel_tol=rel_tol)
+        if method == "approx":  # the criterion's fallback is the same ODE: reuse the solution computed above
+            x = np.stack([tasks[k].test_point() for k in idx])
+            v = approx_verdicts(A_eff, W0b, x, grid, kappa, rel_tol=rel_tol, fallback=False)
+            for j, k in enumerate(idx):
+                approx[k] = (
+                    bool(v["decided"][j]),
+                    bool(v["riccati"][j]),
+                    float(v["bump"][j]),
+                    bool(v["first_order"][j]),
+                )
     records, confusion = [], {"tp": 0, "tn": 0, "fp": 0, "fn": 0}
     for k, (task, W0) in enumerate(zip(tasks, W0s)):
-        res = classify(grid * T[k], theory.ood_loss(task, Ws[k]), rel_tol=rel_tol)
-        pred = predict_swingby(task, W0, convention, ratio=ratio, init_scale=init_scale)
-        actual = res.non_monotone
-        key = ("t" if pred.nonmonotone == actual else "f") + ("p" if pred.nonmonotone else "n")
+        res = actual[k]
+        if method == "approx":
+            decided, verdict, bump, _ = approx[k]
+            if not decided:  # the fallback: the numerical flow's own verdict
+                verdict, bump = res.non_monotone, res.bump
+            pred = Prediction(verdict, (), (), "approx", "closed forms" if decided else "ODE", bump)
+        else:
+            pred = predict_swingby(task, W0, convention, ratio=ratio, init_scale=init_scale)
+        key = ("t" if pred.nonmonotone == res.non_monotone else "f") + ("p" if pred.nonmonotone else "n")
         confusion[key] += 1
         records.append(
             {
                 "mu": task.mu.tolist(),
                 "sigma": float(task.sigma[0]),
+                "d": task.d,
+                "s": task.s,
+                "family": fams[k],
+                "scale": scales[k],
                 "predicted": pred.nonmonotone,
                 "actual": res.kind,
                 "bump": res.bump,
+                "predicted_bump": pred.bump,
+                "decided_by": pred.decided_by,
             }
         )
+        if method == "approx":  # each closed form's own verdict
+            records[-1].update(riccati=approx[k][1], first_order=approx[k][3])
     agree = (confusion["tp"] + confusion["tn"]) / n
-    return {
+    out = {
         "n": n,
         "seed": seed,
         "convention": convention,
+        "method": method,
         "agreement": agree,
         "confusion": confusion,
         "records": records,
     }
+    if method == "approx":
+        out["fallback"] = float(np.mean([r["decided_by"] == "ODE" for r in records]))
+    return out
+
+
+def study_summary(result: dict, *, below: float = 0.1) -> dict:
+    """Per init family, over the settings whose init scale is below ``below``: agreement on monotone vs not,
+    the fallback fraction and, where prediction and flow are both non-monotone, the median relative error
+    of the predicted bump and the fraction within 20% of the numerical one."""
+    out = {}
+    for fam in sorted({r["family"] for r in result["records"]}):
+        rows = [r for r in result["records"] if r["family"] == fam and r["scale"] < below]
+        if not rows:
+            continue
+        ok = [r["predicted"] == (r["actual"] in NON_MONOTONE) for r in rows]
+        both = [r for r in rows if r["predicted"] and r["actual"] in NON_MONOTONE and r["predicted_bump"]]
+        errs = np.array([abs(r["predicted_bump"] - r["bump"]) / r["bump"] for r in both if r["bump"] > 0])
+        out[fam] = {
+            "n": len(rows),
+            "agreement": float(np.mean(ok)),
+            "non_monotone": float(np.mean([r["actual"] in NON_MONOTONE for r in rows])),
+            "fallback": float(np.mean([r["decided_by"] == "ODE" for r in rows])),
+            "bump_median_error": float(np.median(errs)) if errs.size else None,
+            "bump_within_20": float(np.mean(errs <= 0.2)) if errs.size else None,
+            "n_bumps": int(errs.size),
+        }
+    return out

@@ -1,0 +1,163 @@
+"""The closed-form approximations of the symmetric flow (derivations/symmetric_approx.py,
+theory.symmetric_approx) and the swing-by criterion built on them (predict_swingby(method="approx"))."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import simtheory as sim
+from simtheory import swingby as sb
+from simtheory.testing import tasks
+
+METHODS = sim.theory.APPROX_METHODS
+
+
+def test_the_derivation_verifies_symbolically():
+    import derivations
+
+    report = derivations.get("symmetric_approx").verify()
+    assert report.passed, report
+    assert all(c.method == "symbolic" for c in report.checks)
+
+
+def test_compiled_minor_entry_is_the_predictors_first_order_form():
+    """The predictor's hand-vectorised first-order form equals the derivation's compiled formula."""
+    task = sim.SIMTask([1.0, 2.0], 0.1, d=3)
+    U0 = np.random.default_rng(0).random((3, 3)) * 0.1
+    W0 = U0 @ U0.T
+    t = np.linspace(0, 5, 11)
+    W = sim.symmetric_approx(task, W0, t, method="first-order")
+    minor = sim.compiled("symmetric_approx", "minor")
+    a = task.a
+    for i, j in ((0, 1), (0, 2), (1, 2)):
+        expected = minor(a_i=a[i], a_j=a[j], t=t, w_ii0=W0[i, i], w_jj0=W0[j, j], w_ij0=W0[i, j], kappa=2.0)
+        np.testing.assert_allclose(W[:, i, j], expected, rtol=1e-12)
+        np.testing.assert_allclose(W[:, j, i], expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("convention", ["gradient-flow", "paper", "paper-code"])
+@settings(max_examples=15, deadline=None)
+@given(task=tasks(max_s=3, max_extra_d=1), data=st.data())
+def test_on_commuting_starts_it_is_the_exact_flow(method, convention, task, data):
+    w = data.draw(st.lists(st.floats(0.0, 1.5), min_size=task.d, max_size=task.d))
+    Q = np.linalg.eigh(task.A)[1]
+    W0 = Q @ np.diag(w) @ Q.T  # commutes with A
+    t = np.array([0.0, 0.1, 1.0, 4.0, 30.0])
+    np.testing.assert_allclose(
+        sim.symmetric_approx(task, W0, t, convention, method=method),
+        sim.symmetric_flow(task, W0, t, convention),
+        rtol=1e-9,
+        atol=1e-12,
+    )
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_contract_t0_batches_and_rotations(method):
+    rng = np.random.default_rng(1)
+    task = sim.SIMTask([1.0, 1.8], 0.1, d=3)
+    U0 = rng.random((4, 3, 3)) * 0.2
+    W0 = U0 @ np.swapaxes(U0, -1, -2)
+    t = np.linspace(0, 6, 13)
+    W = sim.symmetric_approx(task, W0, t, method=method)
+    assert W.shape == (4, 13, 3, 3)
+    np.testing.assert_allclose(W[:, 0], W0, atol=1e-12)  # t = 0 is the start
+    np.testing.assert_allclose(W, np.swapaxes(W, -1, -2), atol=1e-12)  # symmetric
+    for k in range(4):  # a batch equals its settings one by one
+        np.testing.assert_allclose(W[k], sim.symmetric_approx(task, W0[k], t, method=method), rtol=1e-12)
+    # covariance: a rotated A and W0 give the rotated trajectory (the forms work in A's eigenbasis)
+    Q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    WQ = sim.symmetric_approx(Q @ task.A @ Q.T, Q @ W0[0] @ Q.T, t, method=method)
+    np.testing.assert_allclose(WQ, Q @ W[0] @ Q.T, atol=1e-10)
+    with pytest.raises(ValueError, match="method must be one of"):
+        sim.symmetric_approx(task, W0, t, method="exact")
+    with pytest.raises(ValueError, match="W0"):
+        sim.symmetric_approx(task, -np.eye(3), t)
+
+
+def test_the_linear_phase_is_exact_for_riccati():
+    """While W is small the flow is W = E W0 E (E = e^{kappa A t}); the Riccati form keeps it with every
+    correlation, the first-order form too (its minor entries start at rate kappa (a_i + a_j))."""
+    task = sim.SIMTask([1.0, 2.0], 0.1, d=3)
+    U0 = np.random.default_rng(2).standard_normal((3, 3)) * 1e-4
+    W0 = U0 @ U0.T
+    t = np.linspace(0, 1.0, 6)
+    E = np.exp(2.0 * task.a[None, :] * t[:, None])  # kappa = 2
+    linear = E[:, :, None] * W0 * E[:, None, :]
+    for method in METHODS:
+        W = sim.symmetric_approx(task, W0, t, method=method)
+        assert np.abs(W - linear).max() < 1e-3 * np.abs(linear).max()
+
+
+def _approx_error(task, W1, eps, method):
+    W0 = eps**2 * W1
+    g = sb.time_grid(sb.horizon(task, W0), 400)
+    return np.abs(sim.symmetric_approx(task, W0, g, method=method) - sim.symmetric_flow(task, W0, g)).max()
+
+
+def test_riccati_error_vanishes_with_the_init_scale_where_rates_are_separated():
+    """Fitted order on a separated pair (a = 0.19, 2.49): the Riccati form's largest error over the whole
+    trajectory shrinks as scale^p with p about 0.9 (measured 0.92; at least 0.7 asserted). The first-order
+    form's does not shrink (its neglected cross-talk is scale-free: W0's correlations are)."""
+    task = sim.SIMTask([0.43, 1.58], 0.05, d=3)  # a ~ (0.19, 2.49)
+    U1 = np.random.default_rng(0).random((3, 3))
+    W1 = U1 @ U1.T
+    scales = np.array([1e-2, 1e-3, 1e-4])
+    ric = np.array([_approx_error(task, W1, e, "riccati") for e in scales])
+    first = np.array([_approx_error(task, W1, e, "first-order") for e in scales])
+    order = np.polyfit(np.log(scales), np.log(ric), 1)[0]
+    assert order > 0.7, (ric, order)
+    assert ric[-1] < 1e-3
+    assert first.min() > 0.5 * first.max() > 0.01  # no convergence for the first-order form
+
+
+def test_shape_is_classify_vectorised():
+    rng = np.random.default_rng(3)
+    tt = np.linspace(0, 10, 400)
+    curves = []
+    for _ in range(60):
+        c = np.exp(-rng.uniform(0.3, 2) * tt)
+        for _ in range(rng.integers(0, 3)):
+            c = c + rng.uniform(0, 0.3) * np.exp(-((tt - rng.uniform(1, 9)) ** 2) * rng.uniform(0.5, 5))
+        curves.append(c + rng.choice([0.0, 0.4]))
+    curves = np.array(curves)
+    nm, bump = sb.shape(tt, curves)
+    for c, n, b in zip(curves, nm, bump):
+        res = sb.classify(tt, c)
+        assert n == res.non_monotone
+        if res.kind == "swing-by":
+            assert b == pytest.approx(res.bump, rel=1e-12)
+    assert 5 < nm.sum() < 55  # both kinds occur
+
+
+def test_the_approx_criterion_agrees_with_the_flow_on_a_study():
+    """On 60 random settings (the report's families) the criterion agrees with the numerical flow on
+    monotone vs not in >= 95% (measured 100% here, 99% on the report's 200 settings), and wherever the two
+    closed forms agree it is right in >= 95% of cases. The old rule scores < 90% on the same settings."""
+    new = sb.agreement_study(60, seed=3, method="approx")
+    old = sb.agreement_study(60, seed=3, method="rule")
+    assert new["agreement"] >= 0.95 and old["agreement"] < 0.9, (new["agreement"], old["agreement"])
+    decided = [r for r in new["records"] if r["decided_by"] == "closed forms"]
+    assert len(decided) >= 0.6 * 60
+    assert np.mean([r["predicted"] == (r["actual"] in sb.NON_MONOTONE) for r in decided]) >= 0.95
+    assert 0 < new["fallback"] < 0.4
+    summary = sb.study_summary(new, below=1.0)
+    assert set(summary) == {"positive", "gaussian"}
+
+
+def test_predict_swingby_approx_on_one_setting():
+    task = sim.SIMTask([1.0, 2.5], 0.05, d=3)
+    U0 = np.random.default_rng(0).random((3, 3)) * 0.05
+    W0 = U0 @ U0.T
+    pred = sb.predict_swingby(task, W0, method="approx")
+    g = sb.time_grid(sb.horizon(task, W0))
+    actual = sb.classify(g, sim.ood_loss(task, sim.symmetric_flow(task, W0, g)))
+    assert pred.method == "approx" and pred.decided_by in ("closed forms", "ODE")
+    assert pred.nonmonotone == actual.non_monotone
+    if pred.decided_by == "ODE":
+        assert pred.bump == pytest.approx(actual.bump, rel=1e-6)
+    diag = sb.predict_swingby(task, np.diag([1e-3, 2e-3, 1e-3]), method="approx")
+    assert not diag.nonmonotone and diag.decided_by == "closed forms"  # commuting: both forms exact
+    with pytest.raises(ValueError, match="method must be one of"):
+        sb.predict_swingby(task, W0, method="best")
