@@ -19,6 +19,12 @@ process, each alone and next to one CPU-bound process (``benchmarks/_load.py``),
    2b. The methods "auto" chooses between (LSODA, Radau, DOP853) on Figure 8's curves, alone.
 4. ``predict`` (the flow plus its ``Curves``) vs the ``symmetric_flow`` call it wraps.
 5. Import time of ``simtheory`` vs ``import numpy`` (fresh interpreters, best of 5).
+6. The closed-form approximation (issue 14): OOD-loss curves of S non-commuting settings (d = 3 with s = 2 and
+   d = 8 with s = 4; mu ~ U[0.6, 2.5], sigma 0.05, U0 = scale x uniform or x normal, scale in [0.02, 0.05];
+   1000 times to each setting's horizon) from ``symmetric_approx`` (Riccati) vs ``symmetric_flow``, and the
+   swing-by criterion including its ODE fallbacks (``swingby.approx_verdicts``) vs classifying the flow's
+   curves. ``symmetric_flow`` is timed on ``--n-ref-flow`` settings per d and scaled to S; the agreement of
+   the two verdicts is counted on those settings.
 """
 
 from __future__ import annotations
@@ -219,17 +225,98 @@ def bench_import(repeat=5):
     return run("import numpy") - base, run("import simtheory") - base
 
 
+def approx_settings(n, d, s, seed):
+    """Item 6's settings: A scaled by each setting's horizon, so one grid [0, 1] serves them all."""
+    from simtheory import swingby
+
+    rng = np.random.default_rng(seed)
+    A, W0, x = np.empty((n, d, d)), np.empty((n, d, d)), np.empty((n, d))
+    for k in range(n):
+        task = sim.SIMTask(rng.uniform(0.6, 2.5, s), 0.05, d=d)
+        sc = rng.uniform(0.02, 0.05)
+        U0 = sc * (rng.random((d, d)) if k % 2 == 0 else rng.standard_normal((d, d)))
+        W0[k] = U0 @ U0.T
+        A[k] = task.A * swingby.horizon(task, W0[k])
+        x[k] = task.test_point()
+    return A, W0, x
+
+
+def bench_approx(n_settings, n_ref, n_times=1000, seed=6):
+    """Item 6: returns {d: measure()} for alone_and_loaded."""
+    from simtheory import swingby
+
+    t = np.concatenate([[0.0], np.geomspace(1e-4, 1.0, n_times - 1)])
+    chunk = 256
+
+    def flow_ood(A, W0, x):
+        out = np.empty((A.shape[0], t.size))
+        for lo in range(0, A.shape[0], chunk):
+            sl = slice(lo, lo + chunk)
+            out[sl] = swingby._ood_losses(sim.symmetric_flow(A[sl], W0[sl], t), x[sl])
+        return out
+
+    measures = {}
+    for d, s in ((3, 2), (8, 4)):
+        A, W0, x = approx_settings(n_settings, d, s, seed + d)
+        task = sim.SIMTask(np.ones(s), 0.05, d=d)  # A and x are given per setting
+        approx_ood = lambda A, W0, x, task=task: sim.symmetric_approx_ood_loss(task, W0, t, A=A, x=x)
+
+        def measure(A=A, W0=W0, x=x):
+            t_cf, L_cf = best_of(lambda: approx_ood(A, W0, x), 1)
+            t0 = time.perf_counter()
+            L_ref = flow_ood(A[:n_ref], W0[:n_ref], x[:n_ref])
+            t_flow = (time.perf_counter() - t0) / n_ref * n_settings
+            t_crit, v = best_of(lambda: swingby.approx_verdicts(A, W0, x, t), 1)
+            nm_ref, bump_ref = swingby.shape(t, L_ref)
+            t0 = time.perf_counter()
+            swingby.shape(t, L_ref)
+            t_shape = (time.perf_counter() - t0) / n_ref * n_settings
+            return dict(
+                closed=t_cf,
+                flow=t_flow,
+                criterion=t_crit,
+                flow_and_shape=t_flow + t_shape,
+                fallback=float(1.0 - v["decided"].mean()),
+                agree=float(np.mean(v["nonmonotone"][:n_ref] == nm_ref)),
+                nonmono=float(nm_ref.mean()),
+                curve_err=float(np.median(np.abs(L_cf[:n_ref] - L_ref).max(axis=1) / L_ref[:, 0])),
+            )
+
+        measures[d] = measure
+    return measures
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="200 linear settings, 64 symmetric settings")
     p.add_argument("--alone", action="store_true", help="only the runs alone (no busy process)")
     p.add_argument("--n-ref", type=int, default=20, help="settings on which solve_ivp is timed for item 1")
+    p.add_argument("--n-ref-flow", type=int, default=500, help="settings per d on which item 6 times the ODE")
+    p.add_argument("--only", choices=["approx"], help="run only item 6")
     args = p.parse_args(argv)
     loaded = not args.alone
     n_lin, n_sym = (200, 64) if args.quick else (1000, 256)
     n_ref = min(args.n_ref, n_lin)
     print(f"numpy {np.__version__}, scipy {scipy.__version__}; {_threads.cores()} cores", flush=True)
+    if args.only != "approx":
+        items_1_to_5(args, loaded, n_lin, n_sym, n_ref)
+    n_approx = 1000 if args.quick else 10_000
+    for d, measure in bench_approx(n_approx, min(args.n_ref_flow, n_approx)).items():
+        show(
+            f"6. {n_approx} non-commuting settings, d = {d}, 1000 times: symmetric_approx (Riccati) OOD-loss "
+            "curves vs symmetric_flow; the criterion (with its ODE fallbacks) vs classifying the flow",
+            alone_and_loaded(measure, loaded),
+            lambda r: (
+                f"closed form {r['closed']:.2f} s vs flow {r['flow']:.1f} s: {r['flow'] / r['closed']:.0f}x "
+                f"(goal >= 100x); criterion {r['criterion']:.2f} s vs {r['flow_and_shape']:.1f} s: "
+                f"{r['flow_and_shape'] / r['criterion']:.1f}x (goal >= 20x), fallback {r['fallback']:.1%}; "
+                f"verdicts agree {r['agree']:.1%} (non-monotone {r['nonmono']:.0%}); median max |loss error| "
+                f"/ initial loss {r['curve_err']:.2g}"
+            ),
+        )
 
+
+def items_1_to_5(args, loaded, n_lin, n_sym, n_ref):
     show(
         f"1. OOD-loss curves, {n_lin} settings x 1000 times, d = 8: linear_ood_loss vs solve_ivp (1e-13)",
         alone_and_loaded(bench_ood_curves(n_lin, n_ref), loaded),

@@ -22,6 +22,7 @@ _LAZY = {
     "linear_ood_loss": "theory",
     "symmetric_flow": "theory",
     "symmetric_approx": "theory",
+    "symmetric_approx_ood_loss": "theory",
     "symmetric_init": "theory",
     "untied_flow": "theory",
     "deep_flow": "theory",

@@ -218,3 +218,47 @@ def paper_figure(c, stem, *, width: str = "one-column") -> list[Path]:
             ax.spines[side].set_visible(False)
         fig.tight_layout(pad=0.3)
         return save(fig, stem)
+
+
+def phase_diagram(result: dict, stem, *, title: str = "") -> list[Path]:
+    """Four panels of :func:`simtheory.swingby.phase_diagram`'s result: the fraction of non-monotone OOD
+    losses and their median bump, from the numerical flow and from the closed form, over (axis value, init
+    scale); and ``stem.csv`` with every cell's numbers (what the figure plots)."""
+    plt = _plt()
+    values, scales = result["values"], result["scales"]
+    fig, axes = plt.subplots(2, 2, figsize=(7.5, 5.6), sharex=True, sharey=True)
+    label = {"ratio": "a_strong / a_weak", "d": "dimension d"}[result["axis"]]
+    for col, key in enumerate(("flow", "approx")):
+        for row, (what, cmap, vmax) in enumerate((("fraction", "viridis", 1.0), ("bump", "magma", None))):
+            ax = axes[row, col]
+            data = np.asarray(result[key][what], dtype=float)
+            im = ax.imshow(data, origin="lower", aspect="auto", cmap=cmap, vmin=0.0, vmax=vmax)
+            for (i, j), val in np.ndenumerate(data):
+                if np.isfinite(val):
+                    ax.text(j, i, f"{val:.2g}", ha="center", va="center", fontsize=6, color="w")
+            ax.set_xticks(range(len(scales)), [f"{s:g}" for s in scales], fontsize=7)
+            ax.set_yticks(range(len(values)), [f"{v:g}" for v in values], fontsize=7)
+            name = "numerical flow" if key == "flow" else "closed form (Riccati)"
+            ax.set_title(
+                f"{'fraction non-monotone' if what == 'fraction' else 'median bump'}: {name}", fontsize=8
+            )
+            fig.colorbar(im, ax=ax, fraction=0.046)
+            if row == 1:
+                ax.set_xlabel("init scale", fontsize=8)
+            if col == 0:
+                ax.set_ylabel(label, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    paths = save(fig, stem)
+    from .curves import atomic_write_text
+
+    lines = [f"{result['axis']},scale,flow_fraction,flow_bump,approx_fraction,approx_bump"]
+    for i, v in enumerate(values):
+        for j, s in enumerate(scales):
+            lines.append(
+                f"{v:g},{s:g},{result['flow']['fraction'][i, j]:.6g},{result['flow']['bump'][i, j]:.6g},"
+                f"{result['approx']['fraction'][i, j]:.6g},{result['approx']['bump'][i, j]:.6g}"
+            )
+    paths.append(atomic_write_text(Path(stem).with_suffix(".csv"), "\n".join(lines) + "\n"))
+    return paths

@@ -208,8 +208,6 @@ class Prediction:
 
 #: methods of :func:`predict_swingby`
 METHODS = ("rule", "approx")
-#: settings per chunk in the closed-form criterion (bounds the memory of W: chunk x T x d x d floats)
-_CHUNK = 256
 
 
 def _ood_losses(M: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -239,11 +237,14 @@ def approx_verdicts(A, W0, x, t, kappa: float = 2.0, *, rel_tol: float = 1e-3, f
     lam, Q = theory._eig(A)
     M0 = np.swapaxes(Q, -1, -2) @ W0 @ Q
     xq = np.einsum("bji,bj->bi", Q, x)  # x in A's eigenbasis: the loss is rotation invariant
-    for lo in range(0, B, _CHUNK):
-        sl = slice(lo, min(B, lo + _CHUNK))
-        for key, form in (("riccati", theory._riccati), ("first_order", theory._first_order)):
-            M = form(lam[sl], 0.5 * (M0[sl] + np.swapaxes(M0[sl], -1, -2)), t, kappa)
-            verdicts[key][sl], bumps[key][sl] = shape(t, _ood_losses(M, xq[sl]), rel_tol)
+    M0 = 0.5 * (M0 + np.swapaxes(M0, -1, -2))
+    step = max(1, (1 << 19) // max(1, t.size * M0.shape[-1] ** 2))  # temporaries of ~4 MiB per chunk
+    for lo in range(0, B, step):
+        sl = slice(lo, min(B, lo + step))
+        for key, method in (("riccati", "riccati"), ("first_order", "first-order")):
+            y = theory._approx_outputs(lam[sl], M0[sl], xq[sl], t, kappa, method)
+            loss = 0.5 * np.sum((y - xq[sl, None, :]) ** 2, axis=-1)
+            verdicts[key][sl], bumps[key][sl] = shape(t, loss, rel_tol)
     decided = verdicts["riccati"] == verdicts["first_order"]
     nonmono, bump = verdicts["riccati"].copy(), bumps["riccati"].copy()
     if fallback and (~decided).any():
@@ -467,8 +468,9 @@ def agreement_study(
                 "decided_by": pred.decided_by,
             }
         )
-        if method == "approx":  # each closed form's own verdict
-            records[-1].update(riccati=approx[k][1], first_order=approx[k][3])
+        if method == "approx":  # each closed form's own verdict, and the rule's on the same setting
+            rule = predict_swingby(task, W0, convention, ratio=ratio, init_scale=init_scale).nonmonotone
+            records[-1].update(riccati=approx[k][1], first_order=approx[k][3], rule=rule)
     agree = (confusion["tp"] + confusion["tn"]) / n
     out = {
         "n": n,
@@ -485,9 +487,10 @@ def agreement_study(
 
 
 def study_summary(result: dict, *, below: float = 0.1) -> dict:
-    """Per init family, over the settings whose init scale is below ``below``: agreement on monotone vs not,
-    the fallback fraction and, where prediction and flow are both non-monotone, the median relative error
-    of the predicted bump and the fraction within 20% of the numerical one."""
+    """Per init family, over the settings whose init scale is below ``below``: agreement on monotone vs not
+    (and the rule's, for an "approx" study), the fallback fraction and, where prediction and flow are both
+    non-monotone, the median relative error of the predicted bump and the fraction within 20% of the
+    numerical one."""
     out = {}
     for fam in sorted({r["family"] for r in result["records"]}):
         rows = [r for r in result["records"] if r["family"] == fam and r["scale"] < below]
@@ -499,6 +502,9 @@ def study_summary(result: dict, *, below: float = 0.1) -> dict:
         out[fam] = {
             "n": len(rows),
             "agreement": float(np.mean(ok)),
+            "rule_agreement": float(np.mean([r["rule"] == (r["actual"] in NON_MONOTONE) for r in rows]))
+            if "rule" in rows[0]
+            else None,
             "non_monotone": float(np.mean([r["actual"] in NON_MONOTONE for r in rows])),
             "fallback": float(np.mean([r["decided_by"] == "ODE" for r in rows])),
             "bump_median_error": float(np.median(errs)) if errs.size else None,
@@ -506,3 +512,78 @@ def study_summary(result: dict, *, below: float = 0.1) -> dict:
             "n_bumps": int(errs.size),
         }
     return out
+
+
+def phase_diagram(
+    axis: str = "ratio",
+    values=(1.0, 1.5, 2.0, 3.0, 4.5, 7.0, 10.0, 15.0),
+    scales=(0.003, 0.01, 0.02, 0.05, 0.1, 0.2),
+    *,
+    n: int = 16,
+    seed: int = 0,
+    family: str = "positive",
+    convention: str = "gradient-flow",
+    rel_tol: float = 1e-3,
+) -> dict:
+    """Where swing-by happens: for every cell of ``values`` x ``scales``, ``n`` random settings, the fraction
+    whose OOD loss is non-monotone and their median bump, from the numerical flow and from the Riccati closed
+    form (:func:`simtheory.symmetric_approx`).
+
+    ``axis="ratio"``: s = 2 in d = 3, a_strong / a_weak = value (a_weak from mu ~ U[0.6, 1.2], sigma 0.05);
+    ``axis="d"``: s = 2 in d = value, mu ~ U[0.6, 2.5], sigma 0.05 (the paper's "low dimension"). The init is
+    U0 = scale x uniform[0, 1) (``family="positive"``) or x standard normal (``"gaussian"``), W0 = U0 U0^T.
+    Returns ``{"axis", "values", "scales", "flow": {"fraction", "bump"}, "approx": {...}, "n"}`` with
+    (len(values), len(scales)) arrays (median bump over the non-monotone settings, NaN where none).
+    """
+    axis = _checks.choice(axis, "axis", ("ratio", "d"))
+    family = _checks.choice(family, "family", FAMILIES)
+    n = _checks.positive_int(n, "n")
+    values = [float(v) for v in values]
+    scales = [_checks.real_number(s_, "scales", low=0.0, low_open=True) for s_ in scales]
+    rng = np.random.default_rng(_checks.seed_value(seed))
+    kappa, _ = theory.CONVENTIONS[convention]
+    flow_conv = "gradient-flow" if kappa == 2.0 else "paper"
+    grid = time_grid(1.0, 800)
+    cells = []  # (value index, scale index, d, A scaled, W0, x)
+    for iv, v in enumerate(values):
+        for js, sc in enumerate(scales):
+            for _ in range(n):
+                if axis == "ratio":
+                    if v < 1.0:
+                        raise ValueError(f"values must be ratios >= 1 for axis 'ratio', got {v}")
+                    d, sigma = 3, 0.05
+                    mu_w = rng.uniform(0.6, 1.2)
+                    a_w = mu_w**2 / 2 + sigma**2
+                    mu = [mu_w, np.sqrt(2 * (v * a_w - sigma**2))]
+                else:
+                    if v != int(v):
+                        raise ValueError(f"values must be integer dimensions for axis 'd', got {v}")
+                    d, sigma = _checks.positive_int(int(v), "values", minimum=2, maximum=_checks.MAX_D), 0.05
+                    mu = rng.uniform(0.6, 2.5, 2)
+                task = SIMTask(mu, sigma, d=d)
+                U0 = sc * (rng.random((d, d)) if family == "positive" else rng.standard_normal((d, d)))
+                W0 = U0 @ U0.T
+                A_eff, _ = theory.effective_A(task, convention)
+                cells.append((iv, js, d, A_eff * horizon(task, W0, convention), W0, task.test_point()))
+    shape_ = (len(values), len(scales))
+    out = {k: {"fraction": np.zeros(shape_), "bump": np.full(shape_, np.nan)} for k in ("flow", "approx")}
+    verdict = {k: [[[] for _ in scales] for _ in values] for k in out}
+    for d in sorted({c[2] for c in cells}):
+        group = [c for c in cells if c[2] == d]
+        A = np.stack([c[3] for c in group])
+        W0 = np.stack([c[4] for c in group])
+        x = np.stack([c[5] for c in group])
+        nm_f, b_f = shape(grid, _ood_losses(theory.symmetric_flow(A, W0, grid, flow_conv), x), rel_tol)
+        v = approx_verdicts(A, W0, x, grid, kappa, rel_tol=rel_tol, fallback=False)
+        for c, nf, bf, na, ba in zip(group, nm_f, b_f, v["riccati"], v["bump"]):
+            verdict["flow"][c[0]][c[1]].append((nf, bf))
+            verdict["approx"][c[0]][c[1]].append((na, ba))
+    for k in out:
+        for iv in range(len(values)):
+            for js in range(len(scales)):
+                rows = verdict[k][iv][js]
+                out[k]["fraction"][iv, js] = np.mean([r[0] for r in rows])
+                bumps = [r[1] for r in rows if r[0]]
+                if bumps:
+                    out[k]["bump"][iv, js] = float(np.median(bumps))
+    return {"axis": axis, "values": values, "scales": scales, "n": n, "family": family, **out}

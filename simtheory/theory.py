@@ -289,21 +289,23 @@ def _log_denominator(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     return np.where(w > 0, np.where(x <= 1.0, small, large), 0.0)
 
 
-def _first_order(lam: np.ndarray, M0: np.ndarray, t: np.ndarray, kappa: float) -> np.ndarray:
-    """The first-order form in A's eigenbasis: lam (B, d) rates, M0 (B, d, d) -> (B, T, d, d)."""
+def _first_order(lam: np.ndarray, M0: np.ndarray, t: np.ndarray, kappa: float, cols=None) -> np.ndarray:
+    """The first-order form in A's eigenbasis: lam (B, d) rates, M0 (B, d, d) -> (B, T, d, d), or only the
+    columns ``cols`` of W: (B, T, d, len(cols))."""
+    cols = np.arange(M0.shape[-1]) if cols is None else np.asarray(cols)
     w = np.clip(np.diagonal(M0, axis1=-2, axis2=-1), 0.0, None)[:, None, :]  # (B, 1, d)
     a = lam[:, None, :]
     x = 2.0 * kappa * a * t[None, :, None]  # (B, T, d)
     logD = _log_denominator(x, w)
     with np.errstate(divide="ignore", invalid="ignore"):
         integral = np.where(a > 0, logD / np.where(a > 0, 2.0 * kappa * a, 1.0), w * t[None, :, None])
-    ai, aj = a[..., :, None], a[..., None, :]
-    Ii, Ij = integral[..., :, None], integral[..., None, :]
+    ai, aj = a[..., :, None], a[..., None, cols]
+    Ii, Ij = integral[..., :, None], integral[..., None, cols]
     exponent = kappa * ((ai + aj) * t[None, :, None, None] - 0.5 * ((3 * ai + aj) * Ii + (3 * aj + ai) * Ij))
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # w = 0: 0/0 where exp(-x) underflows
-        W = M0[:, None] * np.exp(np.minimum(exponent, 700.0))
-        idx = np.arange(M0.shape[-1])
-        W[..., idx, idx] = np.where(w > 0, w / (w + (1.0 - w) * np.exp(-x)), 0.0)
+        W = M0[:, None][..., cols] * np.exp(np.minimum(exponent, 700.0))
+        diag = np.where(w > 0, w / (w + (1.0 - w) * np.exp(-x)), 0.0)  # the logistics, (B, T, d)
+        W[..., cols, np.arange(cols.size)] = diag[..., cols]
     return W
 
 
@@ -337,6 +339,84 @@ def _riccati(lam: np.ndarray, M0: np.ndarray, t: np.ndarray, kappa: float) -> np
         inner = np.eye(L.shape[1]) - L.T @ L + np.swapaxes(G, -1, -2) @ G
         out[k] = G @ np.linalg.solve(inner, np.swapaxes(G, -1, -2)) if L.shape[1] else 0.0
     return out
+
+
+def _spd_solve(P: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Solve ``P y = b`` for many small symmetric positive definite P (N, d, d), b (N, d): Gaussian
+    elimination without pivoting (stable for SPD), vectorised over N with d Python-level steps (LAPACK's
+    per-matrix calls cost more than the arithmetic at d <= 10). P and b are overwritten."""
+    d = P.shape[-1]
+    for k in range(d - 1):
+        f = P[:, k + 1 :, k] / P[:, k, k, None]
+        P[:, k + 1 :, k + 1 :] -= f[:, :, None] * P[:, None, k, k + 1 :]
+        b[:, k + 1 :] -= f * b[:, k, None]
+    y = np.empty_like(b)
+    for k in range(d - 1, -1, -1):
+        y[:, k] = (b[:, k] - np.einsum("nj,nj->n", P[:, k, k + 1 :], y[:, k + 1 :])) / P[:, k, k]
+    return y
+
+
+def _approx_outputs(lam, M0, xq, t, kappa, method):
+    """``W(t) x`` of an approximation in A's eigenbasis (B, T, d), without forming every W(t) where it can:
+    the Riccati form solves ``P(t) y = x`` (P = I - F^2 + F M0^{-1} F) for positive definite M0, the
+    first-order form builds only the columns of W that x needs."""
+    B, d = M0.shape[0], M0.shape[-1]
+    if method == "riccati":
+        ev = np.linalg.eigvalsh(M0)
+        full = ev[:, 0] > 1e-13 * ev[:, -1]
+        y = np.empty((B, t.size, d))
+        if full.any():
+            n = int(full.sum())
+            P0 = np.linalg.inv(M0[full])
+            with np.errstate(under="ignore"):
+                F = np.exp(-kappa * lam[full][:, None, :] * t[None, :, None])  # (n, T, d)
+            P = F[..., :, None] * F[..., None, :]
+            P *= P0[:, None]
+            P = P.reshape(-1, d * d)
+            P[:, :: d + 1] += 1.0 - (F * F).reshape(-1, d)  # the diagonal, through a strided view
+            rhs = np.broadcast_to(xq[full][:, None, :], (n, t.size, d)).reshape(-1, d).copy()
+            y[full] = _spd_solve(P.reshape(-1, d, d), rhs).reshape(n, t.size, d)
+        if (~full).any():
+            y[~full] = np.einsum("btij,bj->bti", _riccati(lam[~full], M0[~full], t, kappa), xq[~full])
+        return y
+    cols = np.flatnonzero(np.any(xq != 0.0, axis=0))  # the columns of W that W x uses
+    W = _first_order(lam, M0, t, kappa, cols=cols)  # (B, T, d, len(cols))
+    return np.einsum("btij,bj->bti", W, xq[:, cols])
+
+
+def symmetric_approx_ood_loss(
+    task: SIMTask, W0, t, convention: str = "gradient-flow", *, method: str = "riccati", A=None, x=None
+) -> np.ndarray:
+    """The OOD loss curves ``1/2 ||W(t) x - x||^2`` of :func:`symmetric_approx`, without forming every W(t)
+    (the Riccati form solves one small positive definite system per time, the first-order form builds the s
+    columns of W that x needs), in chunks of settings. ``A`` replaces the task's second moment (e.g. scaled
+    per setting, or a training set's) and ``x`` its OOD point (d,) or one per setting (B, d); ``A`` broadcasts
+    with the batch axes of ``W0``. Returns ``(*batch, len(t))``.
+    """
+    if not isinstance(task, SIMTask):
+        raise ValueError(f"task must be a SIMTask (the OOD point needs mu), got {type(task).__name__}")
+    kappa, square = _convention(convention)
+    method = _checks.choice(method, "method", APPROX_METHODS)
+    A, W0, batch = _prepare(task if A is None else A, W0)
+    W0 = _checks.psd(W0, "W0")
+    t = _checks.times(t)
+    if square:
+        A = A * A
+    B, d = W0.shape[0], W0.shape[-1]
+    x = task.test_point() if x is None else _checks.as_float_array(x, "x")
+    if x.shape not in ((d,), (B, d)):
+        raise ValueError(f"x must have shape ({d},) or (batch = {B}, {d}), got {x.shape}")
+    lam, Q = _eig(A)
+    M0 = np.swapaxes(Q, -1, -2) @ W0 @ Q
+    M0 = 0.5 * (M0 + np.swapaxes(M0, -1, -2))
+    xq = np.einsum("bji,bj->bi", Q, np.broadcast_to(x, (B, d)))
+    loss = np.empty((B, t.size))
+    step = max(1, (1 << 19) // max(1, t.size * d * d))  # temporaries of ~4 MiB per chunk
+    for lo in range(0, B, step):
+        sl = slice(lo, min(B, lo + step))
+        y = _approx_outputs(lam[sl], M0[sl], xq[sl], t, kappa, method)
+        loss[sl] = 0.5 * np.sum((y - xq[sl, None, :]) ** 2, axis=-1)
+    return loss.reshape(batch + (t.size,))
 
 
 def symmetric_approx(
