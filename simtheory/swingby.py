@@ -507,6 +507,14 @@ def study_summary(result: dict, *, below: float = 0.1) -> dict:
             else None,
             "non_monotone": float(np.mean([r["actual"] in NON_MONOTONE for r in rows])),
             "fallback": float(np.mean([r["decided_by"] == "ODE" for r in rows])),
+            "riccati_alone": float(np.mean([r["riccati"] == (r["actual"] in NON_MONOTONE) for r in rows]))
+            if "riccati" in rows[0]
+            else None,
+            "first_order_alone": float(
+                np.mean([r["first_order"] == (r["actual"] in NON_MONOTONE) for r in rows])
+            )
+            if "first_order" in rows[0]
+            else None,
             "bump_median_error": float(np.median(errs)) if errs.size else None,
             "bump_within_20": float(np.mean(errs <= 0.2)) if errs.size else None,
             "n_bumps": int(errs.size),
@@ -587,3 +595,22 @@ def phase_diagram(
                 if bumps:
                     out[k]["bump"][iv, js] = float(np.median(bumps))
     return {"axis": axis, "values": values, "scales": scales, "n": n, "family": family, **out}
+
+
+def approximation_error(task: SIMTask, W1, scales, *, method: str = "riccati", n_times: int = 400) -> dict:
+    """How the error of :func:`simtheory.symmetric_approx` depends on the init scale: for W0 = scale^2 W1,
+    the largest entry-wise error against :func:`simtheory.symmetric_flow` over the whole trajectory (to
+    :func:`horizon`), and the order p fitted to error ~ scale^p (least squares in log-log)."""
+    W1 = _checks.psd(_checks.square_batch(W1, "W1", task.d), "W1")
+    scales = np.array([_checks.real_number(s_, "scales", low=0.0, low_open=True) for s_ in scales])
+    if scales.size < 2:
+        raise ValueError("scales must hold at least two init scales to fit an order")
+    errors = []
+    for sc in scales:
+        W0 = sc**2 * W1
+        g = time_grid(horizon(task, W0), n_times)
+        approx = theory.symmetric_approx(task, W0, g, method=method)
+        errors.append(float(np.abs(approx - theory.symmetric_flow(task, W0, g)).max()))
+    errors = np.array(errors)
+    order = float(np.polyfit(np.log(scales), np.log(np.maximum(errors, 1e-300)), 1)[0])
+    return {"scales": scales.tolist(), "errors": errors.tolist(), "order": order, "method": method}

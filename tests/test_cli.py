@@ -113,8 +113,11 @@ def test_reproduce_small(tmp_path):
         "Triple and quadruple descent",
         "Learning order",
         "Predicting the swing-by",
+        "A sharp criterion from closed forms",
+        "Error of the closed forms against the flow",
     ):
         assert heading in report
+    assert (out / "figures" / "phase_ratio.png").exists() and (out / "figures" / "phase_d.csv").exists()
     assert "What the published-code convention changes" in report
     assert (out / "figures" / "figure5_conventions.png").stat().st_size > 1000
     assert (out / "figures" / "figure5_conventions.pdf").exists()
