@@ -328,6 +328,15 @@ def psd_factor(W: np.ndarray) -> np.ndarray:
     return Q * np.sqrt(lam)[..., None, :]
 
 
+#: states per batched solve of the symmetric flow: a larger batch is split into chunks of this many states.
+#: A batch shares one step sequence (the hardest setting's) at tolerances tightened by sqrt(batch), so past a
+#: point batching costs more than it saves. Measured (d = 8, W0 not commuting with A, 1000 log-spaced times
+#: to each setting's horizon): 7.0 / 8.0 / 9.9 / 25.6 / 29.3 ms per setting in chunks of 16 / 32 / 64 / 256 /
+#: 1024 settings (1024 ... 65536 states), 12.6 ms one by one; d = 3: 1.7 / 1.5 ms in chunks of 32 / 64 (288 /
+#: 576 states), 9.5 ms one by one. 2048 states: 32 settings at d = 8, 227 at d = 3.
+BATCH_STATES = 2048
+
+
 def solve_symmetric(
     A: np.ndarray,
     W0: np.ndarray,
@@ -345,6 +354,16 @@ def solve_symmetric(
     amplifies solver error exponentially).
     """
     B, d = W0.shape[0], W0.shape[-1]
+    chunk = max(1, BATCH_STATES // (d * d))
+    if B > chunk:  # one shared step sequence for too many settings costs more than separate solves
+        return np.concatenate(
+            [
+                solve_symmetric(
+                    A[lo : lo + chunk], W0[lo : lo + chunk], t, kappa, method=method, rtol=rtol, atol=atol
+                )
+                for lo in range(0, B, chunk)
+            ]
+        )
     lam_max = float(np.max(np.linalg.eigvalsh(A))) if B else 0.0
     w_max = float(np.max(np.abs(np.linalg.eigvalsh(W0)))) if B else 0.0
     rate = 4.0 * kappa * lam_max * max(1.0, w_max)

@@ -54,6 +54,25 @@ VALUES = [
     (lambda: sim.linear_flow(TASK, np.zeros((2**14, 2, 2)), np.linspace(0, 1, 2**13)), "GiB"),
     (lambda: truncated_variance_factor(0.0), "c must be"),
 ]
+APPROX = [  # the closed-form approximations and the criterion built on them
+    (lambda: sim.symmetric_approx(TASK, W0, [0, 1.0], method="exact"), "method must be one of"),
+    (lambda: sim.symmetric_approx(TASK, -np.eye(2), [0, 1.0]), "W0"),
+    (lambda: sim.symmetric_approx(TASK, W0, [1.0, NAN]), "t"),
+    (lambda: sim.symmetric_approx(TASK, W0, [0, 1.0], convention="fast"), "convention"),
+    (lambda: sim.symmetric_approx_ood_loss(TASK, W0, [0, 1.0], x=np.ones(3)), "x must have shape"),
+    (lambda: sim.symmetric_approx_ood_loss(np.eye(2), W0, [0, 1.0]), "task must be a SIMTask"),
+    (lambda: swingby.predict_swingby(TASK, W0, method="best"), "method must be one of"),
+    (lambda: swingby.predict_swingby(TASK, np.stack([W0, W0]), method="approx"), "single d x d"),
+    (lambda: swingby.predict_swingby(TASK, W0, method="approx", rel_tol=2.0), "rel_tol"),
+    (lambda: swingby.agreement_study(4, d=(5, 3)), "low <= high"),
+    (lambda: swingby.agreement_study(4, scale=(0.0, 0.1)), "scale must be positive"),
+    (lambda: swingby.agreement_study(4, families=("uniform",)), "families"),
+    (lambda: swingby.agreement_study(4, method="approx2"), "method"),
+    (lambda: swingby.shape([0, 1, 2], np.ones((2, 4))), "last axis"),
+    (lambda: swingby.phase_diagram("ratio", (0.5,), (0.02,), n=1), "ratios >= 1"),
+    (lambda: swingby.phase_diagram("ratio", (2.0,), (0.0,), n=1), "scales"),
+    (lambda: swingby.approximation_error(TASK, W0, (1e-2, NAN)), "scales"),
+]
 SIMULATE = [
     (lambda: Init("gaussian", scale="a"), "init scale"),
     (lambda: Model("mlp", 5), "widths must be a tuple"),
@@ -91,7 +110,7 @@ def _run_config_from(record):
     return RunConfig.from_dict(record)
 
 
-@pytest.mark.parametrize("call, names", SOLVER_OPTIONS + VALUES + SIMULATE + DIFFUSION)
+@pytest.mark.parametrize("call, names", SOLVER_OPTIONS + VALUES + APPROX + SIMULATE + DIFFUSION)
 def test_bad_input_is_a_clear_error(call, names):
     with pytest.raises(ValueError, match=names.replace("(", r"\(")):
         call()
