@@ -553,3 +553,19 @@ def test_compiled_formulas_overflow_to_their_limit_without_a_warning():
     with np.errstate(over="raise", under="raise"):
         out = logistic(a=1.0, t=np.array([1.0, 1e3]), w0=0.5, kappa=-1.0)
     assert out[1] == 0.0 and 0 < out[0] < 0.5
+
+
+def test_a_big_batch_is_solved_in_chunks_that_agree_with_separate_solves(monkeypatch):
+    """Past _solvers.BATCH_STATES states a batch is split (one shared step sequence for many settings costs
+    more than it saves); the chunks are recorded one solve each and agree with solving every setting alone."""
+    rng = np.random.default_rng(5)
+    A = np.stack([np.diag(rng.uniform(0.3, 2.0, 3)) for _ in range(5)])
+    U0 = rng.normal(0, 0.1, (5, 3, 3))
+    W0 = U0 @ np.swapaxes(U0, -1, -2)
+    t = np.linspace(0, 5, 11)
+    monkeypatch.setattr(_solvers, "BATCH_STATES", 18)  # two settings of d = 3 per chunk
+    with sim.solver_log() as log:
+        W = sim.symmetric_flow(A, W0, t)
+    assert [s.systems for s in log] == [2, 2, 1]
+    alone = np.stack([sim.symmetric_flow(A[k], W0[k], t) for k in range(5)])
+    np.testing.assert_allclose(W, alone, rtol=1e-7, atol=1e-9)
