@@ -277,7 +277,8 @@ def predict_swingby(
     :func:`horizon` is classified as :func:`classify` does (``rel_tol``); where they agree that is the
     prediction (``decided_by="closed forms"``), where they disagree the flow is integrated
     (``decided_by="ODE"``). ``bump`` is the predicted bump height. Measured against the numerical flow by
-    :func:`agreement_study` (``method="approx"``).
+    :func:`agreement_study` (``method="approx"``): 98-100% per init family (the rule: 57-87%), with the flow
+    integrated for 3-31% of settings; bump heights decided in closed form are underestimated (median ~40%).
 
     ``"rule"``:
 

@@ -434,12 +434,14 @@ def symmetric_approx(
     * ``method="first-order"``: the diagonal logistics and every minor entry from its linearised equation
       (the cross-talk between minor entries neglected); exact on diagonal W0.
 
-    Validity (measured, ``tests/test_swingby.py`` and the README): both are exact for commuting W0 and in the
-    linear phase; for small random inits (scale 1e-3 ... 0.3, s = 2, d = 3) the shape of the OOD loss
-    (monotone or not) agrees with the numerical flow's in 86-100% (first order) and 90-97% (Riccati) of
-    settings, and bump heights are off by a median 25-50%: use them for the shape and for speed, not for
-    the height of a bump; :func:`simtheory.swingby.predict_swingby` with ``method="approx"`` combines them
-    with a fallback to the ODE.
+    Validity (measured by ``simtheory reproduce``, section 5): both are exact for commuting W0 and in the
+    linear phase. On random small inits (s = 2-4, d = 3-8, scale < 0.1) the shape of the OOD loss (monotone or
+    not) agrees with the numerical flow's in 85-97% (Riccati) and 78-100% (first order) of an init family's
+    settings; bump heights are underestimated by a median ~40%. As the init scale shrinks the Riccati error
+    vanishes where the rates are separated (order 1.00 for a = (0.095, 1.25)) and plateaus where they are
+    close; the first-order error does not vanish. Use them for the shape and for speed, not for the height
+    of a bump; :func:`simtheory.swingby.predict_swingby` with ``method="approx"`` combines them with a
+    fallback to the ODE (98-100% agreement).
     """
     kappa, square = _convention(convention)
     method = _checks.choice(method, "method", APPROX_METHODS)
