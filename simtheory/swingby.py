@@ -212,8 +212,7 @@ METHODS = ("rule", "approx")
 
 def _ood_losses(M: np.ndarray, x: np.ndarray) -> np.ndarray:
     """OOD loss curves (B, T) of trajectories M (B, T, d, d) at points x (B, d)."""
-    y = np.einsum("btij,bj->bti", M, x)
-    return 0.5 * np.sum((y - x[:, None, :]) ** 2, axis=-1)
+    return theory.identity_loss(np.einsum("btij,bj->bti", M, x), x[:, None, :])
 
 
 def approx_verdicts(A, W0, x, t, kappa: float = 2.0, *, rel_tol: float = 1e-3, fallback: bool = True) -> dict:
@@ -233,20 +232,16 @@ def approx_verdicts(A, W0, x, t, kappa: float = 2.0, *, rel_tol: float = 1e-3, f
     t = _checks.times(t, "t")
     B = W0.shape[0]
     verdicts = {k: np.zeros(B, bool) for k in ("riccati", "first_order")}
-    bumps = {k: np.zeros(B) for k in ("riccati", "first_order")}
-    lam, Q = theory._eig(A)
-    M0 = np.swapaxes(Q, -1, -2) @ W0 @ Q
+    bump = np.zeros(B)  # the Riccati form's
+    lam, Q, M0 = theory._eigenbasis(A, W0)
     xq = np.einsum("bji,bj->bi", Q, x)  # x in A's eigenbasis: the loss is rotation invariant
-    M0 = 0.5 * (M0 + np.swapaxes(M0, -1, -2))
-    step = max(1, (1 << 19) // max(1, t.size * M0.shape[-1] ** 2))  # temporaries of ~4 MiB per chunk
-    for lo in range(0, B, step):
-        sl = slice(lo, min(B, lo + step))
-        for key, method in (("riccati", "riccati"), ("first_order", "first-order")):
-            y = theory._approx_outputs(lam[sl], M0[sl], xq[sl], t, kappa, method)
-            loss = 0.5 * np.sum((y - xq[sl, None, :]) ** 2, axis=-1)
-            verdicts[key][sl], bumps[key][sl] = shape(t, loss, rel_tol)
+    for key, method in (("riccati", "riccati"), ("first_order", "first-order")):
+        for sl, loss in theory._approx_loss_chunks(lam, M0, xq, t, kappa, method):
+            verdicts[key][sl], b = shape(t, loss, rel_tol)
+            if key == "riccati":
+                bump[sl] = b
     decided = verdicts["riccati"] == verdicts["first_order"]
-    nonmono, bump = verdicts["riccati"].copy(), bumps["riccati"].copy()
+    nonmono = verdicts["riccati"].copy()
     if fallback and (~decided).any():
         und = ~decided
         W = theory.symmetric_flow(A[und], W0[und], t, "gradient-flow" if kappa == 2.0 else "paper")

@@ -309,28 +309,40 @@ def _first_order(lam: np.ndarray, M0: np.ndarray, t: np.ndarray, kappa: float, c
     return W
 
 
+def _riccati_split(M0: np.ndarray):
+    """Eigen-decomposition of M0 (B, d, d) and which settings are positive definite enough (smallest
+    eigenvalue above 1e-13 of the largest) for the Riccati form's ``M0^{-1}``."""
+    ev, V = np.linalg.eigh(M0)
+    return ev, V, ev[:, 0] > 1e-13 * ev[:, -1]
+
+
+def _riccati_P(lam: np.ndarray, ev: np.ndarray, V: np.ndarray, t: np.ndarray, kappa: float) -> np.ndarray:
+    """``P(t) = I - F^2 + F M0^{-1} F`` (b, T, d, d) for positive definite M0 = V diag(ev) V^T, F = e^{-kappa
+    lam t} in (0, 1] (no overflow): W(t) = P(t)^{-1} is the Riccati form."""
+    d = ev.shape[-1]
+    P0 = (V / ev[:, None, :]) @ np.swapaxes(V, -1, -2)
+    with np.errstate(under="ignore"):
+        F = np.exp(-kappa * lam[:, None, :] * t[None, :, None])  # (b, T, d)
+    P = F[..., :, None] * F[..., None, :]
+    P *= P0[:, None]
+    P.reshape(-1, d * d)[:, :: d + 1] += 1.0 - (F * F).reshape(-1, d)  # the diagonal, through a strided view
+    return P
+
+
 def _riccati(lam: np.ndarray, M0: np.ndarray, t: np.ndarray, kappa: float) -> np.ndarray:
     """The Riccati form in A's eigenbasis: lam (B, d) rates, M0 (B, d, d) -> (B, T, d, d).
 
-    Positive definite M0: ``(I - F^2 + F M0^{-1} F)^{-1}``, F = e^{-kappa lam t} in (0, 1] (no overflow).
+    Positive definite M0: ``P(t)^{-1}`` (:func:`_riccati_P`).
     Ill-conditioned or singular M0 (an eigenvalue below 1e-13 of the largest; rare, looped):
     ``G (I - L^T L + G^T G)^{-1} G^T`` with M0 = L L^T over its positive eigenvalues and G = E L, which keeps
     W(t) in E's image of that range (an exact null space stays null, as the flow's); there E's exponent is
     capped at 300, past which an entry has long saturated.
     """
     B, d = M0.shape[0], M0.shape[-1]
-    ev, V = np.linalg.eigh(M0)
-    top = ev[:, -1]
-    full = ev[:, 0] > 1e-13 * top
+    ev, V, full = _riccati_split(M0)
     out = np.empty((B, t.size, d, d))
-    idx = np.arange(d)
     if full.any():
-        P0 = (V[full] / ev[full][:, None, :]) @ np.swapaxes(V[full], -1, -2)
-        with np.errstate(under="ignore"):
-            F = np.exp(-kappa * lam[full][:, None, :] * t[None, :, None])  # (b, T, d)
-        P = F[..., :, None] * P0[:, None] * F[..., None, :]
-        P[..., idx, idx] += 1.0 - F * F
-        out[full] = np.linalg.inv(P)
+        out[full] = np.linalg.inv(_riccati_P(lam[full], ev[full], V[full], t, kappa))
     for k in np.flatnonzero(~full):
         keep = ev[k] > 0.0  # exact zeros (and round-off below them) are the null space
         L = V[k][:, keep] * np.sqrt(ev[k][keep])  # (d, r)
@@ -362,26 +374,38 @@ def _approx_outputs(lam, M0, xq, t, kappa, method):
     first-order form builds only the columns of W that x needs."""
     B, d = M0.shape[0], M0.shape[-1]
     if method == "riccati":
-        ev = np.linalg.eigvalsh(M0)
-        full = ev[:, 0] > 1e-13 * ev[:, -1]
+        ev, V, full = _riccati_split(M0)
         y = np.empty((B, t.size, d))
         if full.any():
             n = int(full.sum())
-            P0 = np.linalg.inv(M0[full])
-            with np.errstate(under="ignore"):
-                F = np.exp(-kappa * lam[full][:, None, :] * t[None, :, None])  # (n, T, d)
-            P = F[..., :, None] * F[..., None, :]
-            P *= P0[:, None]
-            P = P.reshape(-1, d * d)
-            P[:, :: d + 1] += 1.0 - (F * F).reshape(-1, d)  # the diagonal, through a strided view
+            P = _riccati_P(lam[full], ev[full], V[full], t, kappa).reshape(-1, d, d)
             rhs = np.broadcast_to(xq[full][:, None, :], (n, t.size, d)).reshape(-1, d).copy()
-            y[full] = _spd_solve(P.reshape(-1, d, d), rhs).reshape(n, t.size, d)
+            y[full] = _spd_solve(P, rhs).reshape(n, t.size, d)
         if (~full).any():
             y[~full] = np.einsum("btij,bj->bti", _riccati(lam[~full], M0[~full], t, kappa), xq[~full])
         return y
     cols = np.flatnonzero(np.any(xq != 0.0, axis=0))  # the columns of W that W x uses
     W = _first_order(lam, M0, t, kappa, cols=cols)  # (B, T, d, len(cols))
     return np.einsum("btij,bj->bti", W, xq[:, cols])
+
+
+def _eigenbasis(A: np.ndarray, W0: np.ndarray):
+    """A's eigen-rates lam (B, d), its eigenvectors Q and W0 in that basis, symmetrised: where the closed
+    forms are evaluated (the flow is rotation covariant)."""
+    lam, Q = _eig(A)
+    M0 = np.swapaxes(Q, -1, -2) @ W0 @ Q
+    return lam, Q, 0.5 * (M0 + np.swapaxes(M0, -1, -2))
+
+
+def _approx_loss_chunks(lam, M0, xq, t, kappa, method):
+    """The OOD loss curves of an approximation in A's eigenbasis (x given there as xq (B, d)), in chunks of
+    settings whose temporaries stay ~4 MiB: yields ``(slice, loss (b, len(t)))``."""
+    B, d = M0.shape[0], M0.shape[-1]
+    step = max(1, (1 << 19) // max(1, t.size * d * d))
+    for lo in range(0, B, step):
+        sl = slice(lo, min(B, lo + step))
+        y = _approx_outputs(lam[sl], M0[sl], xq[sl], t, kappa, method)
+        yield sl, identity_loss(y, xq[sl, None, :])
 
 
 def symmetric_approx_ood_loss(
@@ -406,16 +430,11 @@ def symmetric_approx_ood_loss(
     x = task.test_point() if x is None else _checks.as_float_array(x, "x")
     if x.shape not in ((d,), (B, d)):
         raise ValueError(f"x must have shape ({d},) or (batch = {B}, {d}), got {x.shape}")
-    lam, Q = _eig(A)
-    M0 = np.swapaxes(Q, -1, -2) @ W0 @ Q
-    M0 = 0.5 * (M0 + np.swapaxes(M0, -1, -2))
+    lam, Q, M0 = _eigenbasis(A, W0)
     xq = np.einsum("bji,bj->bi", Q, np.broadcast_to(x, (B, d)))
     loss = np.empty((B, t.size))
-    step = max(1, (1 << 19) // max(1, t.size * d * d))  # temporaries of ~4 MiB per chunk
-    for lo in range(0, B, step):
-        sl = slice(lo, min(B, lo + step))
-        y = _approx_outputs(lam[sl], M0[sl], xq[sl], t, kappa, method)
-        loss[sl] = 0.5 * np.sum((y - xq[sl, None, :]) ** 2, axis=-1)
+    for sl, chunk in _approx_loss_chunks(lam, M0, xq, t, kappa, method):
+        loss[sl] = chunk
     return loss.reshape(batch + (t.size,))
 
 
@@ -451,9 +470,7 @@ def symmetric_approx(
     _checks.allocation(W0.size * t.size, "the result (batch x len(t) x d x d)")
     if square:
         A = A * A
-    lam, Q = _eig(A)
-    M0 = np.swapaxes(Q, -1, -2) @ W0 @ Q
-    M0 = 0.5 * (M0 + np.swapaxes(M0, -1, -2))
+    lam, Q, M0 = _eigenbasis(A, W0)
     M = (_riccati if method == "riccati" else _first_order)(lam, M0, t, kappa)
     out = Q[:, None] @ M @ np.swapaxes(Q, -1, -2)[:, None]
     return out.reshape(batch + out.shape[1:])
