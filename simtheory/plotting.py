@@ -228,14 +228,18 @@ def phase_diagram(result: dict, stem, *, title: str = "") -> list[Path]:
     values, scales = result["values"], result["scales"]
     fig, axes = plt.subplots(2, 2, figsize=(7.5, 5.6), sharex=True, sharey=True)
     label = {"ratio": "a_strong / a_weak", "d": "dimension d"}[result["axis"]]
+    # one colour scale per row, so that the flow's panel and the closed form's compare cell by cell
+    bumps = np.concatenate([np.ravel(result[k]["bump"]) for k in ("flow", "approx")])
+    bump_max = float(np.nanmax(bumps)) if np.isfinite(bumps).any() else 1.0
     for col, key in enumerate(("flow", "approx")):
-        for row, (what, cmap, vmax) in enumerate((("fraction", "viridis", 1.0), ("bump", "magma", None))):
+        for row, (what, cmap, vmax) in enumerate((("fraction", "viridis", 1.0), ("bump", "magma", bump_max))):
             ax = axes[row, col]
             data = np.asarray(result[key][what], dtype=float)
             im = ax.imshow(data, origin="lower", aspect="auto", cmap=cmap, vmin=0.0, vmax=vmax)
             for (i, j), val in np.ndenumerate(data):
-                if np.isfinite(val):
-                    ax.text(j, i, f"{val:.2g}", ha="center", va="center", fontsize=6, color="w")
+                if np.isfinite(val):  # dark text on the bright end of both colour maps
+                    colour = "k" if val > 0.6 * vmax else "w"
+                    ax.text(j, i, f"{val:.2g}", ha="center", va="center", fontsize=6, color=colour)
             ax.set_xticks(range(len(scales)), [f"{s:g}" for s in scales], fontsize=7)
             ax.set_yticks(range(len(values)), [f"{v:g}" for v in values], fontsize=7)
             name = "numerical flow" if key == "flow" else "closed form (Riccati)"

@@ -523,7 +523,7 @@ def _section_criterion(r: _Report):
         r.fig(
             [p for p in paths if p.suffix != ".csv"],
             f"Phase diagram of the swing-by {caption}; {n_cell} settings per cell; left the numerical flow, "
-            f"right the Riccati closed form (mean |difference| of the fractions {diff:.2f}); the cells' "
+            f"right the Riccati closed form (mean |difference| of the fractions {diff:.2g}); the cells' "
             f"numbers are in figures/phase_{axis}.csv.",
         )
         r.summary[f"phase_{axis}"] = {"mean_abs_fraction_difference": diff, "n_per_cell": n_cell}
