@@ -20,12 +20,24 @@ rotation-covariant, see ``derivations.symmetric``):
   It keeps the whole linear phase (W = E W0 E, every correlation), stays positive semi-definite, tends to I,
   and is exact when W0 commutes with A (the neglected term vanishes there).
 
-Both reduce to the logistic on the diagonal of a diagonal W0 and grow at the early rate kappa (a_i + a_j).
-They err in different ways (the first order neglects the cross-talk N between minor entries and their
-feedback on the diagonals; Riccati suppresses a minor entry twice as fast once its strong concept is learned:
-rate kappa (a_i - a_j) instead of kappa (a_i - a_j)/2), which is what ``method="approx"`` of
-:func:`simtheory.swingby.predict_swingby` uses: where the two agree on the shape of the OOD loss it decides,
-elsewhere it integrates.
+* **composite** (the default of :func:`simtheory.symmetric_approx`): the Riccati form with each minor entry
+  multiplied by the ratio of the two linearised minor-entry growths along the logistic diagonals -- the
+  flow's (first order) over the Riccati form's own --
+
+      W_ij(t) = W^R_ij(t) exp(1/2 (a_i - a_j)(K_i - K_j)),   K_p = kappa int_0^t w_pp = log(D_p) / (2 a_p).
+
+  The exponent is derived here (not typed in) as kappa int (rate - rate_R); its rate is the double
+  commutator's linearisation 1/2 kappa (a_i - a_j)(w_ii - w_jj). So the composite keeps what the Riccati form
+  gets right (every correlation of the linear phase, the cross-talk between minor entries, the late rate)
+  and equals the first-order form wherever the minor entries are small: a composite expansion in the
+  sense of matched asymptotics (Riccati + first order - their common linear part, multiplicatively).
+
+All three reduce to the logistic on the diagonal of a diagonal W0 and grow at the early rate
+kappa (a_i + a_j). The first order neglects the cross-talk N between minor entries and their feedback on
+the diagonals; Riccati suppresses a minor entry twice as fast once its strong concept is learned (rate
+kappa (a_i - a_j) instead of kappa (a_i - a_j)/2), so both underestimate a swing-by's bump; the composite
+corrects exactly that rate.
+The composite need not stay positive semi-definite (its factor is >= 1 off the diagonal).
 """
 
 from __future__ import annotations
@@ -56,14 +68,6 @@ def D(a_, w_, t_):
     return 1 - w_ + w_ * sp.exp(2 * kappa * a_ * t_)
 
 
-def minor_rate_from_field() -> sp.Expr:
-    """``dV_12/dw_12`` at ``w_12 = 0`` for d = 2 (no other minor entry): derived from V, in terms of
-    ``a_i, a_j`` and the diagonal entries ``w_ii, w_jj``."""
-    wii, wjj, wij = sp.symbols("w_ii w_jj w_ij", real=True)
-    V = V_matrix(sp.Matrix([[wii, wij], [wij, wjj]]), sp.diag(a_i, a_j))
-    return sp.expand(sp.diff(V[0, 1], wij).subs(wij, 0)), (wii, wjj)
-
-
 def logistic_integral() -> sp.Expr:
     """``int_0^t w(s) ds`` of the diagonal logistic, by SymPy's ``integrate``."""
     return sp.integrate(logistic(a, s_, w0, kappa), (s_, 0, t))
@@ -74,29 +78,47 @@ def V_riccati(W: sp.Matrix, A: sp.Matrix) -> sp.Matrix:
     return W * A + A * W - 2 * W * A * W
 
 
+def minor_rate(field) -> tuple:
+    """``d field_12 / dw_12`` at ``w_12 = 0`` for d = 2 (no other minor entry), in terms of ``a_i, a_j`` and
+    the diagonal entries ``w_ii, w_jj``: the linearised minor-entry rate of a field (V or V_R)."""
+    wii, wjj, wij = sp.symbols("w_ii w_jj w_ij", real=True)
+    V = field(sp.Matrix([[wii, wij], [wij, wjj]]), sp.diag(a_i, a_j))
+    return sp.expand(sp.diff(V[0, 1], wij).subs(wij, 0)), (wii, wjj)
+
+
+def integrated_rate(rate, wii, wjj) -> sp.Expr:
+    """``kappa int_0^t rate(w_ii(s), w_jj(s)) ds`` along the logistic diagonals: the rate is linear in the
+    diagonal entries, so it is rate(0, 0) t + (d rate / d w_ii) int w_ii + (d rate / d w_jj) int w_jj, with
+    ``int w_pp = log(D_p) / (2 kappa a_p)``."""
+    integral = sp.log(D(a, w0, t)) / (2 * kappa * a)
+    return kappa * (
+        rate.subs({wii: 0, wjj: 0}) * t
+        + sp.diff(rate, wii) * integral.subs({a: a_i, w0: wii0}, simultaneous=True)
+        + sp.diff(rate, wjj) * integral.subs({a: a_j, w0: wjj0}, simultaneous=True)
+    )
+
+
 class SymmetricApprox(Derivation):
     name = "symmetric_approx"
-    title = "Closed-form approximations of the symmetric flow for any W0 (first order, Riccati)"
+    title = "Closed-form approximations of the symmetric flow for any W0 (first order, Riccati, composite)"
     reference = "beyond Yang et al. (ICLR 2025), Section 4.2: simtheory issue 14"
     assumptions = (
         "dW/dt = kappa V(W) (derivations.symmetric); A = diag(a) (any symmetric A in its eigenbasis)",
         "first order: diagonals decoupled logistics; each minor entry linearised, the cross-talk N neglected",
         "Riccati: the double commutator -1/2 [[A, W], W] of V neglected (exact when W0 commutes with A)",
-        "small initialisation: both keep the linear phase; neither is exact once minor entries are O(1)",
+        "composite: the Riccati form with the flow's linearised minor-entry rate along the logistic diagonal",
+        "small initialisation: all keep the linear phase; none is exact once minor entries are O(1)",
     )
 
     def build(self):
-        rate, (wii, wjj) = minor_rate_from_field()
-        # integrate kappa * rate along the logistic diagonals: int w_pp = log(D_p) / (2 kappa a_p)
+        rate, (wii, wjj) = minor_rate(V_matrix)
         integral = sp.log(D(a, w0, t)) / (2 * kappa * a)
-        # the rate is linear in the diagonal entries, so its integral is
-        # rate(0, 0) t + (d rate / d w_ii) int w_ii + (d rate / d w_jj) int w_jj
-        exponent = kappa * (
-            rate.subs({wii: 0, wjj: 0}) * t
-            + sp.diff(rate, wii) * integral.subs({a: a_i, w0: wii0}, simultaneous=True)
-            + sp.diff(rate, wjj) * integral.subs({a: a_j, w0: wjj0}, simultaneous=True)
+        minor = wij0 * sp.exp(sp.expand(integrated_rate(rate, wii, wjj)))
+        # the composite's factor: the flow's integrated minor rate minus the Riccati form's own
+        rate_R, (wii_R, wjj_R) = minor_rate(V_riccati)
+        factor = sp.exp(
+            sp.factor(sp.expand(integrated_rate(rate, wii, wjj) - integrated_rate(rate_R, wii_R, wjj_R)))
         )
-        minor = wij0 * sp.exp(sp.expand(exponent))
         Am, W0m = sp.MatrixSymbol("A", 3, 3), sp.MatrixSymbol("W_0", 3, 3)
         Fm = sp.MatrixSymbol("F", 3, 3)
         return {
@@ -117,6 +139,12 @@ class SymmetricApprox(Derivation):
                 (sp.Identity(3) - Fm**2 + Fm * W0m.I * Fm).I,
                 description="F = exp(-kappa A t); W0 invertible (else E W0 (I + (E^2 - I) W0)^{-1} E)",
             ),
+            "composite_factor": Formula(
+                sp.Symbol(r"W_{ij} / W^R_{ij}"),
+                factor,
+                args=(a_i, a_j, t, wii0, wjj0, kappa),
+                description="the composite form's factor on the Riccati form's minor entry (i != j)",
+            ),
             "neglected": Formula(
                 sp.Symbol(r"V - V_R"),
                 -sp.Rational(1, 2) * ((Am * W0m - W0m * Am) * W0m - W0m * (Am * W0m - W0m * Am)),
@@ -126,7 +154,7 @@ class SymmetricApprox(Derivation):
 
     def checks(self, f):
         out = []
-        rate, (wii, wjj) = minor_rate_from_field()
+        rate, (wii, wjj) = minor_rate(V_matrix)
         # the integral: SymPy's antiderivative equals log(D)/(2 kappa a), and solves d/dt = logistic
         I_sym = f["logistic_integral"].rhs
         out.append(
@@ -227,6 +255,60 @@ class SymmetricApprox(Derivation):
                 "V_R and V agree to first order at W = 0 (the linear phase is exact)",
                 sp.diff(V_riccati(eps * W, A) - V_matrix(eps * W, A), eps).subs(eps, 0),
                 simplify=False,
+            )
+        )
+        out.extend(self._composite_checks(f, rate, wii, wjj))
+        return out
+
+    def _composite_checks(self, f, rate, wii, wjj):
+        out = []
+        g = f["composite_factor"].rhs
+        log_g = g.exp  # the factor is exp(exponent)
+        li = logistic(a_i, t, wii0, kappa)
+        lj = logistic(a_j, t, wjj0, kappa)
+        K_i = sp.log(D(a_i, wii0, t)) / (2 * a_i)
+        K_j = sp.log(D(a_j, wjj0, t)) / (2 * a_j)
+        out.append(
+            check_zero(
+                "composite factor = exp(1/2 (a_i - a_j)(K_i - K_j)), K_p = log(D_p)/(2 a_p) (theory's form)",
+                log_g - sp.Rational(1, 2) * (a_i - a_j) * (K_i - K_j),
+            )
+        )
+        # its rate is the double commutator's linearisation: d/dw_12 of (V - V_R)_12 at w_12 = 0
+        rate_R, (wii_R, wjj_R) = minor_rate(V_riccati)
+        out.append(
+            check_zero(
+                "rate - rate_R = 1/2 (a_i - a_j)(w_ii - w_jj): -1/2 [[A, W], W] linearised in w_ij",
+                (rate - rate_R.subs({wii_R: wii, wjj_R: wjj}))
+                - sp.Rational(1, 2) * (a_i - a_j) * (wii - wjj),
+            )
+        )
+        out.append(
+            check_zero(
+                "d log(factor)/dt = kappa/2 (a_i - a_j)(w_ii(t) - w_jj(t)) along the logistic diagonals",
+                sp.diff(log_g, t) - kappa * sp.Rational(1, 2) * (a_i - a_j) * (li - lj),
+            )
+        )
+        # small minor entries: Riccati's own linearised minor entry times the factor is the first-order form
+        out.append(
+            check_zero(
+                "linear regime: (Riccati's linearised minor entry) x factor = the first-order minor entry",
+                integrated_rate(rate_R, wii_R, wjj_R)
+                + log_g
+                - sp.expand_log(sp.log(f["minor"].rhs / wij0), force=True),
+            )
+        )
+        out.append(check_zero("factor = 1 at t = 0 (the composite starts at W0)", g.subs(t, 0) - 1))
+        out.append(
+            check_zero(
+                "factor = 1 for equal rates (a_i = a_j): the diagonal is untouched, diagonal W0 stays exact",
+                g.subs(a_j, a_i) - 1,
+            )
+        )
+        out.append(
+            check_zero(
+                "late phase: d log(factor)/dt (= the rate above) -> 0: the composite keeps the late rate",
+                sp.limit(kappa * sp.Rational(1, 2) * (a_i - a_j) * (li - lj), t, sp.oo),
             )
         )
         return out

@@ -202,7 +202,7 @@ class Prediction:
     pairs: tuple[tuple[int, int], ...]  # (weak i, strong j) pairs that meet every condition ("rule")
     reasons: tuple[str, ...]
     method: str = "rule"
-    decided_by: str = "rule"  # "rule", "closed forms" (both approximations agree) or "ODE" (the fallback)
+    decided_by: str = "rule"  # "rule", "closed form" (the composite form decided) or "ODE" (the fallback)
     bump: float | None = None  # the predicted bump height ("approx"), None for the rule
 
 
@@ -215,44 +215,46 @@ def _ood_losses(M: np.ndarray, x: np.ndarray) -> np.ndarray:
     return theory.identity_loss(np.einsum("btij,bj->bti", M, x), x[:, None, :])
 
 
-def approx_verdicts(A, W0, x, t, kappa: float = 2.0, *, rel_tol: float = 1e-3, fallback: bool = True) -> dict:
+#: the closed forms :func:`approx_verdicts` classifies (``method``s of :func:`simtheory.symmetric_approx`)
+FORMS = ("composite", "riccati", "first-order")
+
+
+def approx_verdicts(
+    A, W0, x, t, kappa: float = 2.0, *, rel_tol: float = 1e-3, fallback: bool = False, forms=("composite",)
+) -> dict:
     """The closed-form swing-by criterion for a batch: A (B, d, d) effective second moments, W0 (B, d, d),
     OOD points x (B, d), one time grid t (rescale A per setting to share it), speed kappa.
 
-    Classifies each setting's OOD loss from both closed forms of :func:`simtheory.symmetric_approx`
-    (Riccati and first order); where they agree on monotone vs not, that is the verdict ("closed forms"),
-    elsewhere the flow is integrated (``fallback=True``; "ODE") or the verdict is left undecided. Returns
-    arrays: ``nonmonotone`` (B,), ``bump`` (B,; the Riccati form's where decided in closed form, the ODE's
-    where it fell back), ``decided`` (B,; True where the closed forms agreed), ``riccati``/``first_order``
-    (each form's own verdict).
+    The verdict (monotone or not, and the bump) is the composite form's (:func:`simtheory.symmetric_approx`).
+    ``fallback=True`` checks it against the first-order form: where the two disagree on monotone vs not the
+    flow is integrated and its verdict used ("ODE"), elsewhere the composite's ("closed form"). ``forms``:
+    the closed forms whose own verdicts to return as well (studies compare them). Returns arrays:
+    ``nonmonotone`` (B,), ``bump`` (B,), ``decided`` (B,; True where no ODE was needed) and, per form
+    evaluated, ``verdicts[form]`` and ``bumps[form]``.
     """
     A = np.asarray(A, dtype=np.float64)
     W0 = np.asarray(W0, dtype=np.float64)
     x = np.asarray(x, dtype=np.float64)
     t = _checks.times(t, "t")
+    forms = tuple(_checks.choice(f, "forms", FORMS) for f in forms)
+    needed = ("composite",) + (("first-order",) if fallback else ()) + forms
     B = W0.shape[0]
-    verdicts = {k: np.zeros(B, bool) for k in ("riccati", "first_order")}
-    bump = np.zeros(B)  # the Riccati form's
     lam, Q, M0 = theory._eigenbasis(A, W0)
     xq = np.einsum("bji,bj->bi", Q, x)  # x in A's eigenbasis: the loss is rotation invariant
-    for key, method in (("riccati", "riccati"), ("first_order", "first-order")):
-        for sl, loss in theory._approx_loss_chunks(lam, M0, xq, t, kappa, method):
-            verdicts[key][sl], b = shape(t, loss, rel_tol)
-            if key == "riccati":
-                bump[sl] = b
-    decided = verdicts["riccati"] == verdicts["first_order"]
-    nonmono = verdicts["riccati"].copy()
-    if fallback and (~decided).any():
-        und = ~decided
-        W = theory.symmetric_flow(A[und], W0[und], t, "gradient-flow" if kappa == 2.0 else "paper")
-        nonmono[und], bump[und] = shape(t, _ood_losses(W, x[und]), rel_tol)
-    return {
-        "nonmonotone": nonmono,
-        "bump": bump,
-        "decided": decided,
-        "riccati": verdicts["riccati"],
-        "first_order": verdicts["first_order"],
-    }
+    verdicts, bumps = {}, {}
+    for form in dict.fromkeys(needed):
+        verdicts[form], bumps[form] = np.zeros(B, bool), np.zeros(B)
+        for sl, loss in theory._approx_loss_chunks(lam, M0, xq, t, kappa, form):
+            verdicts[form][sl], bumps[form][sl] = shape(t, loss, rel_tol)
+    nonmono, bump = verdicts["composite"].copy(), bumps["composite"].copy()
+    decided = np.ones(B, bool)
+    if fallback:
+        decided = verdicts["composite"] == verdicts["first-order"]
+        if (~decided).any():
+            und = ~decided
+            W = theory.symmetric_flow(A[und], W0[und], t, "gradient-flow" if kappa == 2.0 else "paper")
+            nonmono[und], bump[und] = shape(t, _ood_losses(W, x[und]), rel_tol)
+    return {"nonmonotone": nonmono, "bump": bump, "decided": decided, "verdicts": verdicts, "bumps": bumps}
 
 
 def predict_swingby(
@@ -264,16 +266,19 @@ def predict_swingby(
     ratio: float = 3.0,
     init_scale: float = 0.1,
     rel_tol: float = 1e-3,
+    fallback: bool = False,
 ) -> Prediction:
     """Predict a swing-by: by the conditions of the theory (``method="rule"``, the default) or from the
-    closed-form approximations of the flow (``method="approx"``).
+    closed-form approximation of the flow (``method="approx"``).
 
-    ``"approx"``: the OOD loss of both closed forms of :func:`simtheory.symmetric_approx` on the horizon of
-    :func:`horizon` is classified as :func:`classify` does (``rel_tol``); where they agree that is the
-    prediction (``decided_by="closed forms"``), where they disagree the flow is integrated
-    (``decided_by="ODE"``). ``bump`` is the predicted bump height. Measured against the numerical flow by
-    :func:`agreement_study` (``method="approx"``): 98-100% per init family (the rule: 57-87%), with the flow
-    integrated for 3-31% of settings; bump heights decided in closed form are underestimated (median ~40%).
+    ``"approx"``: the OOD loss of the composite closed form (:func:`simtheory.symmetric_approx`) on the
+    horizon of :func:`horizon`, classified as :func:`classify` does (``rel_tol``; ``decided_by="closed
+    form"``); ``bump`` is its bump height. ``fallback=True`` also evaluates the first-order form and, where
+    the two disagree on monotone vs not, integrates the flow (``decided_by="ODE"``). Measured against the
+    numerical flow by :func:`agreement_study` (``method="approx"``; ``simtheory reproduce``, section 5):
+    97.6-100% per init family with no ODE at all (the rule: 57-87%), 99.2-100% with the fallback (the flow
+    integrated for 0-23% of settings); where both are non-monotone, the bump is within 20% of the flow's in
+    79-100% of settings per family (median error 0-2%).
 
     ``"rule"``:
 
@@ -300,13 +305,18 @@ def predict_swingby(
         A_eff, kappa = theory.effective_A(task, convention)
         T = horizon(task, W0, convention)
         v = approx_verdicts(
-            (A_eff * T)[None], W0[None], task.test_point()[None], time_grid(1.0), kappa, rel_tol=rel_tol
+            (A_eff * T)[None],
+            W0[None],
+            task.test_point()[None],
+            time_grid(1.0),
+            kappa,
+            rel_tol=rel_tol,
+            fallback=bool(fallback),
         )
-        by = "closed forms" if v["decided"][0] else "ODE"
-        reasons = (
-            f"Riccati form: {'non-monotone' if v['riccati'][0] else 'monotone'}; first-order form: "
-            f"{'non-monotone' if v['first_order'][0] else 'monotone'}; decided by the {by}",
-        )
+        by = "closed form" if v["decided"][0] else "ODE"
+        word = {True: "non-monotone", False: "monotone"}
+        reasons = tuple(f"{form} form: {word[bool(v['verdicts'][form][0])]}" for form in v["verdicts"])
+        reasons += (f"decided by the {by}",)
         return Prediction(bool(v["nonmonotone"][0]), (), reasons, "approx", by, float(v["bump"][0]))
     ratio = _checks.real_number(ratio, "ratio", low=1.0)
     init_scale = _checks.real_number(init_scale, "init_scale", low=0.0, low_open=True)
@@ -379,8 +389,10 @@ def agreement_study(
     sigma=(0.0, 0.3),
     scale=(1e-3, 0.3),
     families=FAMILIES,
+    fallback: bool = False,
 ) -> dict:
-    """Compare :func:`predict_swingby` (``method``) with the numerical solution over ``n`` random settings.
+    """Compare :func:`predict_swingby` (``method``, and ``fallback`` for "approx") with the numerical solution
+    over ``n`` random settings.
 
     Default settings (the report's study): s = 2 concepts in d = 3, mu ~ U[0.5, 3] each, sigma ~ U[0, 0.3],
     W0 = U0 U0^T with U0 = scale * uniform[0, 1)^(d x d) (all-positive, as the paper's Figure 5) for
@@ -388,8 +400,8 @@ def agreement_study(
     ``s`` may be ranges (lo, hi) drawn per setting (s <= d), ``mu``/``sigma``/``scale`` ranges or values,
     ``families`` cycles through the init families.
     Returns the agreement rate, the confusion counts, the settings' records (with family, scale, d, s, the
-    numerical and predicted bump and, for "approx", whether the closed forms decided) and, for "approx", the
-    fallback fraction.
+    numerical and predicted bump; for "approx" also what decided, each closed form's own verdict and bump
+    (``composite``, ``riccati``, ``first_order``) and the rule's) and, for "approx", the fallback fraction.
     """
     n = _checks.positive_int(n, "n")
     method = _checks.choice(method, "method", METHODS)
@@ -429,22 +441,18 @@ def agreement_study(
             actual[k] = classify(grid * T[k], theory.ood_loss(tasks[k], Ws[j]), rel_tol=rel_tol)
         if method == "approx":  # the criterion's fallback is the same ODE: reuse the solution computed above
             x = np.stack([tasks[k].test_point() for k in idx])
-            v = approx_verdicts(A_eff, W0b, x, grid, kappa, rel_tol=rel_tol, fallback=False)
+            v = approx_verdicts(A_eff, W0b, x, grid, kappa, rel_tol=rel_tol, forms=FORMS)
             for j, k in enumerate(idx):
-                approx[k] = (
-                    bool(v["decided"][j]),
-                    bool(v["riccati"][j]),
-                    float(v["bump"][j]),
-                    bool(v["first_order"][j]),
-                )
+                approx[k] = {f: (bool(v["verdicts"][f][j]), float(v["bumps"][f][j])) for f in FORMS}
     records, confusion = [], {"tp": 0, "tn": 0, "fp": 0, "fn": 0}
     for k, (task, W0) in enumerate(zip(tasks, W0s)):
         res = actual[k]
         if method == "approx":
-            decided, verdict, bump, _ = approx[k]
+            verdict, bump = approx[k]["composite"]
+            decided = not fallback or verdict == approx[k]["first-order"][0]
             if not decided:  # the fallback: the numerical flow's own verdict
                 verdict, bump = res.non_monotone, res.bump
-            pred = Prediction(verdict, (), (), "approx", "closed forms" if decided else "ODE", bump)
+            pred = Prediction(verdict, (), (), "approx", "closed form" if decided else "ODE", bump)
         else:
             pred = predict_swingby(task, W0, convention, ratio=ratio, init_scale=init_scale)
         key = ("t" if pred.nonmonotone == res.non_monotone else "f") + ("p" if pred.nonmonotone else "n")
@@ -464,15 +472,19 @@ def agreement_study(
                 "decided_by": pred.decided_by,
             }
         )
-        if method == "approx":  # each closed form's own verdict, and the rule's on the same setting
+        if method == "approx":  # each closed form's own verdict and bump, and the rule's on the same setting
             rule = predict_swingby(task, W0, convention, ratio=ratio, init_scale=init_scale).nonmonotone
-            records[-1].update(riccati=approx[k][1], first_order=approx[k][3], rule=rule)
+            for f, (verdict_f, bump_f) in approx[k].items():
+                key = f.replace("-", "_")
+                records[-1].update({key: verdict_f, f"{key}_bump": bump_f})
+            records[-1]["rule"] = rule
     agree = (confusion["tp"] + confusion["tn"]) / n
     out = {
         "n": n,
         "seed": seed,
         "convention": convention,
         "method": method,
+        "fallback_check": bool(fallback) if method == "approx" else None,
         "agreement": agree,
         "confusion": confusion,
         "records": records,
@@ -482,39 +494,50 @@ def agreement_study(
     return out
 
 
+def _bump_errors(rows, verdict: str, bump: str) -> np.ndarray:
+    """Relative bump errors ``|predicted - flow| / flow`` where prediction and flow are both non-monotone."""
+    both = [r for r in rows if r[verdict] and r["actual"] in NON_MONOTONE and r["bump"] > 0]
+    return np.array([abs(r[bump] - r["bump"]) / r["bump"] for r in both])
+
+
 def study_summary(result: dict, *, below: float = 0.1) -> dict:
     """Per init family, over the settings whose init scale is below ``below``: agreement on monotone vs not
     (and the rule's, for an "approx" study), the fallback fraction and, where prediction and flow are both
     non-monotone, the median relative error of the predicted bump and the fraction within 20% of the
-    numerical one."""
+    numerical one.
+
+    For an "approx" study also, from its records: each closed form alone (``{form}_alone`` agreement and
+    ``{form}_bump_within_20``), and the criterion checked by the first-order form (``checked_agreement``,
+    ``checked_fallback``: the composite's verdict where the first-order form agrees, the flow's elsewhere)."""
     out = {}
     for fam in sorted({r["family"] for r in result["records"]}):
         rows = [r for r in result["records"] if r["family"] == fam and r["scale"] < below]
         if not rows:
             continue
-        ok = [r["predicted"] == (r["actual"] in NON_MONOTONE) for r in rows]
-        both = [r for r in rows if r["predicted"] and r["actual"] in NON_MONOTONE and r["predicted_bump"]]
-        errs = np.array([abs(r["predicted_bump"] - r["bump"]) / r["bump"] for r in both if r["bump"] > 0])
-        out[fam] = {
+        actual = np.array([r["actual"] in NON_MONOTONE for r in rows])
+        errs = _bump_errors(rows, "predicted", "predicted_bump")
+        row = {
             "n": len(rows),
-            "agreement": float(np.mean(ok)),
-            "rule_agreement": float(np.mean([r["rule"] == (r["actual"] in NON_MONOTONE) for r in rows]))
+            "agreement": float(np.mean([r["predicted"] for r in rows] == actual)),
+            "rule_agreement": float(np.mean([r["rule"] for r in rows] == actual))
             if "rule" in rows[0]
             else None,
-            "non_monotone": float(np.mean([r["actual"] in NON_MONOTONE for r in rows])),
+            "non_monotone": float(np.mean(actual)),
             "fallback": float(np.mean([r["decided_by"] == "ODE" for r in rows])),
-            "riccati_alone": float(np.mean([r["riccati"] == (r["actual"] in NON_MONOTONE) for r in rows]))
-            if "riccati" in rows[0]
-            else None,
-            "first_order_alone": float(
-                np.mean([r["first_order"] == (r["actual"] in NON_MONOTONE) for r in rows])
-            )
-            if "first_order" in rows[0]
-            else None,
             "bump_median_error": float(np.median(errs)) if errs.size else None,
             "bump_within_20": float(np.mean(errs <= 0.2)) if errs.size else None,
             "n_bumps": int(errs.size),
         }
+        if "composite" in rows[0]:
+            for form in ("composite", "riccati", "first_order"):
+                form_errs = _bump_errors(rows, form, f"{form}_bump")
+                row[f"{form}_alone"] = float(np.mean([r[form] for r in rows] == actual))
+                row[f"{form}_bump_within_20"] = float(np.mean(form_errs <= 0.2)) if form_errs.size else None
+            agree = np.array([r["composite"] == r["first_order"] for r in rows])
+            checked = np.where(agree, [r["composite"] for r in rows], actual)
+            row["checked_agreement"] = float(np.mean(checked == actual))
+            row["checked_fallback"] = float(np.mean(~agree))
+        out[fam] = row
     return out
 
 
@@ -530,8 +553,8 @@ def phase_diagram(
     rel_tol: float = 1e-3,
 ) -> dict:
     """Where swing-by happens: for every cell of ``values`` x ``scales``, ``n`` random settings, the fraction
-    whose OOD loss is non-monotone and their median bump, from the numerical flow and from the Riccati closed
-    form (:func:`simtheory.symmetric_approx`).
+    whose OOD loss is non-monotone and their median bump, from the numerical flow and from the composite
+    closed form (:func:`simtheory.symmetric_approx`).
 
     ``axis="ratio"``: s = 2 in d = 3, a_strong / a_weak = value (a_weak from mu ~ U[0.6, 1.2], sigma 0.05);
     ``axis="d"``: s = 2 in d = value, mu ~ U[0.6, 2.5], sigma 0.05 (the paper's "low dimension"). The init is
@@ -578,8 +601,8 @@ def phase_diagram(
         W0 = np.stack([c[4] for c in group])
         x = np.stack([c[5] for c in group])
         nm_f, b_f = shape(grid, _ood_losses(theory.symmetric_flow(A, W0, grid, flow_conv), x), rel_tol)
-        v = approx_verdicts(A, W0, x, grid, kappa, rel_tol=rel_tol, fallback=False)
-        for c, nf, bf, na, ba in zip(group, nm_f, b_f, v["riccati"], v["bump"]):
+        v = approx_verdicts(A, W0, x, grid, kappa, rel_tol=rel_tol)
+        for c, nf, bf, na, ba in zip(group, nm_f, b_f, v["nonmonotone"], v["bump"]):
             verdict["flow"][c[0]][c[1]].append((nf, bf))
             verdict["approx"][c[0]][c[1]].append((na, ba))
     for k in out:
@@ -593,7 +616,7 @@ def phase_diagram(
     return {"axis": axis, "values": values, "scales": scales, "n": n, "family": family, **out}
 
 
-def approximation_error(task: SIMTask, W1, scales, *, method: str = "riccati", n_times: int = 400) -> dict:
+def approximation_error(task: SIMTask, W1, scales, *, method: str = "composite", n_times: int = 400) -> dict:
     """How the error of :func:`simtheory.symmetric_approx` depends on the init scale: for W0 = scale^2 W1,
     the largest entry-wise error against :func:`simtheory.symmetric_flow` over the whole trajectory (to
     :func:`horizon`), and the order p fitted to error ~ scale^p (least squares in log-log)."""

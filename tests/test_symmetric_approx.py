@@ -36,6 +36,42 @@ def test_compiled_minor_entry_is_the_predictors_first_order_form():
         np.testing.assert_allclose(W[:, j, i], expected, rtol=1e-12)
 
 
+def test_compiled_composite_factor_is_the_predictors():
+    """The composite form's minor entries over the Riccati form's are the derivation's compiled factor."""
+    task = sim.SIMTask([0.8, 2.0], 0.1, d=3)
+    U0 = np.random.default_rng(4).random((3, 3)) * 0.1
+    W0 = U0 @ U0.T
+    t = np.linspace(0, 3, 7)
+    ratio = sim.symmetric_approx(task, W0, t, method="composite") / sim.symmetric_approx(
+        task, W0, t, "gradient-flow", method="riccati"
+    )
+    factor = sim.compiled("symmetric_approx", "composite_factor")
+    a = task.a
+    for i, j in ((0, 1), (0, 2), (1, 2)):
+        expected = factor(a_i=a[i], a_j=a[j], t=t, w_ii0=W0[i, i], w_jj0=W0[j, j], kappa=2.0)
+        np.testing.assert_allclose(ratio[:, i, j], expected, rtol=1e-9)
+        assert np.all(expected[1:] > 1.0)  # unequal rates: the flow suppresses the minor entry more slowly
+    np.testing.assert_allclose(np.diagonal(ratio, axis1=1, axis2=2), 1.0, rtol=1e-12)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_the_ood_loss_path_is_the_loss_of_the_W_form(method):
+    """symmetric_approx_ood_loss (entry by entry, chunked, no W per time) = the OOD loss of symmetric_approx,
+    for positive definite starts, a singular one (rank 1) and an ill-conditioned one, in every convention."""
+    rng = np.random.default_rng(5)
+    task = sim.SIMTask([0.9, 1.7, 2.4], 0.05, d=5)
+    U0 = rng.random((6, 5, 5)) * 0.05
+    U0[4, :, 1:] = 0.0  # rank 1
+    U0[5, :, 0] *= 1e-8  # condition number ~1e16
+    W0 = U0 @ np.swapaxes(U0, -1, -2)
+    t = np.concatenate([[0.0], np.geomspace(1e-3, 40.0, 60)])
+    for convention in ("gradient-flow", "paper-code"):
+        loss = sim.symmetric_approx_ood_loss(task, W0, t, convention, method=method)
+        W = sim.symmetric_approx(task, W0, t, convention, method=method)
+        expected = sim.ood_loss(task, W)
+        np.testing.assert_allclose(loss, expected, rtol=1e-9, atol=1e-12 * float(expected[:, 0].min()))
+
+
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("convention", ["gradient-flow", "paper", "paper-code"])
 @settings(max_examples=15, deadline=None)
@@ -90,15 +126,19 @@ def test_the_linear_phase_is_exact_for_riccati():
         assert np.abs(W - linear).max() < 1e-3 * np.abs(linear).max()
 
 
-def test_riccati_error_vanishes_with_the_init_scale_where_rates_are_separated():
-    """Fitted order on a separated pair (a = 0.095, 1.25): the Riccati form's largest error over the whole
-    trajectory shrinks as scale^p with p about 1 (the report measures 1.00; at least 0.7 asserted). The
+def test_error_vanishes_with_the_init_scale_where_rates_are_separated():
+    """Fitted order on a separated pair (a = 0.095, 1.25): the largest error over the whole trajectory shrinks
+    as scale^p -- the composite's with p about 1.2 (the report measures 1.22; at least 1.0 asserted) and
+    below the Riccati form's at every scale, the Riccati form's with p about 1 (1.00; at least 0.7). The
     first-order form's does not shrink (its neglected cross-talk is scale-free: W0's correlations are)."""
     task = sim.SIMTask([0.43, 1.58], 0.05, d=3)  # a ~ (0.095, 1.25)
     U1 = np.random.default_rng(0).random((3, 3))
     scales = (1e-2, 1e-3, 1e-4)
+    comp = sb.approximation_error(task, U1 @ U1.T, scales)
     ric = sb.approximation_error(task, U1 @ U1.T, scales, method="riccati")
     first = sb.approximation_error(task, U1 @ U1.T, scales, method="first-order")
+    assert comp["method"] == "composite" and comp["order"] > 1.0 and comp["errors"][-1] < 1e-5, comp
+    assert all(c < r for c, r in zip(comp["errors"], ric["errors"])), (comp, ric)
     assert ric["order"] > 0.7 and ric["errors"][-1] < 1e-3, ric
     assert min(first["errors"]) > 0.5 * max(first["errors"]) > 0.01, first  # no convergence
     with pytest.raises(ValueError, match="at least two"):
@@ -125,33 +165,52 @@ def test_shape_is_classify_vectorised():
 
 
 def test_the_approx_criterion_agrees_with_the_flow_on_a_study():
-    """On 60 random settings (the report's families) the criterion agrees with the numerical flow on
-    monotone vs not in >= 95% (100% here; 98.7-100% per family on the report's 200 settings); where the two
-    closed forms agree it is right in >= 95% of cases. The old rule scores < 90% on the same settings."""
+    """On 60 random settings (the report's families) the composite form alone agrees with the numerical flow
+    on monotone vs not in >= 95% (96.7%) with no ODE at all; the rule scores < 90% (80%) on the same settings,
+    the first-order form alone < 80% on the all-positive family. Checked by the first-order form with the ODE
+    where they disagree, the criterion reaches >= 98% (100%) at a fallback of 5-40% (15%)."""
     new = sb.agreement_study(60, seed=3, method="approx")
     old = sb.agreement_study(60, seed=3, method="rule")
     assert new["agreement"] >= 0.95 and old["agreement"] < 0.9, (new["agreement"], old["agreement"])
-    decided = [r for r in new["records"] if r["decided_by"] == "closed forms"]
-    assert len(decided) >= 0.6 * 60
-    assert np.mean([r["predicted"] == (r["actual"] in sb.NON_MONOTONE) for r in decided]) >= 0.95
-    assert 0 < new["fallback"] < 0.4
+    assert new["fallback"] == 0.0 and all(r["decided_by"] == "closed form" for r in new["records"])
+    checked = sb.agreement_study(60, seed=3, method="approx", fallback=True)
+    assert checked["agreement"] >= max(0.98, new["agreement"]) and 0.05 < checked["fallback"] < 0.4
     summary = sb.study_summary(new, below=1.0)
     assert set(summary) == {"positive", "gaussian"}
+    assert summary["positive"]["first_order_alone"] < 0.8
+    # the summary's checked variant is the fallback study's own agreement, recomputed from the records
+    n = {f: summary[f]["n"] for f in summary}
+    both = sum(summary[f]["checked_agreement"] * n[f] for f in n) / sum(n.values())
+    assert both == pytest.approx(checked["agreement"])
+
+
+def test_the_composite_bump_height_is_the_flows_where_the_other_forms_miss_it():
+    """Where flow and form are both non-monotone (60 settings, all-positive inits), the composite's bump is
+    within 20% of the flow's in >= 70% of settings (82%; median error < 5%), the Riccati and first-order
+    forms' in < 50% (31%, 30%): they suppress the minor entry too fast or miss its cross-talk."""
+    summary = sb.study_summary(sb.agreement_study(60, seed=3, method="approx"), below=1.0)["positive"]
+    assert summary["n_bumps"] >= 10
+    assert summary["composite_bump_within_20"] >= 0.7 and summary["bump_median_error"] < 0.05, summary
+    assert summary["riccati_bump_within_20"] < 0.5 and summary["first_order_bump_within_20"] < 0.5, summary
 
 
 def test_predict_swingby_approx_on_one_setting():
     task = sim.SIMTask([1.0, 2.5], 0.05, d=3)
     U0 = np.random.default_rng(0).random((3, 3)) * 0.05
     W0 = U0 @ U0.T
-    pred = sb.predict_swingby(task, W0, method="approx")
     g = sb.time_grid(sb.horizon(task, W0))
     actual = sb.classify(g, sim.ood_loss(task, sim.symmetric_flow(task, W0, g)))
-    assert pred.method == "approx" and pred.decided_by in ("closed forms", "ODE")
-    assert pred.nonmonotone == actual.non_monotone
-    if pred.decided_by == "ODE":
-        assert pred.bump == pytest.approx(actual.bump, rel=1e-6)
+    pred = sb.predict_swingby(task, W0, method="approx")
+    assert pred.method == "approx" and pred.decided_by == "closed form"
+    assert pred.nonmonotone == actual.non_monotone and actual.non_monotone
+    assert pred.bump == pytest.approx(actual.bump, rel=0.2)
+    checked = sb.predict_swingby(task, W0, method="approx", fallback=True)
+    assert checked.decided_by in ("closed form", "ODE") and checked.nonmonotone == actual.non_monotone
+    if checked.decided_by == "ODE":
+        assert checked.bump == pytest.approx(actual.bump, rel=1e-6)
+    assert any(r.startswith("first-order form") for r in checked.reasons)
     diag = sb.predict_swingby(task, np.diag([1e-3, 2e-3, 1e-3]), method="approx")
-    assert not diag.nonmonotone and diag.decided_by == "closed forms"  # commuting: both forms exact
+    assert not diag.nonmonotone and diag.decided_by == "closed form"  # commuting: the form is exact
     with pytest.raises(ValueError, match="method must be one of"):
         sb.predict_swingby(task, W0, method="best")
 
