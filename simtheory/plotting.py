@@ -242,7 +242,7 @@ def phase_diagram(result: dict, stem, *, title: str = "") -> list[Path]:
                     ax.text(j, i, f"{val:.2g}", ha="center", va="center", fontsize=6, color=colour)
             ax.set_xticks(range(len(scales)), [f"{s:g}" for s in scales], fontsize=7)
             ax.set_yticks(range(len(values)), [f"{v:g}" for v in values], fontsize=7)
-            name = "numerical flow" if key == "flow" else "closed form (Riccati)"
+            name = "numerical flow" if key == "flow" else "closed form (composite)"
             ax.set_title(
                 f"{'fraction non-monotone' if what == 'fraction' else 'median bump'}: {name}", fontsize=8
             )

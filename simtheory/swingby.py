@@ -276,7 +276,7 @@ def predict_swingby(
     form"``); ``bump`` is its bump height. ``fallback=True`` also evaluates the first-order form and, where
     the two disagree on monotone vs not, integrates the flow (``decided_by="ODE"``). Measured against the
     numerical flow by :func:`agreement_study` (``method="approx"``; ``simtheory reproduce``, section 5):
-    97.6-100% per init family with no ODE at all (the rule: 57-87%), 99.2-100% with the fallback (the flow
+    97.6-100% per init family with no ODE at all (the rule: 57-87%), 98.8-100% with the fallback (the flow
     integrated for 0-23% of settings); where both are non-monotone, the bump is within 20% of the flow's in
     79-100% of settings per family (median error 0-2%).
 

@@ -72,6 +72,12 @@ APPROX = [  # the closed-form approximations and the criterion built on them
     (lambda: swingby.phase_diagram("ratio", (0.5,), (0.02,), n=1), "ratios >= 1"),
     (lambda: swingby.phase_diagram("ratio", (2.0,), (0.0,), n=1), "scales"),
     (lambda: swingby.approximation_error(TASK, W0, (1e-2, NAN)), "scales"),
+    (
+        lambda: swingby.approx_verdicts(
+            np.eye(2)[None], W0[None], np.ones((1, 2)), [0, 1.0], forms=("exact",)
+        ),
+        "forms",
+    ),
 ]
 SIMULATE = [
     (lambda: Init("gaussian", scale="a"), "init scale"),

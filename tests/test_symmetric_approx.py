@@ -233,3 +233,19 @@ def test_phase_diagram_and_its_figure(tmp_path):
         sb.phase_diagram("d", (3.5,), (0.02,), n=1)
     with pytest.raises(ValueError, match="axis must be one of"):
         sb.phase_diagram("mu", (1.0,), (0.02,), n=1)
+
+
+def test_threaded_chunks_give_the_same_numbers():
+    """Many chunks run on a thread pool where cores are free; each chunk is computed alone, so the curves do
+    not depend on the thread count (to the last bit)."""
+    rng = np.random.default_rng(6)
+    task = sim.SIMTask([0.9, 2.0], 0.05, d=3)
+    U0 = rng.random((130, 3, 3)) * 0.05
+    W0 = U0 @ np.swapaxes(U0, -1, -2)
+    t = np.linspace(0.0, 8.0, 4000)  # 8 settings per chunk: 17 chunks
+    for method in METHODS:
+        with sim.threads(1):
+            one = sim.symmetric_approx_ood_loss(task, W0, t, method=method)
+        with sim.threads(2):
+            two = sim.symmetric_approx_ood_loss(task, W0, t, method=method)
+        np.testing.assert_array_equal(one, two)
