@@ -204,6 +204,9 @@ class Prediction:
     method: str = "rule"
     decided_by: str = "rule"  # "rule", "closed form" (the composite form decided) or "ODE" (the fallback)
     bump: float | None = None  # the predicted bump height ("approx"), None for the rule
+    #: "approx" decided in closed form: the composite curve's turning points (:func:`classify`'s, in the
+    #: convention's time); empty for the rule and where the ODE decided
+    turning_points: tuple[TurningPoint, ...] = ()
 
 
 #: methods of :func:`predict_swingby`
@@ -278,7 +281,7 @@ def predict_swingby(
     numerical flow by :func:`agreement_study` (``method="approx"``; ``simtheory reproduce``, section 5):
     97.6-100% per init family with no ODE at all (the rule: 57-87%), 98.8-100% with the fallback (the flow
     integrated for 0-23% of settings); where both are non-monotone, the bump is within 20% of the flow's in
-    79-100% of settings per family (median error 0-2%).
+    79-100% of settings per family (median error 0-2%). ``turning_points``: the composite curve's.
 
     ``"rule"``:
 
@@ -317,7 +320,13 @@ def predict_swingby(
         word = {True: "non-monotone", False: "monotone"}
         reasons = tuple(f"{form} form: {word[bool(v['verdicts'][form][0])]}" for form in v["verdicts"])
         reasons += (f"decided by the {by}",)
-        return Prediction(bool(v["nonmonotone"][0]), (), reasons, "approx", by, float(v["bump"][0]))
+        tps = ()
+        if v["decided"][0]:  # the composite curve's turning points, on the same grid
+            grid = time_grid(T)
+            curve = theory.symmetric_approx_ood_loss(task, W0, grid, convention)
+            tps = classify(grid, curve, rel_tol=rel_tol).turning_points
+        nonmono, bump = bool(v["nonmonotone"][0]), float(v["bump"][0])
+        return Prediction(nonmono, (), reasons, "approx", by, bump, tps)
     ratio = _checks.real_number(ratio, "ratio", low=1.0)
     init_scale = _checks.real_number(init_scale, "init_scale", low=0.0, low_open=True)
     A_eff, _ = theory.effective_A(task, convention)

@@ -203,7 +203,12 @@ def test_predict_swingby_approx_on_one_setting():
     pred = sb.predict_swingby(task, W0, method="approx")
     assert pred.method == "approx" and pred.decided_by == "closed form"
     assert pred.nonmonotone == actual.non_monotone and actual.non_monotone
-    assert pred.bump == pytest.approx(actual.bump, rel=0.2)
+    # bump and turning points are the flow's: the bump within 5% (2.4%; the first-order form's is 12% low,
+    # the Riccati form misses the swing-by), the same kinds at times and values within 1% (0.5%)
+    assert pred.bump == pytest.approx(actual.bump, rel=0.05)
+    assert [p.kind for p in pred.turning_points] == [p.kind for p in actual.turning_points] == ["min", "max"]
+    for p, q in zip(pred.turning_points, actual.turning_points):
+        assert p.time == pytest.approx(q.time, rel=0.01) and p.value == pytest.approx(q.value, rel=0.01)
     checked = sb.predict_swingby(task, W0, method="approx", fallback=True)
     assert checked.decided_by in ("closed form", "ODE") and checked.nonmonotone == actual.non_monotone
     if checked.decided_by == "ODE":
