@@ -255,7 +255,8 @@ def approx_verdicts(
         decided = verdicts["composite"] == verdicts["first-order"]
         if (~decided).any():
             und = ~decided
-            W = theory.symmetric_flow(A[und], W0[und], t, "gradient-flow" if kappa == 2.0 else "paper")
+            # dW/dt = kappa V_A(W) = V_{kappa A}(W): the "paper" convention (speed 1) on kappa A, any kappa
+            W = theory.symmetric_flow(kappa * A[und], W0[und], t, "paper")
             nonmono[und], bump[und] = shape(t, _ood_losses(W, x[und]), rel_tol)
     return {"nonmonotone": nonmono, "bump": bump, "decided": decided, "verdicts": verdicts, "bumps": bumps}
 

@@ -365,8 +365,7 @@ def _first_order_loss(
 def _riccati_split(M0: np.ndarray):
     """Eigen-decomposition of M0 (B, d, d) and which settings are positive definite enough (smallest
     eigenvalue above 1e-8 of the largest -- the error of P = M0^{-1} grows with the condition number -- and
-    above 1e-290 so that its inverse stays finite) for the
-    Riccati form's ``M0^{-1}``."""
+    above 1e-290 so that its inverse stays finite) for the Riccati form's ``M0^{-1}``."""
     ev, V = np.linalg.eigh(M0)
     return ev, V, (ev[:, 0] > 1e-8 * ev[:, -1]) & (ev[:, 0] > 1e-290)
 

@@ -254,3 +254,26 @@ def test_threaded_chunks_give_the_same_numbers():
         with sim.threads(2):
             two = sim.symmetric_approx_ood_loss(task, W0, t, method=method)
         np.testing.assert_array_equal(one, two)
+
+
+def test_the_checked_criterion_integrates_the_flow_at_its_own_speed():
+    """Where the composite and first-order forms disagree, approx_verdicts integrates dW/dt = kappa V_A(W)
+    for the kappa it is given (as the "paper" convention on kappa A): kappa = 3 here, which is no named
+    convention; elsewhere it keeps the composite's verdict."""
+    rng = np.random.default_rng(7)
+    B, d, kappa = 48, 3, 3.0
+    A = np.zeros((B, d, d))
+    A[:, [0, 1, 2], [0, 1, 2]] = np.stack(
+        [rng.uniform(0.5, 3, B), rng.uniform(3, 12, B), np.full(B, 0.01)], 1
+    )
+    U0 = rng.random((B, d, d)) * 10 ** rng.uniform(-2.5, -1, (B, 1, 1))
+    W0 = U0 @ np.swapaxes(U0, -1, -2)
+    x = np.broadcast_to([1.0, 1.5, 0.0], (B, d)).copy()
+    t = sb.time_grid(1.5, 600)
+    v = sb.approx_verdicts(A, W0, x, t, kappa, fallback=True)
+    und = ~v["decided"]
+    assert und.sum() >= 1 and v["decided"].sum() >= 0.5 * B, und.sum()
+    flow = sb.shape(t, sb._ood_losses(sim.symmetric_flow(kappa * A[und], W0[und], t, "paper"), x[und]))
+    np.testing.assert_array_equal(v["nonmonotone"][und], flow[0])
+    np.testing.assert_allclose(v["bump"][und], flow[1], rtol=1e-9)
+    np.testing.assert_array_equal(v["nonmonotone"][~und], v["verdicts"]["composite"][~und])
