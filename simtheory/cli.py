@@ -58,19 +58,9 @@ def _initial(args, d: int):
 
 def _user_module(name: str) -> None:
     """Import a user's module by its dotted name (nothing is evaluated), so that it registers its models."""
-    import importlib
-    import os
-    import re
-    import sys
+    from .models import load_module
 
-    if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", name):
-        raise ValueError(f"--model-module must be a dotted module name like mypkg.models, got {name!r}")
-    if os.getcwd() not in sys.path:
-        sys.path.append(os.getcwd())
-    try:
-        importlib.import_module(name)
-    except ImportError as exc:
-        raise ValueError(f"--model-module {name!r} cannot be imported: {exc}") from None
+    load_module(name, "--model-module")
 
 
 def _cmd_predict(args) -> int:

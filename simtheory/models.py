@@ -153,6 +153,27 @@ def get(name: str) -> ModelSpec:
     return _REGISTRY[key]
 
 
+def load_module(name: str, parameter: str = "model_module"):
+    """Import a user's module of models by its dotted name (``mypkg.models``; nothing is evaluated from the
+    string), so that its :func:`register` calls run in this process -- the command line's ``--model-module``
+    and the sweep cells' ``model_module`` parameter, which each Dask worker process imports for itself.
+    The current directory is searched too, as ``python -m`` does. ``parameter`` names the option in errors.
+    """
+    import importlib
+    import os
+    import re
+    import sys
+
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", name):
+        raise ValueError(f"{parameter} must be a dotted module name like mypkg.models, got {name!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise ValueError(f"{parameter} {name!r} cannot be imported: {exc}") from None
+
+
 def names(*, predictable: bool | None = None, simulate: bool | None = None) -> tuple[str, ...]:
     """Registered model names, optionally only those with a prediction and/or a simulator."""
     return tuple(

@@ -621,6 +621,16 @@ def _task(kwargs: dict):
     return SIMTask(mu, sigma, d=kwargs.pop("d", None), origin=kwargs.pop("origin", False))
 
 
+def _user_models(kwargs: dict) -> None:
+    """Import the cell's ``model_module`` (a user's module of models) where the cell runs: a Dask worker is
+    a process of its own, whose registry holds only what it imported."""
+    from .models import load_module
+
+    module = kwargs.pop("model_module", None)
+    if module is not None:
+        load_module(module, "model_module")
+
+
 def _leftover(kwargs: dict, cell: str) -> None:
     if kwargs:
         raise ValueError(f"{cell} got unknown parameters {sorted(kwargs)}")
@@ -630,7 +640,8 @@ def predict_cell(**params) -> Curves:
     """A built-in cell: :func:`simtheory.predict` for one setting.
 
     Parameters: ``mu`` (list) or ``mu_1, mu_2, ...``; ``sigma`` (scalar or list) or ``sigma_1, ...``
-    (default 0.05); ``d``, ``origin``; ``model`` (default "symmetric"), ``convention``; the start
+    (default 0.05); ``d``, ``origin``; ``model`` (default "symmetric"; a user's model with ``model_module``,
+    the dotted name of the module that registers it, imported where the cell runs), ``convention``; the start
     :func:`simtheory.models.initial_state` makes from ``init`` ("rand"), ``init_scale`` (0.2), ``seed`` (0),
     ``layers`` (3); times ``t_max`` (50), ``n_times`` (200), ``log_times`` (False); solver ``rtol``/``atol``.
     """
@@ -639,6 +650,7 @@ def predict_cell(**params) -> Curves:
     from .swingby import time_grid
 
     kw = dict(params)
+    _user_models(kw)
     task = _task(kw)
     model = kw.pop("model", "symmetric")
     W0 = initial_state(
@@ -661,7 +673,8 @@ def predict_cell(**params) -> Curves:
 def train_cell(**params) -> Curves:
     """A built-in cell: :func:`simtheory.simulate.train` for one setting (an ensemble of ``members`` runs).
 
-    Parameters: the task as in :func:`predict_cell`; ``model`` (a simulator kind, default "symmetric"),
+    Parameters: the task as in :func:`predict_cell`; ``model`` (a simulator kind, default "symmetric"; a
+    user's with ``model_module`` as in :func:`predict_cell`),
     ``widths`` (list), ``bias``; ``init`` (an :class:`~simtheory.simulate.Init` kind, default "gaussian"),
     ``init_scale`` (1e-2); ``lr`` (0.05), ``steps`` (2000), ``n`` points per cluster (100), ``batch_size``
     (None: full batch), ``seed`` (first init seed, 0) and ``members`` (1: seeds ``seed, seed + 1, ...``),
@@ -670,6 +683,7 @@ def train_cell(**params) -> Curves:
     from . import simulate
 
     kw = dict(params)
+    _user_models(kw)
     task = _task(kw)
     model = simulate.Model(
         kw.pop("model", "symmetric"), tuple(kw.pop("widths", ())), bias=kw.pop("bias", False)

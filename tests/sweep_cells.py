@@ -26,3 +26,10 @@ def threads_cell(x: float) -> dict:
     from simtheory import _threads
 
     return {"policy": np.array([_threads.for_work(1e12)]), "torch": np.array([torch.get_num_threads()])}
+
+
+def registered(name: str) -> bool:
+    """Whether this process's model registry holds ``name`` (asked of Dask workers)."""
+    from simtheory import models
+
+    return name in models.names()

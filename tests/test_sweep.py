@@ -120,6 +120,39 @@ def test_killed_sweep_resumes_computing_only_the_missing_cells(tmp_path, client)
     assert again.computed == [] and len(again.skipped) == len(settings)
 
 
+def test_a_users_model_runs_on_dask_workers(tmp_path, client):
+    """A user's model (tests/user_models.py registers "symmetric-wd") in the built-in cells: the worker
+    processes import ``model_module`` themselves (their registry starts with the built-in models only), and
+    the cells equal the in-process ones to the bit; an unimportable module is named."""
+    fixed = dict(TRAIN, model="symmetric-wd", model_module="user_models", widths=[3], d=3, steps=60)
+    on_workers = client.run(sweep_cells.registered, "symmetric-wd")
+    assert not any(on_workers.values())  # so the cells below must import the module there
+    dask = sweep.run(
+        sweep.train_cell,
+        [{"seed": 0}, {"seed": 5}],
+        tmp_path / "dask",
+        fixed=fixed,
+        executor="dask",
+        client=client,
+    )
+    local = sweep.run(sweep.train_cell, [{"seed": 0}, {"seed": 5}], tmp_path / "local", fixed=fixed)
+    _same(local.to_xarray(), dask.to_xarray())
+    pred = dict(PREDICT, model="symmetric-wd", model_module="user_models")
+    res = sweep.run(
+        sweep.predict_cell, [{"seed": 1}], tmp_path / "pred", fixed=pred, executor="dask", client=client
+    )
+    assert res.to_xarray()["ood_loss"].size > 0
+    with pytest.raises(ValueError, match="model_module 'no_such_models' cannot be imported"):
+        sweep.run(
+            sweep.predict_cell,
+            [{"seed": 1}],
+            tmp_path / "bad",
+            fixed=dict(pred, model_module="no_such_models"),
+        )
+    with pytest.raises(ValueError, match="model_module must be a dotted module name"):
+        sweep.run(sweep.predict_cell, [{"seed": 1}], tmp_path / "bad2", fixed=dict(pred, model_module="x; y"))
+
+
 def test_local_cluster_started_by_the_sweep(tmp_path, monkeypatch):
     pytest.importorskip("distributed")
     monkeypatch.setenv("PYTHONPATH", TESTS + os.pathsep + os.environ.get("PYTHONPATH", ""))
