@@ -56,21 +56,14 @@ def _initial(args, d: int):
     )
 
 
-def _user_module(name: str) -> None:
-    """Import a user's module by its dotted name (nothing is evaluated), so that it registers its models."""
-    from .models import load_module
-
-    load_module(name, "--model-module")
-
-
 def _cmd_predict(args) -> int:
     from . import models
     from .curves import predict
     from .swingby import classify, time_grid
     from .task import SIMTask
 
-    if args.model_module:
-        _user_module(args.model_module)
+    if args.model_module:  # a user's module of models, imported by its dotted name (nothing evaluated)
+        models.load_module(args.model_module, "--model-module")
     if not models.get(args.model).predictable:
         raise ValueError(f"--model {args.model!r} has no gradient-flow prediction")
 

@@ -213,9 +213,7 @@ class Prediction:
 METHODS = ("rule", "approx")
 
 
-def _ood_losses(M: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """OOD loss curves (B, T) of trajectories M (B, T, d, d) at points x (B, d)."""
-    return theory.identity_loss(np.einsum("btij,bj->bti", M, x), x[:, None, :])
+_ood_losses = theory._ood_losses  # OOD loss curves (B, T) of trajectories (B, T, d, d) at points x (B, d)
 
 
 #: the closed forms :func:`approx_verdicts` classifies (``method``s of :func:`simtheory.symmetric_approx`)

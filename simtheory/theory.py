@@ -552,6 +552,11 @@ def _ood_loss_entries(y, xq: np.ndarray, ws: _Workspace) -> np.ndarray:
     return loss
 
 
+def _ood_losses(W: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """OOD loss curves (B, T) of trajectories W (B, T, d, d) at points x (B, d)."""
+    return identity_loss(np.einsum("btij,bj->bti", W, x), x[:, None, :])
+
+
 def _closed_form_loss(lam, M0, xq, t, kappa, method, ws: _Workspace | None = None) -> np.ndarray:
     """The OOD loss (b, T) of an approximation for a chunk in A's eigenbasis (lam (b, d), M0 (b, d, d),
     xq (b, d)), entry by entry on contiguous (b, T) arrays: the Riccati form solves ``P(t) y = x``; the
@@ -567,7 +572,7 @@ def _closed_form_loss(lam, M0, xq, t, kappa, method, ws: _Workspace | None = Non
     if (~full).any():
         part = ~full
         W = (_riccati if method == "riccati" else _composite)(lam[part], M0[part], t, kappa)
-        loss[part] = identity_loss(np.einsum("btij,bj->bti", W, xq[part]), xq[part][:, None, :])
+        loss[part] = _ood_losses(W, xq[part])
     if not full.any():
         return loss
     lam, xq, P0 = lam[full], xq[full], _inverse(ev[full], V[full])
