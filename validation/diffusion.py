@@ -50,7 +50,8 @@ def quick_config(**changes):
         lr=1e-3,
         n_per_class=256,
         net=NetConfig(16, 16, (1, 2, 2), 32),
-        n_checkpoints=5,
+        checkpoint_every=250,
+        checkpoint_ramp=500,
         n_generate=16,
         sample_steps=10,
         probe_steps=600,
@@ -65,7 +66,7 @@ def full_config(**changes):
 #: the CPU sweep's colour signals: two well below the pixel-signal crossing (about 0.55), one below it by
 #: more than the 15% tie margin, one above it
 SWEEP_DELTAS = (0.1, 0.2, 0.4, 0.8)
-SWEEP_SEEDS = (0, 1, 2)
+SWEEP_SEEDS = (0, 1, 2, 3, 4)
 
 
 def sweep_config(gpu: bool = False, **changes):
@@ -86,14 +87,16 @@ def sweep_config(gpu: bool = False, **changes):
         net=NetConfig(12, 16, (1, 2, 2), 32),
         deltas=SWEEP_DELTAS,
         seeds=SWEEP_SEEDS,
-        steps=4500,
-        batch=32,
+        steps=6000,
+        batch=64,
         lr=1e-3,
         weight_decay=0.01,
         p_uncond=0.0,
         blur=2 / 32,
-        n_checkpoints=60,
-        n_generate=16,
+        checkpoint_every=200,
+        checkpoint_ramp=2000,
+        n_generate=32,
+        compare_generate=8,
     )
     return cpu_config(**{**base, **changes})
 

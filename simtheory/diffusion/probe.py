@@ -1,8 +1,12 @@
 """Probes that map images to concept space ``C = (P(blue), P(small), ...)``.
 
 * :class:`Probe`: a small CNN with one softmax head per concept, trained on all ``2^s`` classes
-  (rendered fresh from a seed at each of the colour signals it will be used for). It measures its
-  held-out accuracy per concept and per delta and refuses to run below ``min_accuracy`` (99%).
+  (rendered fresh from a seed at each of the colour signals it will be used for), and a "disc" head
+  trained against images without a shape (:func:`no_disc_images`: blank backgrounds, pixel noise,
+  smooth blotches). Its concept reading is ``0.5 + P(disc) (P(value 1 | disc) - 0.5)``: an image
+  without a shape (an untrained model's noise) reads as chance on every concept, never as a class.
+  It measures its held-out accuracy per concept, on the disc question, and per delta, and refuses to
+  run below ``min_accuracy`` (99%).
 * :func:`analytic_probe`: colour and area read from the pixels, as a cross-check that needs no
   training (it knows the rendering rules and delta).
 """
@@ -24,7 +28,10 @@ class ProbeAccuracyError(RuntimeError):
 
 
 class ProbeNet(nn.Module):
-    def __init__(self, n_concepts: int, width: int = 32):
+    """Two conv stages, mean- and max-pooled; two logits per concept, and two for "a shape is drawn"
+    when ``disc`` (probes saved before the disc head existed have none)."""
+
+    def __init__(self, n_concepts: int, width: int = 32, disc: bool = True):
         super().__init__()
         self.features = nn.Sequential(
             nn.Conv2d(3, width, 3, padding=1),
@@ -36,17 +43,19 @@ class ProbeNet(nn.Module):
             nn.Conv2d(2 * width, 2 * width, 3, padding=1),
             nn.ReLU(),
         )
-        self.heads = nn.Linear(4 * width, 2 * n_concepts)  # mean- and max-pooled features
+        self.disc = bool(disc)
         self.n_concepts = n_concepts
+        self.heads = nn.Linear(4 * width, 2 * (n_concepts + self.disc))  # mean- and max-pooled features
 
     def forward(self, x):
         h = self.features(x * 2 - 1)
         h = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
-        return self.heads(h).reshape(-1, self.n_concepts, 2)  # logits per concept
+        return self.heads(h).reshape(-1, self.n_concepts + self.disc, 2)  # logits per concept (+ disc)
 
 
 class Probe:
-    """Trained concept classifier; ``probe(images)`` -> ``P(value 1)`` per concept, ``(n, s)``."""
+    """Trained concept classifier; ``probe(images)`` -> ``P(value 1)`` per concept, ``(n, s)``, pulled to
+    chance (0.5) by ``1 - P(disc)`` (:meth:`read` also returns ``P(disc)``)."""
 
     def __init__(self, net: ProbeNet, accuracy: dict, min_accuracy: float = 0.99):
         self.net = net.eval()
@@ -67,14 +76,22 @@ class Probe:
             )
         return self
 
-    def __call__(self, images) -> np.ndarray:
+    def read(self, images) -> tuple[np.ndarray, np.ndarray]:
+        """``(concepts (n, s), disc (n,))``: the concept reading ``0.5 + P(disc) (P(value 1 | disc) - 0.5)``
+        and ``P(disc)`` (1 for a probe without a disc head)."""
         self.require()
         x = torch.as_tensor(np.asarray(images, dtype=np.float32))
         out = []
         with torch.no_grad():
             for lo in range(0, len(x), 512):
                 out.append(self.net(x[lo : lo + 512]).softmax(-1)[..., 1])
-        return torch.cat(out).numpy().astype(np.float64)
+        p = torch.cat(out).numpy().astype(np.float64)
+        s = self.net.n_concepts
+        disc = p[:, s] if self.net.disc else np.ones(len(p))
+        return 0.5 + disc[:, None] * (p[:, :s] - 0.5), disc
+
+    def __call__(self, images) -> np.ndarray:
+        return self.read(images)[0]
 
     def save(self, path) -> None:
         import io
@@ -87,6 +104,7 @@ class Probe:
                 "state": self.net.state_dict(),
                 "accuracy": self.accuracy,
                 "n_concepts": self.net.n_concepts,
+                "disc": self.net.disc,
                 "min_accuracy": self.min_accuracy,
             },
             buf,
@@ -96,7 +114,7 @@ class Probe:
     @classmethod
     def load(cls, path) -> Probe:
         blob = torch.load(path, weights_only=True)
-        net = ProbeNet(blob["n_concepts"])
+        net = ProbeNet(blob["n_concepts"], disc=bool(blob.get("disc", False)))
         net.load_state_dict(blob["state"])
         return cls(net, blob["accuracy"], blob["min_accuracy"])
 
@@ -122,7 +140,11 @@ def train_probe(
     for j, d in enumerate(deltas):
         sp = replace(spec, delta=d)
         xs.append(render(sp, labs, seed=10_000 * seed + j))
-        ys.append(labs)
+        ys.append(np.concatenate([labs, np.ones((len(labs), 1), dtype=labs.dtype)], axis=1))
+    n_neg = len(labs) * len(deltas) // 2  # a third of the data has no shape
+    xs.append(no_disc_images(n_neg, spec.resolution, seed=10_000 * seed + 9_000))
+    ys.append(np.full((n_neg, s + 1), -100, dtype=labs.dtype))  # no concept label (ignored) ...
+    ys[-1][:, s] = 0  # ... and no disc
     x, y = torch.as_tensor(np.concatenate(xs)), torch.as_tensor(np.concatenate(ys))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -133,7 +155,7 @@ def train_probe(
         for _ in range(steps):
             idx = torch.randint(len(x), (batch,), generator=g)
             logits = net(x[idx])
-            loss = F.cross_entropy(logits.reshape(-1, 2), y[idx].reshape(-1))
+            loss = F.cross_entropy(logits.reshape(-1, 2), y[idx].reshape(-1), ignore_index=-100)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -141,14 +163,45 @@ def train_probe(
     net.eval()
     accuracy = {}
     test_labs = class_labels(classes(s), n_test)
+    blank = no_disc_images(len(test_labs), spec.resolution, seed=10_000 * seed + 9_500)
+    with torch.no_grad():
+        no_disc_right = float(np.mean(net(torch.as_tensor(blank)).argmax(-1).numpy()[:, s] == 0))
     for j, d in enumerate(deltas):
         xt = render(replace(spec, delta=d), test_labs, seed=10_000 * seed + 5_000 + j)
         with torch.no_grad():
             pred = net(torch.as_tensor(xt)).argmax(-1).numpy()
         accuracy[f"delta={d:g}"] = {
-            c: float(np.mean(pred[:, p] == test_labs[:, p])) for p, c in enumerate(spec.concepts)
+            **{c: float(np.mean(pred[:, p] == test_labs[:, p])) for p, c in enumerate(spec.concepts)},
+            "disc": float(np.mean(pred[:, s] == 1)),
+            "no disc": no_disc_right,
         }
     return Probe(net, accuracy, min_accuracy)
+
+
+def no_disc_images(n: int, resolution: int, seed: int) -> np.ndarray:
+    """``n`` images without a shape, ``(n, 3, H, H)`` float32 in [0, 1]: in equal parts blank backgrounds
+    (uniform [0.8, 1] per channel, as in the data), backgrounds with pixel noise (sd U[0.05, 0.5]),
+    clipped Gaussian noise around grey (sd U[0.1, 1]: what an untrained denoiser samples) and smooth
+    blotches (noise upsampled from 2-4 px grids). The probe's "disc" head is trained against them."""
+    rng = np.random.default_rng(seed)
+    H = resolution
+    kind = np.arange(n) % 4
+    bg = rng.uniform(0.8, 1.0, size=(n, 3, 1, 1))
+    out = np.broadcast_to(bg, (n, 3, H, H)).copy()
+    noisy = kind == 1
+    out[noisy] += rng.uniform(0.05, 0.5, size=(noisy.sum(), 1, 1, 1)) * rng.standard_normal(
+        (noisy.sum(), 3, H, H)
+    )
+    grey = kind == 2
+    out[grey] = 0.5 + rng.uniform(0.1, 1.0, size=(grey.sum(), 1, 1, 1)) * rng.standard_normal(
+        (grey.sum(), 3, H, H)
+    )
+    for i in np.flatnonzero(kind == 3):
+        g = int(rng.integers(2, 5))
+        coarse = rng.uniform(0.0, 1.0, size=(3, g, g))
+        rep = -(-H // g)
+        out[i] = np.kron(coarse, np.ones((rep, rep)))[:, :H, :H]
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
 def analytic_probe(images, spec: ImageSpec) -> np.ndarray:

@@ -23,6 +23,11 @@ class Records:
     over_probs: np.ndarray | None = (
         None  # (C, K, n_over, n, s): the OOD class at exaggerated colours (vector prompt)
     )
+    disc: np.ndarray | None = (
+        None  # (C, K, classes, n) probe P(a shape is drawn); None: runs before the disc head
+    )
+    probs_compare: np.ndarray | None = None  # (C, K, classes, n_c, s) raw weights read with DDIM (comparison)
+    disc_compare: np.ndarray | None = None  # (C, K, classes, n_c)
 
     @property
     def members(self):
@@ -43,7 +48,10 @@ def load(run_dir) -> Records:
             f["ood_images"],
             f["train_loss"],
             f["wall_s"],
-            f["over_probs"] if "over_probs" in f.files else None,
+            *(
+                f[k] if k in f.files else None
+                for k in ("over_probs", "disc", "probs_compare", "disc_compare")
+            ),
         )
 
 
@@ -87,5 +95,8 @@ def merge(records) -> Records:
         gather("ood_images", 1),
         gather("train_loss", 1),
         np.max([r.wall_s for r in records], axis=0),
-        gather("over_probs", 1) if first.over_probs is not None else None,
+        *(
+            gather(name, 1) if getattr(first, name) is not None else None
+            for name in ("over_probs", "disc", "probs_compare", "disc_compare")
+        ),
     )

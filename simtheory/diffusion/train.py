@@ -7,13 +7,21 @@ initialisation and minibatch/noise stream of ``seed``. So two members that diffe
 differ in nothing else. AdamW over the stacked parameters is exactly one AdamW per member
 (it is elementwise and the loss is a sum of per-member losses).
 
-At each of about 60 checkpoints (quadratically spaced in steps) every member generates
-``n_generate`` images per class from the same initial noise (the same at every checkpoint),
-with the deterministic DDIM sampler; the probe maps them to concept space and the raw
-per-sample probabilities are stored. The run directory holds ``config.json``, ``probe.pt``,
-``state.pt`` (parameters, optimiser, random streams, step) and ``records.npz`` — each written
-atomically after every checkpoint. Calling :func:`train` on an existing run directory resumes it;
-the result is the same as an uninterrupted run (on CPU at the same seed and thread count).
+At each checkpoint (a fixed grid, :func:`checkpoint_grid`: quadratically spaced up to
+``checkpoint_ramp`` steps, then every ``checkpoint_every``; it does not depend on the run's length) every
+member generates ``n_generate`` images per class from the same sampler noise at every checkpoint, as Park
+et al. read their models: ancestral sampling (``sampler="ancestral"``, eta = 1, ``sample_steps`` steps)
+from an exponential moving average of the weights (``ema`` decay, bias-corrected; 0 reads the raw
+weights). Deterministic DDIM on a small, imperfect model draws off-distribution images (backgrounds
+darker than any in the data), so it misreads the model; with ``compare_generate > 0`` the raw weights are
+also read with DDIM on that many generations per class, a comparison column. The probe maps images to
+concept space and the per-sample probabilities (and the probe's P(disc)) are stored.
+
+The run directory holds ``config.json``, ``probe.pt``, ``state.pt`` (parameters, EMA, optimiser, random
+streams, step) and ``records.npz`` — each written atomically after every checkpoint. Calling
+:func:`train` on an existing run directory resumes it; the result is the same as an uninterrupted run (on
+CPU at the same seed and thread count). A finished run resumes to a longer ``steps`` the same way (the
+grid is fixed, so the records are those of a run trained to the longer budget from the start).
 """
 
 from __future__ import annotations
@@ -46,7 +54,7 @@ from .data import (
 )
 from .model import VECTOR_DIM, Ensemble, NetConfig
 from .probe import Probe, analytic_probe, train_probe
-from .schedule import Cosine, ddim_sample
+from .schedule import SAMPLERS, Cosine, sample
 
 N_SHOW = 8  # OOD generations kept as images per checkpoint and member
 
@@ -77,9 +85,14 @@ class RunConfig:
     weight_decay: float = 0.0
     p_uncond: float = 0.1
     T: int = 1000
-    n_checkpoints: int = 60
+    checkpoint_every: int | None = 250
+    checkpoint_ramp: int = 2000
+    n_checkpoints: int | None = None
     n_generate: int = 32
     sample_steps: int = 25
+    sampler: str = "ancestral"
+    ema: float = 0.995
+    compare_generate: int = 0
     guidance: float = 1.0
     sample_seed: int = 1234
     probe_steps: int = 1500
@@ -109,6 +122,9 @@ class RunConfig:
         _checks.real_number(self.guidance, "guidance", low=0.0)
         _checks.real_number(self.weight_decay, "weight_decay", low=0.0)
         _checks.real_number(self.p_uncond, "p_uncond", low=0.0, high=1.0, high_open=True)
+        _checks.real_number(self.ema, "ema", low=0.0, high=1.0, high_open=True)
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {SAMPLERS}; got {self.sampler!r}")
         _checks.torch_device(self.device, here=False)  # a GPU configuration may be written on a CPU machine
         if not isinstance(self.net, (NetConfig, dict)):
             raise ValueError(f"net must be a NetConfig, got {self.net!r}")
@@ -122,16 +138,30 @@ class RunConfig:
             ImageSpec(
                 self.resolution, d, self.concepts, size_gap=self.size_gap, blur=self.blur
             )  # validates them
-        for name in (
-            "steps",
-            "batch",
-            "n_per_class",
-            "n_checkpoints",
-            "n_generate",
-            "sample_steps",
-            "probe_steps",
-        ):
+        for name in ("steps", "batch", "n_per_class", "n_generate", "sample_steps", "probe_steps"):
             _checks.positive_int(getattr(self, name), name)
+        if not isinstance(self.compare_generate, int) or not 0 <= self.compare_generate <= self.n_generate:
+            raise ValueError(
+                f"compare_generate must be an integer in [0, n_generate = {self.n_generate}]; "
+                f"got {self.compare_generate!r}"
+            )
+        if self.checkpoint_every is None:  # runs written before the fixed grid: about n_checkpoints, by steps
+            _checks.positive_int(self.n_checkpoints, "n_checkpoints")
+        else:
+            _checks.positive_int(self.checkpoint_every, "checkpoint_every")
+            _checks.positive_int(self.checkpoint_ramp, "checkpoint_ramp")
+            if self.n_checkpoints is not None:
+                raise ValueError("n_checkpoints is for the legacy grid only (checkpoint_every=None)")
+            grid = checkpoint_grid(self.steps, self.checkpoint_every, self.checkpoint_ramp)
+            if grid[-1] != self.steps:
+                later = checkpoint_grid(
+                    self.steps + self.checkpoint_every, self.checkpoint_every, self.checkpoint_ramp
+                )
+                raise ValueError(
+                    f"steps ({self.steps}) must be a checkpoint of the grid (checkpoint_ramp "
+                    f"{self.checkpoint_ramp}, checkpoint_every {self.checkpoint_every}): e.g. {grid[-1]} or "
+                    f"{later[later > self.steps][0]}"
+                )
         if self.sample_steps > self.T:
             raise ValueError(f"sample_steps must be <= T = {self.T} (DDIM uses a subset of the T steps)")
         if not self.deltas or not self.seeds:
@@ -180,7 +210,27 @@ class RunConfig:
             except TypeError as exc:
                 raise ValueError(f"bad net record: {exc}") from None
         d.setdefault("blur", 2 / d.get("resolution", 16))  # runs from before ``blur``: one pixel at any size
+        # runs from before the fixed grid and the Park reading: a grid by steps, DDIM on the raw weights
+        if "checkpoint_every" not in d:
+            d.update(checkpoint_every=None, n_checkpoints=d.get("n_checkpoints", 60))
+        d.setdefault("sampler", "ddim")
+        d.setdefault("ema", 0.0)
         return cls(**d)
+
+    def checkpoints(self) -> np.ndarray:
+        """The checkpoint steps of this run, 0 and ``steps`` included."""
+        if self.checkpoint_every is None:
+            return checkpoint_steps(self.steps, self.n_checkpoints)
+        return checkpoint_grid(self.steps, self.checkpoint_every, self.checkpoint_ramp)
+
+    def extends(self, saved: RunConfig) -> bool:
+        """True if this configuration is ``saved`` with a longer (or equal) budget on the same fixed grid:
+        a run of ``saved`` resumes to it."""
+        return (
+            self.checkpoint_every is not None
+            and self.steps >= saved.steps
+            and replace(saved, steps=self.steps) == self
+        )
 
     def spec(self, delta: float) -> ImageSpec:
         """The images of member delta ``delta``."""
@@ -224,8 +274,22 @@ def paper_config(**changes) -> RunConfig:
 
 
 def checkpoint_steps(steps: int, n: int) -> np.ndarray:
-    """About ``n + 1`` steps ``round(steps (k/n)^2)``, k = 0..n (duplicates at the start merged)."""
+    """The legacy grid (runs written before :func:`checkpoint_grid`): about ``n + 1`` steps
+    ``round(steps (k/n)^2)``, k = 0..n (duplicates at the start merged). It depends on ``steps``, so such a
+    run cannot be extended."""
     return np.unique(np.round(steps * (np.arange(n + 1) / n) ** 2).astype(np.int64))
+
+
+def checkpoint_grid(steps: int, every: int, ramp: int) -> np.ndarray:
+    """The fixed checkpoint grid up to ``steps``: ``round(ramp (k/m)^2)`` for k = 0..m with
+    ``m = max(1, round(2 ramp / every))`` (dense early, where the order of concepts is decided; the
+    spacing grows to about ``every`` at ``ramp``), then every ``every`` steps. The grid does not depend on
+    ``steps``, so a run can be extended."""
+    m = max(1, round(2 * ramp / every))
+    early = np.unique(np.round(ramp * (np.arange(m + 1) / m) ** 2).astype(np.int64))
+    late = ramp + every * np.arange(1, max(0, (steps - ramp) // every) + 1, dtype=np.int64)
+    grid = np.concatenate([early, late])
+    return grid[grid <= steps]
 
 
 class _Stream:
@@ -268,11 +332,14 @@ class Run:
         cfg_path = self.dir / "config.json"
         if cfg_path.exists():
             saved = read_config(self.dir)
-            if saved != config:
+            if saved != config and not config.extends(saved):
+                longer = "" if saved.checkpoint_every is not None else " (its legacy grid cannot be extended)"
                 raise ValueError(
-                    f"{self.dir} holds a run with a different configuration; use another directory "
-                    f"(saved: {saved}, given: {config})"
+                    f"{self.dir} holds a run with a different configuration{longer}; use another directory, "
+                    f"or the same configuration with more steps to extend it (saved: {saved}, given: {config})"
                 )
+            if saved != config:  # extended to a longer budget: the grid and everything else are the same
+                atomic_write_text(cfg_path, json.dumps(config.to_dict(), indent=2))
         else:
             atomic_write_text(cfg_path, json.dumps(config.to_dict(), indent=2))
         self.schedule = Cosine(config.T)
@@ -314,13 +381,20 @@ class Run:
         return torch.as_tensor(self.tok.null())
 
     def eval_inputs(self):
-        """Sampler noise (the same at every checkpoint) and the prompts, ``n_generate`` rows each: every
-        class, then the over-prompts of the OOD class; ``(K, n, ...)`` per member."""
+        """Sampler noise (the same at every checkpoint: the initial noise and, for the ancestral sampler,
+        the noise of every step) and the prompts, ``n_generate`` rows each: every class, then the
+        over-prompts of the OOD class; ``(K, n, ...)`` per member."""
         c = self.config
         K = len(c.members)
         n_prompts = len(self.eval_classes) + len(c.over_prompt)
         g = torch.Generator().manual_seed(c.sample_seed)
         noise = torch.randn((n_prompts * c.n_generate, 3, c.resolution, c.resolution), generator=g)
+        g_steps = torch.Generator().manual_seed(c.sample_seed + 1)
+        step_noise = (
+            torch.randn((c.sample_steps - 1, *noise.shape), generator=g_steps)
+            if c.sampler == "ancestral"
+            else None
+        )
         if c.prompt == "vector":
             ood = self.eval_classes[-1:]
             per = [
@@ -335,19 +409,20 @@ class Run:
             text = [caption(lab, c.concepts) for lab in self.eval_classes]
             tokens = torch.as_tensor(np.repeat(self.tok.batch(text), c.n_generate, axis=0))
             prompts = tokens.expand(K, *tokens.shape)
-        return noise, prompts
+        return noise, step_noise, prompts
 
     # --- state ----------------------------------------------------------------------------
-    def _save(self, ens, opt, streams, step, records):
+    def _save(self, ens, ema, opt, streams, step, records):
         arrays = {k: np.stack(v) for k, v in records.items() if v}
         buf = io.BytesIO()
-        np.savez(buf, **arrays)
+        np.savez_compressed(buf, **arrays)
         atomic_write_bytes(self.dir / "records.npz", buf.getvalue())
         buf = io.BytesIO()
         torch.save(
             {
                 "step": step,
                 "params": {k: v.detach().cpu() for k, v in ens.params.items()},
+                "ema": {k: v.cpu() for k, v in ema.items()},
                 "opt": opt.state_dict(),
                 "streams": [s.g.get_state() for s in streams],
             },
@@ -355,7 +430,7 @@ class Run:
         )
         atomic_write_bytes(self.dir / "state.pt", buf.getvalue())
 
-    def _load(self, ens, opt, streams, records):
+    def _load(self, ens, ema, opt, streams, records):
         path = self.dir / "state.pt"
         if not path.exists():
             return 0
@@ -363,13 +438,18 @@ class Run:
         with torch.no_grad():
             for k, v in ens.params.items():
                 v.copy_(blob["params"][k])
+            for k, v in ema.items():  # runs from before the EMA (ema = 0) saved none
+                v.copy_(blob["ema"][k]) if "ema" in blob else v.zero_()
         opt.load_state_dict(blob["opt"])
         for s, st in zip(streams, blob["streams"]):
             s.g.set_state(st)
         with np.load(self.dir / "records.npz") as f:
             keep = f["step"] <= blob["step"]
             for k in records:
-                records[k] = list(f[k][keep])
+                if k == "disc" and k not in f.files:  # runs from before the disc head: a shape always drawn
+                    records[k] = list(np.ones(f["probs"][keep].shape[:-1], dtype=np.float32))
+                else:
+                    records[k] = list(f[k][keep])
         return int(blob["step"])
 
     # --- main loop --------------------------------------------------------------------------
@@ -394,33 +474,64 @@ class Run:
         opt.step()
         return loss_k.detach()
 
-    def evaluate(self, ens: Ensemble, probe: Probe, noise, prompts) -> dict:
+    def _read(self, eps_fn, noise, step_noise, prompts, sampler: str, probe: Probe):
+        """Generate from ``noise`` (``(n, 3, H, W)``, shared by the members) with ``sampler`` and probe the
+        images: ``(images (K, n, 3, H, W) in [0, 1], concept probabilities (K, n, s), P(disc) (K, n))``."""
         c = self.config
-        K, dev = ens.K, c.device
+        K, dev = len(c.members), c.device
         null = self.null_prompt().to(dev).expand(*prompts.shape)
-        x = ddim_sample(
-            ens,
+        x = sample(
+            eps_fn,
             self.schedule,
             noise.to(dev).expand(K, *noise.shape).contiguous(),
             prompts.to(dev),
             steps=c.sample_steps,
+            eta=1.0 if sampler == "ancestral" else 0.0,
+            step_noise=None if step_noise is None else step_noise[:, None].to(dev),
             guidance=c.guidance,
             null_tokens=null,
             batch_dims=2,
         )
-        images = ((x + 1) / 2).clamp(0, 1).cpu().numpy()  # (K, n_prompts * n_gen, 3, H, W)
-        n_cls, n_gen, s = len(self.eval_classes), c.n_generate, len(c.concepts)
-        probs = np.stack([probe(im) for im in images]).reshape(K, -1, n_gen, s)
+        images = ((x + 1) / 2).clamp(0, 1).cpu().numpy()
+        probs, disc = zip(*(probe.read(im) for im in images))
+        return images, np.stack(probs), np.stack(disc)
+
+    def evaluate(self, ens: Ensemble, ema: dict | None, probe: Probe, noise, step_noise, prompts) -> dict:
+        """One checkpoint's reading: the configured sampler on the EMA weights (``ema``: the bias-corrected
+        average, or None for the raw weights) and, with ``compare_generate``, DDIM on the raw weights."""
+        c = self.config
+        K, n_cls, n_gen, s = ens.K, len(self.eval_classes), c.n_generate, len(c.concepts)
+
+        def net(params):
+            return lambda x, t, tok: ens(x, t, tok, params=params)
+
+        images, probs, disc = self._read(net(ema), noise, step_noise, prompts, c.sampler, probe)
         analytic = np.stack([analytic_probe(im, self.spec(d)) for im, (d, _) in zip(images, c.members)])
         ood = images.reshape(K, -1, n_gen, *images.shape[2:])[:, n_cls - 1, :N_SHOW]
+        probs = probs.reshape(K, -1, n_gen, s)
         out = {
             "probs": probs[:, :n_cls].astype(np.float32),
+            "disc": disc.reshape(K, -1, n_gen)[:, :n_cls].astype(np.float32),
             "analytic": analytic.reshape(K, -1, n_gen, 2)[:, :n_cls].astype(np.float32),
             "ood_images": np.round(ood * 255).astype(np.uint8),
         }
         if c.over_prompt:
             out["over_probs"] = probs[:, n_cls:].astype(np.float32)
+        if c.compare_generate:
+            n_c = c.compare_generate
+            rows = (np.arange(n_cls)[:, None] * n_gen + np.arange(n_c)[None]).ravel()
+            _, p_c, d_c = self._read(net(None), noise[rows], None, prompts[:, rows], "ddim", probe)
+            out["probs_compare"] = p_c.reshape(K, n_cls, n_c, s).astype(np.float32)
+            out["disc_compare"] = d_c.reshape(K, n_cls, n_c).astype(np.float32)
         return out
+
+    def _ema_weights(self, ema: dict, step: int) -> dict | None:
+        """The bias-corrected EMA ``ema / (1 - decay^step)`` (Adam-style, so early checkpoints are not pulled
+        to the zero start), or None (raw weights) without EMA or at step 0."""
+        d = self.config.ema
+        if d == 0 or step == 0:
+            return None
+        return {k: v / (1 - d**step) for k, v in ema.items()}
 
     def train(self, *, stop_at: int | None = None, progress: bool = True) -> Path:
         """Train (or resume) to ``config.steps``; ``stop_at`` ends early after the first checkpoint at
@@ -431,30 +542,36 @@ class Run:
         probe = self.probe().require()
         images, tokens = self.data()
         images = images.to(c.device)  # the training images stay on the device; minibatches are gathered there
-        noise, eval_tokens = self.eval_inputs()
+        noise, step_noise, eval_tokens = self.eval_inputs()
         null = self.null_prompt()
         ens = Ensemble(c.net, [s for _, s in c.members], c.device)
+        ema = {k: torch.zeros_like(v, requires_grad=False) for k, v in ens.params.items()}
         opt = make_optimizer(ens, c)
         streams = [_Stream(s) for _, s in c.members]
         records = {
             "step": [],
             "probs": [],
+            "disc": [],
             "analytic": [],
             "ood_images": [],
             "train_loss": [],
             "wall_s": [],
             **({"over_probs": []} if c.over_prompt else {}),
+            **({"probs_compare": [], "disc_compare": []} if c.compare_generate else {}),
         }
-        step = self._load(ens, opt, streams, records)
-        ckpts = checkpoint_steps(c.steps, c.n_checkpoints)
-        todo = [int(k) for k in ckpts if k > step or (k == 0 and not records["step"])]
+        step = self._load(ens, ema, opt, streams, records)
+        todo = [int(k) for k in c.checkpoints() if k > step or (k == 0 and not records["step"])]
         K = ens.K
         loss_sum, n_loss, last_ckpt = torch.zeros(K, device=c.device), 0, step
         bar = tqdm(total=c.steps, initial=step, disable=not progress, desc=f"diffusion x{K}", unit="step")
         t_start = time.perf_counter() - (records["wall_s"][-1] if records["wall_s"] else 0.0)
+        params, averages = list(ens.params.values()), list(ema.values())
         for target in todo:
             while step < target:
                 loss_sum += self.step(ens, opt, streams, images, tokens, null)  # no host sync per step
+                if c.ema:
+                    with torch.no_grad():
+                        torch._foreach_lerp_(averages, params, 1.0 - c.ema)
                 n_loss += 1
                 step += 1
                 bar.update(1)
@@ -465,14 +582,14 @@ class Run:
                     f"training diverged between steps {last_ckpt} and {step} for members (delta, seed) "
                     f"{bad}; lower lr (now {c.lr})"
                 )
-            rec = self.evaluate(ens, probe, noise, eval_tokens)
+            rec = self.evaluate(ens, self._ema_weights(ema, step), probe, noise, step_noise, eval_tokens)
             for k, v in rec.items():
                 records[k].append(v)
             records["step"].append(np.int64(step))
             records["train_loss"].append(mean_loss.astype(np.float32))
             records["wall_s"].append(np.float64(time.perf_counter() - t_start))
             loss_sum, n_loss, last_ckpt = torch.zeros(K, device=c.device), 0, step
-            self._save(ens, opt, streams, step, records)
+            self._save(ens, ema, opt, streams, step, records)
             if stop_at is not None and step >= stop_at:
                 break
         bar.close()
