@@ -1,58 +1,71 @@
 """Concept-space analysis of diffusion runs (the paper's Figure 6 and beyond), the SIM fit, and
-the paper's claims checked with numbers.
+the paper's claims decided with numbers.
 
 All measures are computed from the stored per-sample probe outputs (``records.npz``); nothing is
-re-generated. Single checkpoints of one seed swing widely (design notes), so the analysis works on
+re-generated. Single checkpoints of one seed swing widely (design notes), so the claims are read on
 seed means, as Park et al. do:
 
 * learning time of a concept (per member): the first checkpoint at which the Gaussian-smoothed
   (sigma 1.5 checkpoints) argmax accuracy stays above 0.9 for 3 consecutive checkpoints; censored at
   the run length if never. Read on the held-out prompt (Park's definition) and on the training
-  prompts (:func:`training_accuracy`).
-* trajectories, concept-space MSE and speed ``|dC/dt|`` per delta: the mean over seeds of the
+  prompts (:func:`training_accuracy`, worst training class).
+* the competence gate: a member counts for the claims only if it learned both concepts on the training
+  prompts (that reading) before ``GATE`` of its run; members that fail are reported, never dropped silently.
+* trajectories, concept-space MSE and speed ``|dC/dt|`` per delta: the mean over the gated seeds of the
   Gaussian-smoothed (sigma 2 checkpoints) curves, with seed standard errors.
 
-The thresholds of the claims (module constants below) were fixed before the first sweep was run.
+The statistics and thresholds (module constants) were fixed from their power on synthetic runs
+(:mod:`simtheory.diffusion.power`) before the decisive sweep's records were analysed.
 """
 
 from __future__ import annotations
 
+import functools
+from dataclasses import asdict, dataclass, field
+
 import numpy as np
 
-from simtheory.claims import Claim, verdict
 from simtheory.measures import (
     Crossing,
     gaussian_smooth,
     log_linear_fit,
-    spearman,
     sustained_crossing,
 )
-from simtheory.swingby import turning_points
 
-from .data import ImageSpec, concept_signal
+from .data import ImageSpec, classes, concept_signal, training_rows
 from .records import Records, load, merge  # noqa: F401  (re-exported: analysis.load / merge)
 
 #: learning time: smoothed argmax accuracy above LEARNED for RUN checkpoints (Park et al.)
 LEARNED, SMOOTH_TIME, RUN = 0.9, 1.5, 3
 #: trajectories, MSE and speed: seed means of curves smoothed over SMOOTH_TRAJ checkpoints
 SMOOTH_TRAJ = 2.0
+#: competence gate: both concepts learned on the training prompts before GATE x the run length
+GATE = 0.8
 #: signals within a factor 1 + TIE of each other predict no order ("tie": not scored)
 TIE = 0.15
-#: the theory predicts a swing-by where a_strong > 3 a_weak, i.e. a signal (mu) ratio above sqrt(3)
-SEPARATED = 3.0**0.5
-#: (ii) a swing-by: the seed-mean MSE rises by >= SWING_RISE above its earlier minimum, >= SWING_SE seed s.e.
-SWING_RISE, SWING_SE = 0.05, 3.0
-#: (iii) slowdown: exponential fit of the seed-mean speed, R^2 >= DECAY_R2 over >= DECAY_POINTS checkpoints,
-#: at >= DECAY_DELTAS deltas; the fit ends where the speed falls to FLOOR_FACTOR x the noise floor
-DECAY_R2, DECAY_POINTS, DECAY_DELTAS, FLOOR_FACTOR = 0.6, 6, 3, 2.0
-#: (i) order: the predicted concept first in >= ORDER_SEEDS of the seeds at each scored delta (2 of 3), and
-#: the seed-mean colour learning time falls with delta: Spearman <= ORDER_SPEARMAN
-ORDER_SEEDS, ORDER_SPEARMAN = 2 / 3, -0.8
+#: the theory predicts a swing-by where a_strong > 3 a_weak, i.e. a signal (mu) ratio above sqrt(3); it is
+#: scored where the ratio is at least CLEAR (a_strong > 9 a_weak) and reported where it is marginal
+SEPARATED, CLEAR = 3.0**0.5, 3.0
+#: (ii) a swing-by: after the first CUT of the run, the seed-mean MSE rises by >= SWING_RISE above its
+#: running minimum, by >= SWING_SE seed standard errors, nearest the stronger concept's training corner
+CUT, SWING_RISE, SWING_SE = 0.05, 0.05, 1.5
+#: (iii) slowdown: exponential and power-law fits of the seed-mean speed, over >= DECAY_POINTS checkpoints
+#: from its last hump (the last concept's learning), until the speed falls to FLOOR_FACTOR x the noise
+#: floor; "exponential" if its R^2 >= DECAY_R2 and beats the power law's by LAW_MARGIN (the reverse:
+#: "power law"; else "indistinguishable"); the claim needs "exponential" at >= DECAY_DELTAS deltas
+DECAY_R2, DECAY_POINTS, DECAY_DELTAS, FLOOR_FACTOR, LAW_MARGIN = 0.6, 6, 3, 2.0, 0.05
+#: (i) order: on each side of the predicted crossing, the predicted concept first in >= ORDER_SEEDS of the
+#: gated members (pooled over that side's deltas); the seed-mean colour learning time falls with delta in
+#: order: Spearman <= ORDER_SPEARMAN (-1: a random order of 4 deltas meets it with probability 1/24)
+ORDER_SEEDS, ORDER_SPEARMAN = 2 / 3, -1.0
 #: SIM fit: the fitted a_colour / a_size rises with delta, Spearman >= SIM_SPEARMAN
 SIM_SPEARMAN = 0.8
 #: Spearman's rho of n ranks is a multiple of 6 / (n (n^2 - 1)) (0.2 for 4 deltas): compared with this
 #: slack so that float rounding (0.7999999999999999) does not decide a threshold the statistic meets exactly
 RANK_EPS = 1e-9
+READINGS = ("heldout", "park", "training")
+
+# --- measures on records ----------------------------------------------------------------------
 
 
 def trajectories(rec: Records, probe: str = "cnn") -> np.ndarray:
@@ -78,12 +91,9 @@ def multiplicative_accuracy(rec: Records) -> np.ndarray:
 
 def in_distribution_accuracy(rec: Records) -> np.ndarray:
     """Fraction of generations for the training prompts whose every concept is probed right: ``(K, C)``."""
-    from .data import classes, training_rows
-
     s = rec.probs.shape[-1]
-    all_c = classes(s)
     rows = training_rows(s)
-    right = ((rec.probs[:, :, rows] > 0.5) == all_c[rows][None, None, :, None, :]).all(axis=-1)
+    right = ((rec.probs[:, :, rows] > 0.5) == classes(s)[rows][None, None, :, None, :]).all(axis=-1)
     return np.moveaxis(right.mean(axis=(2, 3)), 0, 1)
 
 
@@ -109,18 +119,18 @@ def heldout_accuracy(rec: Records) -> np.ndarray:
     return np.moveaxis((rec.probs[:, :, -1] > 0.5).mean(axis=2), 0, 1)
 
 
-def training_accuracy(rec: Records) -> np.ndarray:
+def training_accuracy(rec: Records, probs: np.ndarray | None = None) -> np.ndarray:
     """Per concept, the argmax accuracy on the training prompts: for each training class the fraction of its
     generations whose probe argmax is the prompted value, minimum over the training classes: ``(K, C, s)``.
+    ``probs``: another reading of the same records (default ``rec.probs``; e.g. ``rec.probs_compare``).
 
     The minimum, not the mean: a model that ignores the colour word and draws every circle red is right on
     two of the three training classes (a mean of 2/3) and gets 0 here."""
-    from .data import classes, training_rows
-
-    s = rec.probs.shape[-1]
+    probs = rec.probs if probs is None else probs
+    s = probs.shape[-1]
     rows = training_rows(s)
     target = classes(s)[rows][None, None, :, None, :] == 1
-    right = ((rec.probs[:, :, rows] > 0.5) == target).mean(axis=3)  # (C, K, classes, s)
+    right = ((probs[:, :, rows] > 0.5) == target).mean(axis=3)  # (C, K, classes, s)
     return np.moveaxis(right.min(axis=2), 0, 1)
 
 
@@ -137,7 +147,7 @@ def learning_times(steps, accuracy) -> list[list[Crossing]]:
     ]
 
 
-def first_learned(times: list[Crossing]) -> str:
+def first_learned(times) -> str:
     """``"colour"``, ``"size"``, ``"tie"`` (same checkpoint) or ``"none"`` (both censored) from the first two
     concepts' :class:`~simtheory.measures.Crossing`."""
     tc, ts = times[0], times[1]
@@ -154,6 +164,149 @@ def predicted_first(signal: dict, tie: float | None = None) -> str:
     tie = TIE if tie is None else tie
     c, z = signal["colour"], signal["size"]
     return "colour" if c > (1 + tie) * z else "size" if z > (1 + tie) * c else "tie"
+
+
+def swing_scoring(signal: dict) -> str:
+    """How the theory's swing-by prediction is scored at these signals: ``"clear"`` (ratio >= ``CLEAR``:
+    scored), ``"marginal"`` (``SEPARATED`` < ratio < ``CLEAR``: reported) or ``"none"`` (no swing-by
+    predicted)."""
+    ratio = max(signal.values()) / min(signal.values())
+    return "clear" if ratio >= CLEAR else "marginal" if ratio > SEPARATED else "none"
+
+
+# --- typed results ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Member:
+    """One member (delta, seed): its learning times per reading (``READINGS``), the competence gate and the
+    end-of-run measures. ``compare``: the raw-weight DDIM reading of the same checkpoints, where recorded."""
+
+    delta: float
+    seed: int
+    signal: dict
+    predicted_first: str
+    times: dict  # reading -> [Crossing (colour), Crossing (size)]
+    competent: bool
+    competent_step: float  # both concepts learned on the training prompts (inf if never)
+    final_mse: float
+    final_mult_accuracy: float
+    mult_accuracy_last5: float
+    final_in_distribution_accuracy: float
+    probe_agreement: tuple
+    compare: dict | None = None
+
+    def first(self, reading: str) -> str:
+        return first_learned(self.times[reading])
+
+    def to_dict(self) -> dict:
+        out = {k: v for k, v in asdict(self).items() if k != "times"}
+        for reading, tt in self.times.items():
+            for name, c in zip(("colour", "size"), tt):
+                out[f"time_{name}_{reading}"] = c.time
+                out[f"censored_{name}_{reading}"] = c.censored
+            out[f"first_{reading}"] = self.first(reading)
+        return out
+
+
+@dataclass(frozen=True)
+class Swing:
+    """The largest rise of the seed-mean MSE above its running minimum after the early cut."""
+
+    rise: float
+    se: float
+    step: float
+    from_step: float
+    peak_point: tuple
+    near_stronger_corner: bool
+
+    @property
+    def significant(self) -> bool:
+        return self.rise >= SWING_RISE and self.rise >= SWING_SE * self.se
+
+
+@dataclass(frozen=True)
+class Decay:
+    """Exponential and power-law fits of the speed's decline after the last turning point."""
+
+    start_step: float
+    end_step: float
+    n_points: int
+    rate_per_1k: float
+    r2: float
+    power_exponent: float
+    power_r2: float
+    floor: float
+    law: str  # "exponential", "power law", "indistinguishable", "no decay", "too few points"
+
+
+@dataclass(frozen=True)
+class DeltaResult:
+    """The seed means at one delta (over its gated members; over all when none is gated, ``gated=False``)."""
+
+    delta: float
+    n_seeds: int
+    n_competent: int
+    gated: bool
+    signal: dict
+    predicted_first: str
+    swing_scoring: str
+    stronger: str
+    swing: Swing
+    decay: Decay
+    times: dict  # reading -> {"colour": mean, "colour_se": s.e., "colour_censored": n, ...}
+    firsts: dict  # reading -> [first concept of each gated member]
+    final_accuracy: dict
+    final_mult_accuracy: float
+    curves: dict
+    sim: dict | None = None
+    over_prompt: dict | None = None
+
+    @property
+    def predicted_swingby(self) -> bool:
+        return self.swing_scoring != "none"
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["predicted_swingby"] = self.predicted_swingby
+        out["swing"]["significant"] = self.swing.significant
+        return out
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """:func:`analyse`'s result; :meth:`to_dict` is its JSON form."""
+
+    members: list
+    deltas: list
+    signal_crossing_delta: float
+    run_length: float
+    claims: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "members": [m.to_dict() for m in self.members],
+            "deltas": [e.to_dict() for e in self.deltas],
+            "signal_crossing_delta": self.signal_crossing_delta,
+            "run_length": self.run_length,
+            "competence_gate": gate_summary(self.members, self.run_length),
+            "claims": [c.to_dict() for c in self.claims],
+        }
+
+
+def gate_summary(members, run_length: float) -> dict:
+    """How many members passed the competence gate, and which did not."""
+    failed = [(m.delta, m.seed) for m in members if not m.competent]
+    return {
+        "rule": f"both concepts learned on the training prompts before step {GATE * run_length:.0f} "
+        f"({GATE:.0%} of the run)",
+        "passed": len(members) - len(failed),
+        "of": len(members),
+        "failed": failed,
+    }
+
+
+# --- fits ---------------------------------------------------------------------------------------
 
 
 def sim_fit(steps: np.ndarray, C: np.ndarray, *, n_starts: int = 3) -> dict:
@@ -173,34 +326,23 @@ def sim_fit(steps: np.ndarray, C: np.ndarray, *, n_starts: int = 3) -> dict:
     tri = np.tril_indices(s)
 
     def unpack(z):
-        a = np.exp(z[:s])
         U = np.zeros((s, s))
         U[tri] = z[s:]
-        return a, U @ U.T
+        return np.exp(z[:s]), U @ U.T
 
     def curve(z):
         a, W0 = unpack(z)
-        W = symmetric_flow(np.diag(a), W0 + 1e-9 * np.eye(s), t)
-        return W.sum(axis=-1)
+        return symmetric_flow(np.diag(a), W0 + 1e-9 * np.eye(s), t).sum(axis=-1)
 
-    def resid(z):
-        return (curve(z) - C).ravel()
-
-    best = None
     horizon = max(t[-1], 1e-9)
+    best = None
     for k in range(n_starts):
         U0 = np.eye(s) * np.sqrt(0.1 * (k + 1))
         z0 = np.concatenate([np.full(s, np.log(10.0 / horizon)), U0[tri]])
+        lo = np.r_[np.full(s, np.log(1e-3 / horizon)), np.full(len(z0) - s, -2.0)]
+        hi = np.r_[np.full(s, np.log(1e4 / horizon)), np.full(len(z0) - s, 2.0)]
         try:
-            sol = least_squares(
-                resid,
-                z0,
-                bounds=(
-                    np.r_[np.full(s, np.log(1e-3 / horizon)), np.full(len(z0) - s, -2.0)],
-                    np.r_[np.full(s, np.log(1e4 / horizon)), np.full(len(z0) - s, 2.0)],
-                ),
-                max_nfev=200,
-            )
+            sol = least_squares(lambda z: (curve(z) - C).ravel(), z0, bounds=(lo, hi), max_nfev=200)
         except (ValueError, np.linalg.LinAlgError, FloatingPointError):
             continue
         if best is None or sol.cost < best.cost:
@@ -232,7 +374,7 @@ def signal_crossing(
     blur = 2 / resolution if blur is None else blur
 
     def f(d):
-        sig = concept_signal(ImageSpec(resolution, d, concepts, size_gap=size_gap, blur=blur), n=256)
+        sig = _signal(ImageSpec(resolution, d, tuple(concepts), size_gap=size_gap, blur=blur))
         return sig["colour"] - sig["size"]
 
     flo, fhi = f(lo), f(hi)
@@ -248,6 +390,12 @@ def signal_crossing(
     return (lo + hi) / 2
 
 
+@functools.lru_cache(maxsize=256)
+def _signal(spec: ImageSpec) -> dict:
+    """:func:`~simtheory.diffusion.data.concept_signal` of a spec (cached: it renders 1024 images)."""
+    return concept_signal(spec, n=256)
+
+
 def _mean_se(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean over the first axis and its standard error (0 for a single seed)."""
     x = np.asarray(x, dtype=np.float64)
@@ -256,43 +404,72 @@ def _mean_se(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x.mean(axis=0), x.std(axis=0, ddof=1) / np.sqrt(len(x))
 
 
-def _rise(mse: np.ndarray, se: np.ndarray) -> dict:
-    """Largest rise of a curve above its earlier minimum: the peak, the minimum before it, the rise and the
-    standard error of the difference (the two points' errors combined)."""
-    run_min = np.minimum.accumulate(mse)
-    lo_idx = np.array([int(np.argmin(mse[: i + 1])) for i in range(len(mse))])
-    rise = mse - run_min
-    peak = int(np.argmax(rise))
-    lo = int(lo_idx[peak])
-    return {"rise": float(rise[peak]), "peak": peak, "low": lo, "se": float(np.hypot(se[peak], se[lo]))}
+def _rise(steps, mse: np.ndarray, se: np.ndarray, C: np.ndarray, stronger: str) -> Swing:
+    """Largest rise of the seed-mean MSE above its running minimum, both taken from the first checkpoint at
+    or after ``CUT`` of the run (earlier checkpoints are the model learning to draw a shape at all)."""
+    start = int(np.searchsorted(steps, CUT * steps[-1]))
+    m = mse[start:]
+    low_idx = np.array([int(np.argmin(m[: i + 1])) for i in range(len(m))]) + start
+    rise = mse[start:] - mse[low_idx]
+    peak = start + int(np.argmax(rise))
+    low = int(low_idx[peak - start])
+    corner = np.array([1.0, 0.0]) if stronger == "colour" else np.array([0.0, 1.0])  # blue-large / red-small
+    at_peak = C[peak, :2]
+    return Swing(
+        float(rise[peak - start]),
+        float(np.hypot(se[peak], se[low])),
+        float(steps[peak]),
+        float(steps[low]),
+        tuple(float(x) for x in at_peak),
+        bool(np.linalg.norm(at_peak - corner) < np.linalg.norm(at_peak - (1 - corner))),
+    )
 
 
-def _decay(steps, mse, mid, v, floor) -> dict:
-    """Exponential (and power-law) fit of the speed ``v`` over its decline after the last turning point of
-    ``mse``:
-    from the speed's maximum after that turning point (the whole record when the MSE has none) until the speed
-    falls below ``FLOOR_FACTOR * floor``."""
-    tps = turning_points(steps, mse, rel_tol=0.1) if np.ptp(mse) > 0 else ()
-    after = min(tps[-1].index, len(v) - 1) if tps else 0
-    start = after + int(np.argmax(v[after:]))
+def _law(n: int, exp_fit, pow_fit) -> str:
+    if n < DECAY_POINTS:
+        return "too few points"
+    exp_ok = exp_fit.slope < 0 and exp_fit.r2 >= DECAY_R2
+    pow_ok = pow_fit.slope < 0 and pow_fit.r2 >= DECAY_R2
+    if not (exp_ok or pow_ok):
+        return "no decay"
+    if exp_ok and exp_fit.r2 >= pow_fit.r2 + LAW_MARGIN:
+        return "exponential"
+    if pow_ok and pow_fit.r2 >= exp_fit.r2 + LAW_MARGIN:
+        return "power law"
+    return "indistinguishable"
+
+
+def _last_hump(v: np.ndarray, start: int) -> int:
+    """Index of the speed's last hump from ``start`` on: the last local maximum (over +-2 checkpoints) that
+    reaches half the largest speed there. A concept learned after another makes a second hump; the slowdown
+    is read on the last one's decline."""
+    w = v[start:]
+    top = w.max()
+    humps = [i for i in range(len(w)) if w[i] >= 0.5 * top and w[i] == w[max(0, i - 2) : i + 3].max()]
+    return start + (humps[-1] if humps else int(np.argmax(w)))
+
+
+def _decay(steps, mse, mid, v, floor) -> Decay:
+    """Exponential and power-law fits of the speed ``v`` over the decline of its last hump after the early
+    cut (:func:`_last_hump`), until the speed falls below ``FLOOR_FACTOR * floor``."""
+    start = _last_hump(v, min(int(np.searchsorted(steps, CUT * steps[-1])), len(v) - 1))
     below = np.flatnonzero(v[start:] < FLOOR_FACTOR * floor)
     end = start + int(below[0]) if below.size else len(v)
     window = slice(start, end)
     exp_fit = log_linear_fit(mid[window] / 1000.0, v[window])
     pow_fit = log_linear_fit(mid[window], v[window], log_x=True)
     n = end - start
-    ok = None if n < DECAY_POINTS else bool(exp_fit.slope < 0 and exp_fit.r2 >= DECAY_R2)
-    return {
-        "start_step": float(mid[start]),
-        "end_step": float(mid[end - 1]) if n else float("nan"),
-        "n_points": n,
-        "rate_per_1k": -exp_fit.slope,
-        "r2": exp_fit.r2,
-        "power_exponent": -pow_fit.slope,
-        "power_r2": pow_fit.r2,
-        "floor": float(floor),
-        "verdict": verdict(ok),
-    }
+    return Decay(
+        float(mid[start]),
+        float(mid[end - 1]) if n else float("nan"),
+        n,
+        -exp_fit.slope,
+        exp_fit.r2,
+        -pow_fit.slope,
+        pow_fit.r2,
+        float(floor),
+        _law(n, exp_fit, pow_fit),
+    )
 
 
 def _over_prompt(rec: Records) -> np.ndarray | None:
@@ -302,331 +479,184 @@ def _over_prompt(rec: Records) -> np.ndarray | None:
     return np.moveaxis(rec.over_probs.prod(axis=-1).mean(axis=-1).max(axis=2), 0, 1)
 
 
-def analyse(rec: Records, *, fit: bool = True) -> dict:
-    """Per-member measures, per-delta seed means, and the claims (:class:`~simtheory.claims.Claim`, as dicts):
-    JSON-ready numbers."""
-    from .data import training_rows
+# --- analysis -----------------------------------------------------------------------------------
 
-    cfg, steps = rec.config, np.asarray(rec.steps, dtype=np.float64)
-    signals = {d: concept_signal(cfg.spec(d), n=256) for d in cfg.deltas}
-    traj = gaussian_smooth(trajectories(rec), SMOOTH_TRAJ, axis=2)  # (K, classes, C, s)
-    C = traj[:, -1]  # OOD prompt (K, C, s)
-    mse = mse_to_target(C)  # (K, C)
+
+def _times(rec: Records, steps) -> dict:
+    """Learning times per reading: held-out (counted only where the training prompts express the
+    concept), Park's (held-out alone) and training prompts."""
     acc_h, acc_t = heldout_accuracy(rec), training_accuracy(rec)
-    shown = gaussian_smooth(acc_t, SMOOTH_TIME, axis=1) > 0.5  # the training prompts express the concept
-    times = {
+    shown = gaussian_smooth(acc_t, SMOOTH_TIME, axis=1) > 0.5
+    return {
         "heldout": learning_times(steps, acc_h * shown),
         "park": learning_times(steps, acc_h),
         "training": learning_times(steps, acc_t),
     }
-    mult, over = multiplicative_accuracy(rec), _over_prompt(rec)
-    id_acc, agree = in_distribution_accuracy(rec), probe_agreement(rec)
-    members = []
+
+
+def _compare_reading(rec: Records, steps) -> list[dict | None]:
+    """Per member, the raw-weight DDIM reading's competence step and its end-of-run worst training class
+    and OOD point (None where the records hold no comparison reading)."""
+    if rec.probs_compare is None:
+        return [None] * len(rec.members)
+    acc = training_accuracy(rec, rec.probs_compare)
+    times = learning_times(steps, acc)
+    ood = rec.probs_compare[:, :, -1].mean(axis=2)  # (C, K, s)
+    return [
+        {
+            "competent_step": _competent_step(times[k]),
+            "final_worst_training": [float(x) for x in acc[k, -1, :2]],
+            "final_ood_point": [float(x) for x in ood[-1, k, :2]],
+        }
+        for k in range(len(rec.members))
+    ]
+
+
+def _competent_step(tt) -> float:
+    return float("inf") if any(c.censored for c in tt[:2]) else float(max(c.time for c in tt[:2]))
+
+
+def members_of(rec: Records, signals: dict) -> list[Member]:
+    """The per-member measures (learning times, competence gate, end-of-run numbers)."""
+    steps = np.asarray(rec.steps, dtype=np.float64)
+    times = _times(rec, steps)
+    mse = mse_to_target(gaussian_smooth(ood_trajectory(rec), SMOOTH_TRAJ, axis=1))
+    mult, id_acc, agree = multiplicative_accuracy(rec), in_distribution_accuracy(rec), probe_agreement(rec)
+    compare = _compare_reading(rec, steps)
+    out = []
     for k, (d, seed) in enumerate(rec.members):
-        m = {
-            "delta": d,
-            "seed": seed,
-            "signal_colour": signals[d]["colour"],
-            "signal_size": signals[d]["size"],
-            "predicted_first": predicted_first(signals[d]),
-        }
-        for reading, tt in times.items():
-            for p, name in enumerate(cfg.concepts[:2]):
-                m[f"time_{name}_{reading}"] = tt[k][p].time
-                m[f"censored_{name}_{reading}"] = tt[k][p].censored
-            m[f"first_{reading}"] = first_learned(tt[k])
-        m.update(
-            {
-                "final_mse": float(mse[k, -1]),
-                "final_mult_accuracy": float(mult[k, -1]),
-                "mult_accuracy_last5": float(mult[k, -5:].mean()),
-                "final_in_distribution_accuracy": float(id_acc[k, -1]),
-                "probe_agreement_colour": float(agree[k, 0]),
-                "probe_agreement_size": float(agree[k, 1]),
-            }
-        )
-        members.append(m)
-    rows = training_rows(rec.probs.shape[-1])
-    per_delta = []
-    for d in sorted(set(cfg.deltas)):
-        ks = [k for k, (dd, _) in enumerate(rec.members) if dd == d]
-        Cm, Cse = _mean_se(C[ks])
-        mm, mse_se = _mean_se(mse[ks])
-        mid, v = speed(steps, Cm)
-        _, vt = speed(steps, traj[ks][:, rows].mean(axis=0))  # seed-mean training prompts (classes, C-1)
-        floor = float(np.median(vt.mean(axis=0)[-10:]))
-        r = _rise(mm, mse_se)
-        strong = "colour" if signals[d]["colour"] > signals[d]["size"] else "size"
-        corner = (
-            np.array([1.0, 0.0]) if strong == "colour" else np.array([0.0, 1.0])
-        )  # blue-large or red-small
-        other = 1 - corner
-        at_peak = Cm[r["peak"], :2]
-        entry = {
-            "delta": d,
-            "n_seeds": len(ks),
-            "signal_colour": signals[d]["colour"],
-            "signal_size": signals[d]["size"],
-            "signal_ratio": max(signals[d].values()) / min(signals[d].values()),
-            "predicted_first": predicted_first(signals[d]),
-            "predicted_swingby": bool(max(signals[d].values()) > SEPARATED * min(signals[d].values())),
-            "stronger": strong,
-            "rise": r["rise"],
-            "rise_se": r["se"],
-            "rise_step": float(steps[r["peak"]]),
-            "rise_from_step": float(steps[r["low"]]),
-            "peak_point": at_peak.tolist(),
-            "peak_near_stronger_corner": bool(
-                np.linalg.norm(at_peak - corner) < np.linalg.norm(at_peak - other)
-            ),
-            "decay": _decay(steps, mm, mid, v, floor),
-            "final_mult_accuracy": float(mult[ks, -1].mean()),
-            # where the accuracies stand at the end (seed mean of the smoothed curves): how far from "learned"
-            "final_accuracy": {
-                reading: {
-                    name: float(gaussian_smooth(acc[ks][:, :, p], SMOOTH_TIME, axis=1)[:, -1].mean())
-                    for p, name in enumerate(cfg.concepts[:2])
-                }
-                for reading, acc in (("heldout", acc_h), ("training", acc_t))
-            },
-            "curves": {
-                "steps": steps.tolist(),
-                "C": Cm.tolist(),
-                "C_se": Cse.tolist(),
-                "mse": mm.tolist(),
-                "mse_se": mse_se.tolist(),
-                "speed_mid": mid.tolist(),
-                "speed": v.tolist(),
-                "mult": gaussian_smooth(mult[ks].mean(axis=0), SMOOTH_TRAJ).tolist(),
-            },
-        }
-        for reading in times:
-            for p, name in enumerate(cfg.concepts[:2]):
-                tt = [times[reading][k][p] for k in ks]
-                entry[f"time_{name}_{reading}"] = float(np.mean([c.time for c in tt]))
-                entry[f"time_{name}_{reading}_se"] = float(_mean_se(np.array([c.time for c in tt]))[1])
-                entry[f"censored_{name}_{reading}"] = int(sum(c.censored for c in tt))
-            entry[f"first_{reading}"] = [first_learned(times[reading][k]) for k in ks]
-        if over is not None:
-            entry["curves"]["mult_over_prompt"] = gaussian_smooth(over[ks].mean(axis=0), SMOOTH_TRAJ).tolist()
-            plain_t = sustained_crossing(steps, mult[ks].mean(axis=0), 0.5, sigma=SMOOTH_TIME, run=RUN)
-            over_t = sustained_crossing(steps, over[ks].mean(axis=0), 0.5, sigma=SMOOTH_TIME, run=RUN)
-            entry["over_prompt"] = {
-                "plain_time": plain_t.time,
-                "plain_censored": plain_t.censored,
-                "best_time": over_t.time,
-                "best_censored": over_t.censored,
-                "mean_gain": float((over[ks] - mult[ks]).mean()),
-            }
-        if fit:
-            f = sim_fit(steps, Cm[:, :2])
-            entry.update(
-                {
-                    "sim_a_colour": float(f["a"][0]),
-                    "sim_a_size": float(f["a"][1]),
-                    "sim_ratio": float(f["a"][0] / f["a"][1]),
-                    "sim_rms": f["rms"],
-                }
-            )
-        per_delta.append(entry)
-    crossing = signal_crossing(cfg.resolution, cfg.concepts, size_gap=cfg.size_gap, blur=cfg.blur)
-    return {
-        "members": members,
-        "deltas": per_delta,
-        "signal_crossing_delta": crossing,
-        "claims": [c.to_dict() for c in claims(per_delta, crossing, steps[-1])],
-    }
-
-
-def _permutation_rate(n: int, bound: float, below: bool) -> float:
-    """Fraction of the orderings of n distinct values whose Spearman correlation with 1..n is <= bound
-    (``below``) or >= bound: what a random order of the deltas would score."""
-    import itertools
-
-    if n < 2 or n > 8:
-        return float("nan")
-    x = np.arange(n)
-    rhos = [
-        1 - 6 * np.sum((x - np.array(p)) ** 2) / (n * (n * n - 1)) for p in itertools.permutations(range(n))
-    ]
-    return float(np.mean([(r <= bound + RANK_EPS) if below else (r >= bound - RANK_EPS) for r in rhos]))
-
-
-def _order_claim(per_delta, reading: str, where: str) -> Claim:
-    scored = [e for e in per_delta if e["predicted_first"] in ("colour", "size")]
-    res = {}
-    for e in scored:
-        firsts = e[f"first_{reading}"]
-        need = int(np.ceil(ORDER_SEEDS * len(firsts) - 1e-9))
-        agree = sum(f == e["predicted_first"] for f in firsts)
-        undecided = sum(f not in ("colour", "size") for f in firsts)
-        ok = True if agree >= need else None if agree + undecided >= need else False
-        res[f"{e['delta']:g}"] = {"predicted": e["predicted_first"], "first": firsts, "verdict": verdict(ok)}
-    vs = [r["verdict"] for r in res.values()]
-    v = (
-        "inconclusive"
-        if not vs
-        else "fail"
-        if "fail" in vs
-        else "pass"
-        if all(x == "pass" for x in vs)
-        else "inconclusive"
-    )
-    measured = "; ".join(
-        f"delta {d}: {'/'.join(r['first'])} (predicted {r['predicted']})" for d, r in res.items()
-    )
-    preds = [e["predicted_first"] for e in scored]
-    const = max(preds.count("colour"), preds.count("size")) if preds else 0
-    return Claim(
-        f"(i) learning order on the {where}: the concept with the larger pixel signal is learned first",
-        measured or "no delta predicts an order",
-        f">= {ORDER_SEEDS:.0%} of seeds at every delta whose signals differ by > {TIE:.0%}",
-        v,
-        "Fig. 6 (Park et al. Fig. 3-4)",
-        f"a constant order is right at {const}/{len(preds)} scored deltas, so it passes only if all predict "
-        "the same",
-        res,
-    )
-
-
-def claims(per_delta: list[dict], crossing: float, run_length: float) -> list[Claim]:
-    """The paper's diffusion claims from the per-delta seed means of :func:`analyse` (thresholds: the
-    module constants, fixed before the first sweep)."""
-    out = [
-        _order_claim(per_delta, "heldout", "held-out prompt"),
-        _order_claim(per_delta, "training", "training prompts"),
-    ]
-    deltas = np.array([e["delta"] for e in per_delta])
-    tc = np.array([e["time_colour_heldout"] for e in per_delta])
-    ts = np.array([e["time_size_heldout"] for e in per_delta])
-    rho = spearman(deltas, tc) if len(deltas) >= 3 else float("nan")
-    out.append(
-        Claim(
-            "(i) the seed-mean colour learning time (held-out prompt) falls as delta rises",
-            f"Spearman {rho:.2f}; times {', '.join(f'{t:.0f}' for t in tc)} (censored at {run_length:.0f})",
-            f"<= {ORDER_SPEARMAN}",
-            verdict(None if not np.isfinite(rho) else bool(rho <= ORDER_SPEARMAN + RANK_EPS)),
-            "Fig. 6 (Park et al. Fig. 4)",
-            "a random order of the deltas meets it with probability "
-            f"{_permutation_rate(len(deltas), ORDER_SPEARMAN, True):.2f}",
-            {"deltas": deltas.tolist(), "time_colour": tc.tolist(), "time_size": ts.tolist()},
-        )
-    )
-    diff = tc - ts
-    flips = [i for i in range(len(diff) - 1) if np.sign(diff[i]) != np.sign(diff[i + 1]) and diff[i] != 0]
-    measured_cross = (
-        float(
-            deltas[flips[0]]
-            + (deltas[flips[0] + 1] - deltas[flips[0]])
-            * diff[flips[0]]
-            / (diff[flips[0]] - diff[flips[0] + 1])
-        )
-        if flips
-        else float("nan")
-    )
-    out.append(
-        Claim(
-            "(i) the delta at which colour and size are learned at the same time (held-out, seed means)",
-            f"{measured_cross:.3g}" if flips else "no crossing among the deltas run",
-            f"reported next to the pixel-RMS prediction {crossing:.3g}",
-            "reported",
-            "Fig. 6",
-            details={"measured": measured_cross, "predicted": crossing},
-        )
-    )
-    pred = [e for e in per_delta if e["predicted_swingby"]]
-    rest = [e for e in per_delta if not e["predicted_swingby"]]
-
-    def swings(e):
-        return e["rise"] >= SWING_RISE and e["rise"] >= SWING_SE * e["rise_se"]
-
-    sw = {
-        f"{e['delta']:g}": {
-            "rise": e["rise"],
-            "se": e["rise_se"],
-            "significant": swings(e),
-            "near_stronger_corner": e["peak_near_stronger_corner"],
-            "predicted": e["predicted_swingby"],
-        }
-        for e in per_delta
-    }
-    ok = None if not pred else all(swings(e) and e["peak_near_stronger_corner"] for e in pred)
-    out.append(
-        Claim(
-            "(ii) swing-by: the seed-mean concept-space MSE rises again where the theory predicts one "
-            "(a_strong > 3 a_weak), with the trajectory nearest the stronger concept's training corner at "
-            "the peak",
-            "; ".join(
-                f"delta {d}: rise {r['rise']:.3f} +- {r['se']:.3f}{' (predicted)' if r['predicted'] else ''}"
-                f"{', near the stronger corner' if r['near_stronger_corner'] else ''}"
-                for d, r in sw.items()
-            ),
-            f"rise >= {SWING_RISE} and >= {SWING_SE:g} s.e. at every predicted delta",
-            verdict(ok),
-            "Fig. 6b",
-            "deltas without a predicted swing-by that show one anyway: "
-            f"{sum(swings(e) for e in rest)}/{len(rest)}",
-            sw,
-        )
-    )
-    dec = {f"{e['delta']:g}": e["decay"] for e in per_delta}
-    n_pass = sum(x["verdict"] == "pass" for x in dec.values())
-    n_inc = sum(x["verdict"] == "inconclusive" for x in dec.values())
-    v = "pass" if n_pass >= DECAY_DELTAS else "inconclusive" if n_pass + n_inc >= DECAY_DELTAS else "fail"
-    if len(per_delta) < DECAY_DELTAS:
-        v = "inconclusive"  # too few deltas run to decide
-    out.append(
-        Claim(
-            "(iii) slowdown: the seed-mean speed |dC/dt| decays exponentially after the last turning point "
-            "(fitted from the speed's maximum after it)",
-            "; ".join(
-                f"delta {d}: rate {x['rate_per_1k']:.2f}/1k, R^2 {x['r2']:.2f} over {x['n_points']} "
-                f"(power law R^2 {x['power_r2']:.2f})"
-                for d, x in dec.items()
-            ),
-            f"slope < 0 and R^2 >= {DECAY_R2} over >= {DECAY_POINTS} checkpoints at >= {DECAY_DELTAS} deltas "
-            f"(fewer points: inconclusive)",
-            v,
-            "Fig. 6c",
-            "a power law fitted to the same window (R^2 shown) is the alternative",
-            dec,
-        )
-    )
-    if all("sim_ratio" in e for e in per_delta) and len(per_delta) >= 3:
-        ratios = np.array([e["sim_ratio"] for e in per_delta])
-        rho = spearman(deltas, ratios)
+        step = _competent_step(times["training"][k])
         out.append(
-            Claim(
-                "SIM fit to the seed-mean trajectory: a_colour / a_size rises with delta",
-                f"Spearman {rho:.2f}; ratios {', '.join(f'{r:.3g}' for r in ratios)}; "
-                f"RMS residual {np.median([e['sim_rms'] for e in per_delta]):.3f} (median)",
-                f">= {SIM_SPEARMAN}",
-                verdict(None if not np.isfinite(rho) else bool(rho >= SIM_SPEARMAN - RANK_EPS)),
-                "Fig. 6",
-                "a random order meets it with probability "
-                f"{_permutation_rate(len(deltas), SIM_SPEARMAN, False):.2f}",
-                {"deltas": deltas.tolist(), "ratios": ratios.tolist()},
-            )
-        )
-    over = [e for e in per_delta if "over_prompt" in e]
-    if over:
-        out.append(
-            Claim(
-                "over-prompting (hidden capabilities): best of the exaggerated blues composes the OOD class "
-                "before the plain prompt",
-                "; ".join(
-                    f"delta {e['delta']:g}: best {e['over_prompt']['best_time']:.0f}"
-                    f"{' (censored)' if e['over_prompt']['best_censored'] else ''} vs plain "
-                    f"{e['over_prompt']['plain_time']:.0f}"
-                    f"{' (censored)' if e['over_prompt']['plain_censored'] else ''}"
-                    f", mean gain {e['over_prompt']['mean_gain']:+.2f}"
-                    for e in over
-                ),
-                "reported (steps to a smoothed P(blue) P(small) > 0.5 for 3 checkpoints)",
-                "reported",
-                "Park et al. (hidden capabilities)",
-                "",
-                {f"{e['delta']:g}": e["over_prompt"] for e in over},
+            Member(
+                d,
+                seed,
+                signals[d],
+                predicted_first(signals[d]),
+                {reading: tt[k] for reading, tt in times.items()},
+                bool(step <= GATE * steps[-1]),
+                step,
+                float(mse[k, -1]),
+                float(mult[k, -1]),
+                float(mult[k, -5:].mean()),
+                float(id_acc[k, -1]),
+                (float(agree[k, 0]), float(agree[k, 1])),
+                compare[k],
             )
         )
     return out
+
+
+def _time_means(members: list[Member], reading: str) -> dict:
+    out = {}
+    for p, name in enumerate(("colour", "size")):
+        tt = np.array([m.times[reading][p].time for m in members])
+        out[name] = float(tt.mean())
+        out[f"{name}_se"] = float(_mean_se(tt)[1])
+        out[f"{name}_censored"] = int(sum(m.times[reading][p].censored for m in members))
+    return out
+
+
+def _curves(rec: Records, ks: list, steps) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Seed means (and s.e.) of the smoothed OOD trajectory, its MSE and speed, over members ``ks``; the
+    speed's noise floor from the training prompts. Returns the curves, the mean trajectory and MSE s.e."""
+    traj = gaussian_smooth(trajectories(rec)[ks], SMOOTH_TRAJ, axis=2)  # (k, classes, C, s)
+    Cm, Cse = _mean_se(traj[:, -1])
+    mm, mse_se = _mean_se(mse_to_target(traj[:, -1]))
+    mid, v = speed(steps, Cm)
+    _, vt = speed(steps, traj[:, training_rows(rec.probs.shape[-1])].mean(axis=0))
+    mult = gaussian_smooth(multiplicative_accuracy(rec)[ks].mean(axis=0), SMOOTH_TRAJ)
+    curves = {
+        "steps": steps.tolist(),
+        "C": Cm.tolist(),
+        "C_se": Cse.tolist(),
+        "mse": mm.tolist(),
+        "mse_se": mse_se.tolist(),
+        "speed_mid": mid.tolist(),
+        "speed": v.tolist(),
+        "speed_floor": float(np.median(vt.mean(axis=0)[-10:])),
+        "mult": mult.tolist(),
+    }
+    over = _over_prompt(rec)
+    if over is not None:
+        curves["mult_over_prompt"] = gaussian_smooth(over[ks].mean(axis=0), SMOOTH_TRAJ).tolist()
+    return curves, Cm, mse_se
+
+
+def _over_prompt_times(rec: Records, ks, steps) -> dict | None:
+    over = _over_prompt(rec)
+    if over is None:
+        return None
+    plain = sustained_crossing(
+        steps, multiplicative_accuracy(rec)[ks].mean(axis=0), 0.5, sigma=SMOOTH_TIME, run=RUN
+    )
+    best = sustained_crossing(steps, over[ks].mean(axis=0), 0.5, sigma=SMOOTH_TIME, run=RUN)
+    return {
+        "plain_time": plain.time,
+        "plain_censored": plain.censored,
+        "best_time": best.time,
+        "best_censored": best.censored,
+        "mean_gain": float((over[ks] - multiplicative_accuracy(rec)[ks]).mean()),
+    }
+
+
+def delta_result(rec: Records, members: list[Member], d: float, *, fit: bool) -> DeltaResult:
+    """The seed means at delta ``d`` over its gated members (all members if none passed the gate)."""
+    steps = np.asarray(rec.steps, dtype=np.float64)
+    at = [k for k, m in enumerate(members) if m.delta == d]
+    ks = [k for k in at if members[k].competent] or at
+    gated = members[ks[0]].competent
+    sig = members[at[0]].signal
+    stronger = "colour" if sig["colour"] > sig["size"] else "size"
+    curves, Cm, mse_se = _curves(rec, ks, steps)
+    mse = np.array(curves["mse"])
+    acc = {"heldout": heldout_accuracy(rec), "training": training_accuracy(rec)}
+    sim = None
+    if fit:
+        f = sim_fit(steps, Cm[:, :2])
+        sim = {
+            "a_colour": float(f["a"][0]),
+            "a_size": float(f["a"][1]),
+            "ratio": float(f["a"][0] / f["a"][1]),
+        }
+        sim["rms"] = f["rms"]
+    return DeltaResult(
+        delta=d,
+        n_seeds=len(at),
+        n_competent=sum(members[k].competent for k in at),
+        gated=gated,
+        signal=sig,
+        predicted_first=predicted_first(sig),
+        swing_scoring=swing_scoring(sig),
+        stronger=stronger,
+        swing=_rise(steps, mse, mse_se, Cm, stronger),
+        decay=_decay(
+            steps, mse, np.array(curves["speed_mid"]), np.array(curves["speed"]), curves["speed_floor"]
+        ),
+        times={r: _time_means([members[k] for k in ks], r) for r in READINGS},
+        firsts={r: [members[k].first(r) for k in ks] if gated else [] for r in READINGS},
+        final_accuracy={
+            r: {
+                name: float(gaussian_smooth(a[ks][:, :, p], SMOOTH_TIME, axis=1)[:, -1].mean())
+                for p, name in enumerate(("colour", "size"))
+            }
+            for r, a in acc.items()
+        },
+        final_mult_accuracy=float(multiplicative_accuracy(rec)[ks, -1].mean()),
+        curves=curves,
+        sim=sim,
+        over_prompt=_over_prompt_times(rec, ks, steps),
+    )
+
+
+def analyse(rec: Records, *, fit: bool = True) -> Analysis:
+    """Per-member measures and the competence gate, per-delta seed means over the gated members, and the
+    claims (:class:`~simtheory.claims.Claim`). :meth:`Analysis.to_dict` is JSON-ready."""
+    from . import claims as _claims
+
+    cfg = rec.config
+    signals = {d: _signal(cfg.spec(d)) for d in cfg.deltas}
+    members = members_of(rec, signals)
+    per_delta = [delta_result(rec, members, d, fit=fit) for d in sorted(set(cfg.deltas))]
+    crossing = signal_crossing(cfg.resolution, cfg.concepts, size_gap=cfg.size_gap, blur=cfg.blur)
+    run_length = float(rec.steps[-1])
+    return Analysis(members, per_delta, crossing, run_length, _claims.claims(per_delta, crossing, run_length))

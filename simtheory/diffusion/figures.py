@@ -11,12 +11,13 @@ from .analysis import FLOOR_FACTOR
 from .records import Records
 
 
-def figure6(result: dict, path, *, title: str = "") -> list[Path]:
+def figure6(result, path, *, title: str = "") -> list[Path]:
     """The paper's Figure 6 analogue from the seed means of :func:`analyse` (it recomputes nothing): the OOD
     trajectory in concept space per delta (seed s.e. as error bars), the concept-space MSE with seed bands,
     the speed on log axes with its noise floor and exponential fit, the learning time of each concept against
     delta (held-out prompt, filled; training prompts, open; censored runs at the top edge), the multiplicative
-    accuracy (and the best over-prompt, dashed) and the SIM fit's rate ratio. PNG + PDF."""
+    accuracy (and the best over-prompt, dashed) and the SIM fit's rate ratio. ``result``: an
+    :class:`~simtheory.diffusion.analysis.Analysis`. PNG + PDF."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -24,18 +25,18 @@ def figure6(result: dict, path, *, title: str = "") -> list[Path]:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    per = result["deltas"]
-    deltas = np.array([e["delta"] for e in per])
+    per = result.deltas
+    deltas = np.array([e.delta for e in per])
     norm = matplotlib.colors.Normalize(
         min(deltas.min(), deltas.max() - 0.1), max(deltas.max(), deltas.min() + 0.1)
     )
     cmap = matplotlib.colormaps["viridis"]
     fig, ax = plt.subplots(2, 3, figsize=(12, 7), constrained_layout=True)
     for e in per:
-        col = cmap(norm(e["delta"]))
-        c = e["curves"]
+        col = cmap(norm(e.delta))
+        c = e.curves
         steps, C, Cse = np.array(c["steps"]), np.array(c["C"]), np.array(c["C_se"])
-        lab = f"delta {e['delta']:g}"
+        lab = f"delta {e.delta:g}" + ("" if e.gated else " (no run passed the gate)")
         ax[0, 0].plot(C[:, 0], C[:, 1], "-", color=col, lw=1.2, label=lab)
         ax[0, 0].errorbar(
             C[::6, 0], C[::6, 1], xerr=Cse[::6, 0], yerr=Cse[::6, 1], fmt="none", color=col, lw=0.6, alpha=0.6
@@ -47,13 +48,13 @@ def figure6(result: dict, path, *, title: str = "") -> list[Path]:
         ax[0, 1].fill_between(x, mse - se, mse + se, color=col, alpha=0.2, lw=0)
         mid, v = np.array(c["speed_mid"]), np.array(c["speed"])
         ax[0, 2].loglog(mid, np.maximum(v, 1e-6), color=col, lw=1.2)
-        dec = e["decay"]
-        ax[0, 2].axhline(FLOOR_FACTOR * dec["floor"], color=col, ls=":", lw=0.8)
-        if dec["n_points"] >= 3 and np.isfinite(dec["rate_per_1k"]):
-            w = (mid >= dec["start_step"]) & (mid <= dec["end_step"])
+        dec = e.decay
+        ax[0, 2].axhline(FLOOR_FACTOR * dec.floor, color=col, ls=":", lw=0.8)
+        if dec.n_points >= 3 and np.isfinite(dec.rate_per_1k):
+            w = (mid >= dec.start_step) & (mid <= dec.end_step)
             j = np.flatnonzero(w)[0]
             ax[0, 2].loglog(
-                mid[w], v[j] * np.exp(-dec["rate_per_1k"] * (mid[w] - mid[j]) / 1000), "--", color=col, lw=1
+                mid[w], v[j] * np.exp(-dec.rate_per_1k * (mid[w] - mid[j]) / 1000), "--", color=col, lw=1
             )
         ax[1, 1].semilogx(x, c["mult"], color=col, lw=1.2)
         if "mult_over_prompt" in c:
@@ -74,11 +75,11 @@ def figure6(result: dict, path, *, title: str = "") -> list[Path]:
     ax[1, 1].set(
         xlabel="step", ylabel="P(blue) P(small)", title="P(blue) P(small), smoothed (--: over-prompt)"
     )
-    run_length = per[0]["curves"]["steps"][-1] if per else 1.0
+    run_length = result.run_length
     for name, mk, off in (("colour", "o", -0.006), ("size", "s", 0.006)):
         for reading, fill in (("heldout", True), ("training", False)):
-            t = np.array([e[f"time_{name}_{reading}"] for e in per])
-            se = np.array([e[f"time_{name}_{reading}_se"] for e in per])
+            t = np.array([e.times[reading][name] for e in per])
+            se = np.array([e.times[reading][f"{name}_se"] for e in per])
             ax[1, 0].errorbar(
                 deltas + off,
                 t,
@@ -91,7 +92,7 @@ def figure6(result: dict, path, *, title: str = "") -> list[Path]:
                 capsize=2,
             )
     ax[1, 0].axhline(run_length, color="0.6", lw=0.8, ls=":")
-    cross = result.get("signal_crossing_delta")
+    cross = result.signal_crossing_delta
     if cross is not None and np.isfinite(cross):
         ax[1, 0].axvline(cross, color="0.5", ls="--", lw=1, label="pixel signals equal")
     ax[1, 0].set(
@@ -100,8 +101,8 @@ def figure6(result: dict, path, *, title: str = "") -> list[Path]:
         title="learning time per concept",
     )
     ax[1, 0].legend(fontsize=6)
-    if per and "sim_ratio" in per[0]:
-        ax[1, 2].semilogy(deltas, [e["sim_ratio"] for e in per], "o-")
+    if per and per[0].sim is not None:
+        ax[1, 2].semilogy(deltas, [e.sim["ratio"] for e in per], "o-")
         ax[1, 2].axhline(1, color="0.5", lw=1)
     ax[1, 2].set(xlabel="delta", ylabel="a_colour / a_size", title="SIM fit: rate ratio")
     if title:

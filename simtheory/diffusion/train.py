@@ -336,7 +336,8 @@ class Run:
                 longer = "" if saved.checkpoint_every is not None else " (its legacy grid cannot be extended)"
                 raise ValueError(
                     f"{self.dir} holds a run with a different configuration{longer}; use another directory, "
-                    f"or the same configuration with more steps to extend it (saved: {saved}, given: {config})"
+                    "or the same configuration with more steps to extend it "
+                    f"(saved: {saved}, given: {config})"
                 )
             if saved != config:  # extended to a longer budget: the grid and everything else are the same
                 atomic_write_text(cfg_path, json.dumps(config.to_dict(), indent=2))
