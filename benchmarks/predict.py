@@ -262,7 +262,7 @@ def bench_approx(n_settings, n_ref, n_times=1000, seed=6):
         task = sim.SIMTask(np.ones(s), 0.05, d=d)  # A and x are given per setting
 
         def approx_ood(A, W0, x, method, task=task):
-            return sim.symmetric_approx_ood_loss(task, W0, t, A=A, x=x, method=method)
+            return sim.symmetric_approx_ood_loss(task, W0, t, A=A, x=x, form=method)
 
         def measure(A=A, W0=W0, x=x):
             t_cf, L_cf = best_of(lambda: approx_ood(A, W0, x, "composite"), 1)

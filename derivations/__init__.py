@@ -41,5 +41,10 @@ def get(name: str):
     return table[name]
 
 
+def clear_cache() -> None:
+    """Forget the discovered derivations (after an edit: :func:`simtheory.clear_caches` calls it)."""
+    _by_name.cache_clear()
+
+
 def all_derivations():
     return [get(n) for n in names()]

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import sympy as sp
 
-from derivations.symmetric import V_matrix, logistic
 from simtheory.symbolic import (
     Derivation,
     Formula,
@@ -52,6 +51,8 @@ from simtheory.symbolic import (
     diag_symbols,
     matrix_symbols,
 )
+
+from .symmetric import V_matrix, logistic
 
 t = sp.Symbol("t", nonnegative=True)
 s_ = sp.Symbol("s", nonnegative=True)

@@ -20,7 +20,7 @@ class CompiledFormula:
         import sympy as sp
 
         if isinstance(derivation, str):
-            import derivations
+            from simtheory import derivations
 
             derivation = derivations.get(derivation)
         if not hasattr(derivation, "formulas") or not isinstance(getattr(derivation, "name", None), str):
@@ -76,11 +76,11 @@ def clear_caches() -> None:
     import importlib
     import sys
 
-    import derivations
+    from simtheory import derivations
 
     compiled.cache_clear()
-    for name in sorted(n for n in sys.modules if n.startswith("derivations.")):
+    for name in sorted(n for n in sys.modules if n.startswith(derivations.__name__ + ".")):
         module = sys.modules[name]
         if getattr(module, "__file__", None):
             importlib.reload(module)
-    derivations._by_name.cache_clear()
+    derivations.clear_cache()

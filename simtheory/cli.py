@@ -11,7 +11,7 @@ import numpy as np
 
 
 def _cmd_derive(args) -> int:
-    import derivations
+    from simtheory import derivations
 
     names = [args.name] if args.name else list(derivations.names())
     ok = True
@@ -101,7 +101,7 @@ def _cmd_predict(args) -> int:
 
 
 def _cmd_reproduce(args) -> int:
-    from validation.report import (  # the application layer, reached lazily
+    from simtheory.validation.report import (  # the application layer, reached lazily
         Config,
         reproduce,
     )

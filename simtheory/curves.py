@@ -21,7 +21,7 @@ from . import _checks, _solvers, theory
 from .task import SIMTask
 
 
-def _frozen(a, *, copy: bool = True) -> np.ndarray:
+def frozen(a, *, copy: bool = True) -> np.ndarray:
     """A read-only float64 array: a copy of ``a``, or ``a`` itself with ``copy=False`` (for arrays just
     computed here, which nobody else holds: copying them was a third of ``predict``'s cost)."""
     a = np.array(a, dtype=np.float64, copy=True if copy else None)
@@ -80,11 +80,11 @@ class Curves:
         W = _checks.square_batch(W, "W", task.d)
         if W.ndim < 3 or W.shape[-3] != times.size:
             raise ValueError(f"W must have shape (*batch, len(times) = {times.size}, d, d), got {W.shape}")
-        fresh = lambda a: _frozen(a, copy=False)
+        fresh = lambda a: frozen(a, copy=False)
         ood = theory.ood_output(task, W)
         return cls(
-            times=_frozen(times),
-            W=_frozen(W, copy=not _owned),
+            times=frozen(times),
+            W=frozen(W, copy=not _owned),
             ood_output=fresh(ood),
             ood_loss=fresh(theory.identity_loss(ood, task.test_point())),
             train_loss=fresh(theory.train_loss(task, W)),  # the task's own loss, whatever the convention
@@ -110,7 +110,7 @@ class Curves:
             raise ValueError(
                 f"index {index!r} does not index the batch shape {self.batch_shape}: {exc}"
             ) from None
-        pick = lambda a: None if a is None else _frozen(np.asarray(a)[index])
+        pick = lambda a: None if a is None else frozen(np.asarray(a)[index])
         return Curves(
             times=self.times,
             W=pick(self.W),
@@ -161,7 +161,7 @@ class Curves:
             return theory.ood_loss(self.task, self.W, v)
         v_arr = np.asarray(v, dtype=np.float64)
         comps = self.task.compositions()
-        theory._points(self.task, v_arr)  # the test points' own check: v binary, of length s
+        theory.ood_points(self.task, v_arr)  # the test points' own check: v binary, of length s
         rows = v_arr.reshape(-1, comps.shape[1])
         idx = np.array([int(np.flatnonzero((comps == r).all(axis=1))[0]) for r in rows])
         losses = self.composition_losses()[..., idx]
@@ -409,17 +409,17 @@ class Curves:
             if k in arrays and arrays[k].shape != shape:
                 raise ValueError(f"{path}: {k} must have shape {shape}, got {arrays[k].shape}")
         return cls(
-            times=_frozen(t),
-            W=_frozen(W),
-            ood_output=_frozen(arrays["ood_output"]),
-            ood_loss=_frozen(arrays["ood_loss"]),
-            train_loss=_frozen(arrays["train_loss"]),
+            times=frozen(t),
+            W=frozen(W),
+            ood_output=frozen(arrays["ood_output"]),
+            ood_loss=frozen(arrays["ood_loss"]),
+            train_loss=frozen(arrays["train_loss"]),
             convention=str(side["convention"]),
             model=str(side["model"]),
             task=task,
             latex=side.get("latex", {}),
             meta=side.get("meta", {}),
-            composition_outputs=_frozen(arrays["composition_outputs"])
+            composition_outputs=frozen(arrays["composition_outputs"])
             if "composition_outputs" in arrays
             else None,
         )
@@ -467,7 +467,7 @@ def predict(
             )
         meta = {**curves.meta, "train_loss": "data term + the model's penalty_of_W"}
         curves = dataclasses.replace(
-            curves, train_loss=_frozen(curves.train_loss + extra, copy=False), meta=meta
+            curves, train_loss=frozen(curves.train_loss + extra, copy=False), meta=meta
         )
     return curves
 
@@ -476,7 +476,7 @@ def compiled_latex(derivation, formula: str, *, keyed: bool = False):
     """LaTeX of ``formula`` of ``derivation`` (a name in the ``derivations`` package, or a user's
     :class:`~simtheory.symbolic.Derivation` object); ``keyed``: the pair ``("derivation.formula", latex)``."""
     if isinstance(derivation, str):
-        import derivations
+        from simtheory import derivations
 
         derivation = derivations.get(derivation)
     text = derivation.formulas[formula].latex()

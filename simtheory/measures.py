@@ -10,6 +10,10 @@ numbers; none knows where the curve came from. Times are returned in the units o
 * :func:`gaussian_smooth`: Gaussian smoothing over samples (edges: nearest value).
 * :func:`log_linear_fit`: least-squares line through ``(x, log y)`` or ``(log x, log y)``, with R^2.
 * :func:`spearman`: rank correlation, NaN when either side is constant.
+* the shape of a loss curve: :func:`turning_points`, :func:`classify` (monotone, swing-by, multiple
+  descent or failure, with its bump), vectorised :func:`shape` and :func:`non_monotone` (one definition of
+  "non-monotone": the loss rises again after falling, by more than ``rel_tol`` of its start), and
+  :func:`turning_point_gap`.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from . import _checks
 
 
 def first_crossing(t, y, level) -> np.ndarray:
@@ -127,3 +133,183 @@ def spearman(x, y) -> float:
     from scipy.stats import spearmanr
 
     return float(spearmanr(x, y).statistic)
+
+
+# -- the shape of a loss curve -------------------------------------------------------------------
+
+KINDS = ("monotone", "swing-by", "multiple descent", "failure")
+#: the kinds whose loss rises again after falling
+NON_MONOTONE = ("swing-by", "multiple descent")
+
+
+@dataclass(frozen=True)
+class TurningPoint:
+    kind: str  # "min" or "max"
+    index: int
+    time: float
+    value: float
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Result of :func:`classify`."""
+
+    kind: str
+    turning_points: tuple[TurningPoint, ...]
+    initial_loss: float
+    final_loss: float
+    converged: bool
+    bump: float  # largest rise of the loss after a local minimum (0 if monotone)
+
+    @property
+    def non_monotone(self) -> bool:
+        """Swing-by or multiple descent: the loss rises again after falling."""
+        return self.kind in NON_MONOTONE
+
+    def summary(self) -> str:
+        tp = ", ".join(f"{p.kind} {p.value:.4g} at t={p.time:.4g}" for p in self.turning_points) or "none"
+        return (
+            f"{self.kind}; turning points: {tp}; bump {self.bump:.4g}; final loss {self.final_loss:.4g}"
+            + ("" if self.converged else " (not converged: extend the horizon)")
+        )
+
+
+def _curve(t, loss):
+    t = _checks.times(t, "t")
+    loss = _checks.as_float_array(loss, "loss", ndim=1)
+    if loss.size != t.size:
+        raise ValueError(f"loss must have the same length as t ({t.size}), got {loss.size}")
+    if np.any(np.diff(t) <= 0):
+        raise ValueError("t must be strictly increasing")
+    return t, loss
+
+
+def turning_points(t, loss, rel_tol: float = 1e-3) -> tuple[TurningPoint, ...]:
+    """Interior local minima and maxima of a sampled curve, ignoring wiggles below a threshold.
+
+    A reversal counts only when the curve moves back by more than ``rel_tol`` times its range
+    (a zig-zag filter), so solver noise does not create spurious turning points.
+    """
+    t, loss = _curve(t, loss)
+    rel_tol = _checks.real_number(rel_tol, "rel_tol", low=0.0, high=1.0, low_open=True, high_open=True)
+    span = float(loss.max() - loss.min())
+    if span == 0.0:
+        return ()
+    h = rel_tol * span
+    out = []
+    trend = 0
+    i_min = i_max = 0
+    for k in range(1, loss.size):
+        if trend == 0:
+            if loss[k] < loss[i_min]:
+                i_min = k
+            if loss[k] > loss[i_max]:
+                i_max = k
+            if loss[k] > loss[i_min] + h and i_min > 0:
+                out.append(TurningPoint("min", i_min, float(t[i_min]), float(loss[i_min])))
+                trend, i_max = 1, k
+            elif loss[k] > loss[i_min] + h:
+                trend, i_max = 1, k
+            elif loss[k] < loss[i_max] - h and i_max > 0:
+                out.append(TurningPoint("max", i_max, float(t[i_max]), float(loss[i_max])))
+                trend, i_min = -1, k
+            elif loss[k] < loss[i_max] - h:
+                trend, i_min = -1, k
+        elif trend < 0:
+            if loss[k] < loss[i_min]:
+                i_min = k
+            elif loss[k] > loss[i_min] + h:
+                out.append(TurningPoint("min", i_min, float(t[i_min]), float(loss[i_min])))
+                trend, i_max = 1, k
+        else:
+            if loss[k] > loss[i_max]:
+                i_max = k
+            elif loss[k] < loss[i_max] - h:
+                out.append(TurningPoint("max", i_max, float(t[i_max]), float(loss[i_max])))
+                trend, i_min = -1, k
+    return tuple(out)
+
+
+def classify(t, loss, rel_tol: float = 1e-3, failure_frac: float = 0.05) -> Analysis:
+    """Classify an OOD-loss curve as monotone, swing-by, multiple descent or failure.
+
+    * failure: the curve has flattened (last 10% of the grid moves by less than ``rel_tol`` of
+      its range) at a loss above ``failure_frac`` times the initial loss;
+    * otherwise by the number of interior maxima (:func:`turning_points`): 0 monotone,
+      1 swing-by (fall, rise, fall), 2 or more multiple descent.
+    """
+    t, loss = _curve(t, loss)
+    failure_frac = _checks.real_number(failure_frac, "failure_frac", low=0.0, high=1.0, high_open=True)
+    tps = turning_points(t, loss, rel_tol)
+    span = float(loss.max() - loss.min())
+    tail = loss[int(0.9 * (loss.size - 1)) :]
+    converged = bool(span == 0.0 or (tail.max() - tail.min()) <= rel_tol * span)
+    bump = 0.0
+    for p, q in zip(tps, tps[1:]):
+        if p.kind == "min" and q.kind == "max":
+            bump = max(bump, q.value - p.value)
+    n_max = sum(p.kind == "max" for p in tps)
+    if converged and loss[-1] > failure_frac * loss[0]:
+        kind = "failure"
+    else:
+        kind = "monotone" if n_max == 0 else ("swing-by" if n_max == 1 else "multiple descent")
+    return Analysis(kind, tps, float(loss[0]), float(loss[-1]), converged, bump)
+
+
+def shape(t, losses, rel_tol: float = 1e-3, failure_frac: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`classify`'s verdict for many curves at once, vectorised: ``(non_monotone, bump)`` for each curve
+    ``losses[..., :]`` on the grid ``t``.
+
+    A curve is non-monotone when some point rises more than ``rel_tol`` x its range above an earlier point and
+    falls as much below it later (which is when :func:`classify`'s zig-zag filter records an interior maximum)
+    and it is not a failure (flat at the end above ``failure_frac`` x its start). ``bump``: the largest such
+    rise above the lowest earlier point (0 when monotone); for one bump it is :func:`classify`'s ``bump``;
+    with several it can be larger (the rise is from the lowest earlier point, not the last local minimum).
+    """
+    t = _checks.times(t, "t")
+    losses = np.asarray(losses, dtype=np.float64)
+    if losses.shape[-1:] != t.shape:
+        raise ValueError(f"losses must have last axis len(t) = {t.size}, got shape {losses.shape}")
+    span = losses.max(axis=-1) - losses.min(axis=-1)
+    h = rel_tol * span[..., None]
+    rise = losses - np.minimum.accumulate(losses, axis=-1)
+    fall = losses - np.flip(np.minimum.accumulate(np.flip(losses, -1), axis=-1), -1)
+    peak = (rise > h) & (fall > h)
+    tail = losses[..., int(0.9 * (t.size - 1)) :]
+    flat = (span == 0) | (tail.max(axis=-1) - tail.min(axis=-1) <= rel_tol * span)
+    failure = flat & (losses[..., -1] > failure_frac * losses[..., 0])
+    nm = peak.any(axis=-1) & ~failure
+    bump = np.where(nm, np.where(peak, rise, 0.0).max(axis=-1), 0.0)
+    return nm, bump
+
+
+def non_monotone(t, losses, rel_tol: float = 1e-3) -> np.ndarray:
+    """For each curve ``losses[..., :]`` on the grid ``t``, whether :func:`classify` calls it non-monotone."""
+    losses = np.asarray(losses, dtype=float)
+    flat = losses.reshape(-1, losses.shape[-1])
+    return np.array([classify(t, y, rel_tol).non_monotone for y in flat], dtype=bool).reshape(
+        losses.shape[:-1]
+    )
+
+
+def ood_non_monotone(curves, losses=None) -> np.ndarray:
+    """``(E,)`` whether each member's OOD loss (or the given ``(E, T)`` ``losses`` on ``curves.times``) is
+    non-monotone after ``t = 0`` (:func:`non_monotone` on the curves without their first record)."""
+    losses = curves.ood_loss if losses is None else losses
+    return non_monotone(curves.times[1:], losses[:, 1:])
+
+
+def turning_point_gap(actual: Analysis, reference: Analysis) -> tuple[bool, float, float]:
+    """Compare the turning points of two analyses (e.g. a GD run against the prediction).
+
+    Returns (same kinds in the same order, max relative time difference, max relative value
+    difference); the differences are ``nan`` when the sequences of kinds differ.
+    """
+    a, b = actual.turning_points, reference.turning_points
+    if [p.kind for p in a] != [q.kind for q in b]:
+        return False, float("nan"), float("nan")
+    if not b:
+        return True, 0.0, 0.0
+    dt = max(abs(p.time - q.time) / q.time for p, q in zip(a, b))
+    dv = max(abs(p.value - q.value) / q.value for p, q in zip(a, b))
+    return True, float(dt), float(dv)

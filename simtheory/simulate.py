@@ -30,9 +30,8 @@ import numpy as np
 import torch
 
 from . import _checks, _threads
-from .curves import Curves, _frozen
-from .models import get as _model_get
-from .models import names as _model_names
+from .curves import Curves, frozen
+from .models import get as _model_get, names as _model_names
 from .task import SIMTask, empirical_second_moment
 from .theory import identity_loss
 
@@ -367,16 +366,16 @@ class _Recorder:
         times = st.record.astype(np.float64) * st.lr * factor
         ood_out = self.out[:, :, -1, :]  # the last composition is the all-ones OOD point
         return Curves(
-            times=_frozen(times),
-            W=_frozen(self.W),
-            ood_output=_frozen(ood_out),
-            ood_loss=_frozen(identity_loss(ood_out, self.x_ood[:, None, :])),
-            train_loss=_frozen(self.train),
+            times=frozen(times),
+            W=frozen(self.W),
+            ood_output=frozen(ood_out),
+            ood_loss=frozen(identity_loss(ood_out, self.x_ood[:, None, :])),
+            train_loss=frozen(self.train),
             convention="gradient-flow",
             model=f"gd-{model.kind}",
             task=st.tasks[0],
             latex={},
-            composition_outputs=_frozen(self.out),
+            composition_outputs=frozen(self.out),
             meta={
                 "lr": st.lr,
                 "steps": st.record.tolist(),

@@ -263,8 +263,7 @@ def _call(fn, kwargs: dict, threads: int):
 
     torch is imported first (and pinned) for every function but the torch-free built-in ``predict_cell``: a
     function that imported it itself would run its first cell on torch's default thread count."""
-    from ._threads import limited
-    from ._threads import threads as override
+    from ._threads import limited, threads as override
 
     start = time.perf_counter()
     # the count is also the policy's override: simtheory's own calls in the cell (train, the flows) use it too

@@ -66,8 +66,8 @@ def test_an_edited_derivation_is_picked_up_after_clear_caches(tmp_path, monkeypa
     the edited one (before it, the cached one is returned)."""
     import sys
 
-    import derivations
     import simtheory as sim
+    from simtheory import derivations
 
     source = """
 import sympy as sp
@@ -86,7 +86,7 @@ DERIVATION = Edited()
     pkg = tmp_path / "extra"
     pkg.mkdir()
     monkeypatch.setattr(derivations, "__path__", [*derivations.__path__, str(pkg)])
-    monkeypatch.delitem(sys.modules, "derivations.edited_for_test", raising=False)
+    monkeypatch.delitem(sys.modules, "simtheory.derivations.edited_for_test", raising=False)
     (pkg / "edited_for_test.py").write_text(source.replace("RATE", "2"))
     sim.clear_caches()
     try:
@@ -98,6 +98,6 @@ DERIVATION = Edited()
         assert derivations.get("edited_for_test").verify().passed
     finally:
         monkeypatch.undo()
-        sys.modules.pop("derivations.edited_for_test", None)
+        sys.modules.pop("simtheory.derivations.edited_for_test", None)
         sim.clear_caches()
     assert "edited_for_test" not in derivations.names()

@@ -11,14 +11,14 @@ import stat
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 import simtheory as sim
 from simtheory import swingby
 from simtheory.curves import Curves, atomic_write_text
 from simtheory.simulate import Init, Model, train
 from simtheory.task import truncated_variance_factor
+from validation import closed_form
 
 TASK = sim.SIMTask([1.0, 2.0], 0.1, d=2)
 W0 = 0.01 * np.ones((2, 2))
@@ -55,23 +55,23 @@ VALUES = [
     (lambda: truncated_variance_factor(0.0), "c must be"),
 ]
 APPROX = [  # the closed-form approximations and the criterion built on them
-    (lambda: sim.symmetric_approx(TASK, W0, [0, 1.0], method="exact"), "method must be one of"),
+    (lambda: sim.symmetric_approx(TASK, W0, [0, 1.0], form="exact"), "form must be one of"),
     (lambda: sim.symmetric_approx(TASK, -np.eye(2), [0, 1.0]), "W0"),
     (lambda: sim.symmetric_approx(TASK, W0, [1.0, NAN]), "t"),
     (lambda: sim.symmetric_approx(TASK, W0, [0, 1.0], convention="fast"), "convention"),
     (lambda: sim.symmetric_approx_ood_loss(TASK, W0, [0, 1.0], x=np.ones(3)), "x must have shape"),
     (lambda: sim.symmetric_approx_ood_loss(np.eye(2), W0, [0, 1.0]), "task must be a SIMTask"),
-    (lambda: swingby.predict_swingby(TASK, W0, method="best"), "method must be one of"),
-    (lambda: swingby.predict_swingby(TASK, np.stack([W0, W0]), method="approx"), "single d x d"),
-    (lambda: swingby.predict_swingby(TASK, W0, method="approx", rel_tol=2.0), "rel_tol"),
-    (lambda: swingby.agreement_study(4, d=(5, 3)), "low <= high"),
-    (lambda: swingby.agreement_study(4, scale=(0.0, 0.1)), "scale must be positive"),
-    (lambda: swingby.agreement_study(4, families=("uniform",)), "families"),
-    (lambda: swingby.agreement_study(4, method="approx2"), "method"),
+    (lambda: swingby.predict_swingby(TASK, W0, criterion="best"), "criterion must be one of"),
+    (lambda: swingby.predict_swingby(TASK, np.stack([W0, W0]), criterion="approx"), "single d x d"),
+    (lambda: swingby.predict_swingby(TASK, W0, criterion="approx", rel_tol=2.0), "rel_tol"),
+    (lambda: closed_form.agreement_study(4, d=(5, 3)), "low <= high"),
+    (lambda: closed_form.agreement_study(4, scale=(0.0, 0.1)), "scale must be positive"),
+    (lambda: closed_form.agreement_study(4, families=("uniform",)), "families"),
+    (lambda: closed_form.agreement_study(4, criterion="approx2"), "criterion"),
     (lambda: swingby.shape([0, 1, 2], np.ones((2, 4))), "last axis"),
-    (lambda: swingby.phase_diagram("ratio", (0.5,), (0.02,), n=1), "ratios >= 1"),
-    (lambda: swingby.phase_diagram("ratio", (2.0,), (0.0,), n=1), "scales"),
-    (lambda: swingby.approximation_error(TASK, W0, (1e-2, NAN)), "scales"),
+    (lambda: closed_form.phase_diagram("ratio", (0.5,), (0.02,), n=1), "ratios >= 1"),
+    (lambda: closed_form.phase_diagram("ratio", (2.0,), (0.0,), n=1), "scales"),
+    (lambda: closed_form.approximation_error(TASK, W0, (1e-2, NAN)), "scales"),
     (
         lambda: swingby.approx_verdicts(
             np.eye(2)[None], W0[None], np.ones((1, 2)), [0, 1.0], forms=("exact",)

@@ -11,13 +11,29 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def imported_packages(path: Path, *, top_level_only: bool = False) -> set[str]:
+    """The packages a module imports: top-level names, and the layers installed inside simtheory
+    (``simtheory.validation``, ``simtheory.derivations``, or ``.validation`` from inside simtheory/) by
+    their own name."""
     tree = ast.parse(path.read_text(), filename=str(path))
     out = set()
+
+    def layer(module: str) -> str:
+        parts = module.split(".")
+        return (
+            parts[1]
+            if parts[0] == "simtheory" and parts[1:2] in (["validation"], ["derivations"])
+            else parts[0]
+        )
+
     for node in tree.body if top_level_only else ast.walk(tree):
         if isinstance(node, ast.Import):
-            out |= {a.name.split(".")[0] for a in node.names}
+            out |= {layer(a.name) for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            out.add(node.module.split(".")[0])
+            out.add(layer(node.module))
+            if node.module == "simtheory":
+                out |= {a.name for a in node.names if a.name in ("validation", "derivations")}
+        elif isinstance(node, ast.ImportFrom) and node.level == 1 and path.parent.name == "simtheory":
+            out |= {layer(f"simtheory.{node.module}")} if node.module else {a.name for a in node.names}
     return out
 
 

@@ -3,6 +3,7 @@ import pytest
 
 import simtheory as sim
 from simtheory import swingby as sb
+from validation import closed_form as cf
 
 t = np.linspace(0, 10, 1001)
 
@@ -85,18 +86,18 @@ def test_prediction_conditions():
 
 
 def test_prediction_matches_the_rule_it_states_over_random_settings():
-    res = sb.agreement_study(40, seed=1)
-    assert res["n"] == 40 and sum(res["confusion"].values()) == 40
+    res = cf.agreement_study(40, seed=1)
+    assert res.n == 40 and sum(res.confusion.values()) == 40
     # the agreement is what the records say: predicted non-monotone == the solution's kind
-    nonmono = np.array([r["actual"] in ("swing-by", "multiple descent") for r in res["records"]])
-    pred = np.array([r["predicted"] for r in res["records"]])
-    assert res["agreement"] == pytest.approx(np.mean(pred == nonmono))
+    nonmono = np.array([r["actual"] in ("swing-by", "multiple descent") for r in res.records])
+    pred = np.array([r["predicted"] for r in res.records])
+    assert res.agreement == pytest.approx(np.mean(pred == nonmono))
     # and it beats the constant guess "monotone" and finds non-monotone settings (balanced accuracy)
     assert nonmono.any() and (~nonmono).any()
-    assert res["agreement"] > np.mean(~nonmono)
+    assert res.agreement > np.mean(~nonmono)
     assert (np.mean(pred[nonmono]) + np.mean(~pred[~nonmono])) / 2 > 0.6
-    again = sb.agreement_study(40, seed=1)
-    assert again["agreement"] == res["agreement"]  # seeded
+    again = cf.agreement_study(40, seed=1)
+    assert again.agreement == res.agreement  # seeded
 
 
 def test_turning_points_at_the_exact_extrema():

@@ -1,16 +1,16 @@
 """The closed-form approximations of the symmetric flow (derivations/symmetric_approx.py,
-theory.symmetric_approx) and the swing-by criterion built on them (predict_swingby(method="approx"))."""
+theory.symmetric_approx) and the swing-by criterion built on them (predict_swingby(criterion="approx"))."""
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 import simtheory as sim
 from simtheory import swingby as sb
 from simtheory.testing import tasks
+from validation import closed_form as cf
 
-METHODS = sim.theory.APPROX_METHODS
+METHODS = sim.theory.FORMS
 
 
 def test_the_derivation_verifies_symbolically():
@@ -27,7 +27,7 @@ def test_compiled_minor_entry_is_the_predictors_first_order_form():
     U0 = np.random.default_rng(0).random((3, 3)) * 0.1
     W0 = U0 @ U0.T
     t = np.linspace(0, 5, 11)
-    W = sim.symmetric_approx(task, W0, t, method="first-order")
+    W = sim.symmetric_approx(task, W0, t, form="first-order")
     minor = sim.compiled("symmetric_approx", "minor")
     a = task.a
     for i, j in ((0, 1), (0, 2), (1, 2)):
@@ -42,8 +42,8 @@ def test_compiled_composite_factor_is_the_predictors():
     U0 = np.random.default_rng(4).random((3, 3)) * 0.1
     W0 = U0 @ U0.T
     t = np.linspace(0, 3, 7)
-    ratio = sim.symmetric_approx(task, W0, t, method="composite") / sim.symmetric_approx(
-        task, W0, t, "gradient-flow", method="riccati"
+    ratio = sim.symmetric_approx(task, W0, t, form="composite") / sim.symmetric_approx(
+        task, W0, t, "gradient-flow", form="riccati"
     )
     factor = sim.compiled("symmetric_approx", "composite_factor")
     a = task.a
@@ -66,8 +66,8 @@ def test_the_ood_loss_path_is_the_loss_of_the_W_form(method):
     W0 = U0 @ np.swapaxes(U0, -1, -2)
     t = np.concatenate([[0.0], np.geomspace(1e-3, 40.0, 60)])
     for convention in ("gradient-flow", "paper-code"):
-        loss = sim.symmetric_approx_ood_loss(task, W0, t, convention, method=method)
-        W = sim.symmetric_approx(task, W0, t, convention, method=method)
+        loss = sim.symmetric_approx_ood_loss(task, W0, t, convention, form=method)
+        W = sim.symmetric_approx(task, W0, t, convention, form=method)
         expected = sim.ood_loss(task, W)
         np.testing.assert_allclose(loss, expected, rtol=1e-9, atol=1e-12 * float(expected[:, 0].min()))
 
@@ -82,7 +82,7 @@ def test_on_commuting_starts_it_is_the_exact_flow(method, convention, task, data
     W0 = Q @ np.diag(w) @ Q.T  # commutes with A
     t = np.array([0.0, 0.1, 1.0, 4.0, 30.0])
     np.testing.assert_allclose(
-        sim.symmetric_approx(task, W0, t, convention, method=method),
+        sim.symmetric_approx(task, W0, t, convention, form=method),
         sim.symmetric_flow(task, W0, t, convention),
         rtol=1e-9,
         atol=1e-12,
@@ -96,18 +96,18 @@ def test_contract_t0_batches_and_rotations(method):
     U0 = rng.random((4, 3, 3)) * 0.2
     W0 = U0 @ np.swapaxes(U0, -1, -2)
     t = np.linspace(0, 6, 13)
-    W = sim.symmetric_approx(task, W0, t, method=method)
+    W = sim.symmetric_approx(task, W0, t, form=method)
     assert W.shape == (4, 13, 3, 3)
     np.testing.assert_allclose(W[:, 0], W0, atol=1e-12)  # t = 0 is the start
     np.testing.assert_allclose(W, np.swapaxes(W, -1, -2), atol=1e-12)  # symmetric
     for k in range(4):  # a batch equals its settings one by one
-        np.testing.assert_allclose(W[k], sim.symmetric_approx(task, W0[k], t, method=method), rtol=1e-12)
+        np.testing.assert_allclose(W[k], sim.symmetric_approx(task, W0[k], t, form=method), rtol=1e-12)
     # covariance: a rotated A and W0 give the rotated trajectory (the forms work in A's eigenbasis)
     Q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
-    WQ = sim.symmetric_approx(Q @ task.A @ Q.T, Q @ W0[0] @ Q.T, t, method=method)
+    WQ = sim.symmetric_approx(Q @ task.A @ Q.T, Q @ W0[0] @ Q.T, t, form=method)
     np.testing.assert_allclose(WQ, Q @ W[0] @ Q.T, atol=1e-10)
-    with pytest.raises(ValueError, match="method must be one of"):
-        sim.symmetric_approx(task, W0, t, method="exact")
+    with pytest.raises(ValueError, match="form must be one of"):
+        sim.symmetric_approx(task, W0, t, form="exact")
     with pytest.raises(ValueError, match="W0"):
         sim.symmetric_approx(task, -np.eye(3), t)
 
@@ -122,7 +122,7 @@ def test_the_linear_phase_is_exact_for_riccati():
     E = np.exp(2.0 * task.a[None, :] * t[:, None])  # kappa = 2
     linear = E[:, :, None] * W0 * E[:, None, :]
     for method in METHODS:
-        W = sim.symmetric_approx(task, W0, t, method=method)
+        W = sim.symmetric_approx(task, W0, t, form=method)
         assert np.abs(W - linear).max() < 1e-3 * np.abs(linear).max()
 
 
@@ -134,15 +134,15 @@ def test_error_vanishes_with_the_init_scale_where_rates_are_separated():
     task = sim.SIMTask([0.43, 1.58], 0.05, d=3)  # a ~ (0.095, 1.25)
     U1 = np.random.default_rng(0).random((3, 3))
     scales = (1e-2, 1e-3, 1e-4)
-    comp = sb.approximation_error(task, U1 @ U1.T, scales)
-    ric = sb.approximation_error(task, U1 @ U1.T, scales, method="riccati")
-    first = sb.approximation_error(task, U1 @ U1.T, scales, method="first-order")
-    assert comp["method"] == "composite" and comp["order"] > 1.0 and comp["errors"][-1] < 1e-5, comp
-    assert all(c < r for c, r in zip(comp["errors"], ric["errors"])), (comp, ric)
-    assert ric["order"] > 0.7 and ric["errors"][-1] < 1e-3, ric
-    assert min(first["errors"]) > 0.5 * max(first["errors"]) > 0.01, first  # no convergence
+    comp = cf.approximation_error(task, U1 @ U1.T, scales)
+    ric = cf.approximation_error(task, U1 @ U1.T, scales, form="riccati")
+    first = cf.approximation_error(task, U1 @ U1.T, scales, form="first-order")
+    assert comp.method == "composite" and comp.order > 1.0 and comp.errors[-1] < 1e-5, comp
+    assert all(c < r for c, r in zip(comp.errors, ric.errors)), (comp, ric)
+    assert ric.order > 0.7 and ric.errors[-1] < 1e-3, ric
+    assert min(first.errors) > 0.5 * max(first.errors) > 0.01, first  # no convergence
     with pytest.raises(ValueError, match="at least two"):
-        sb.approximation_error(task, U1 @ U1.T, (1e-2,))
+        cf.approximation_error(task, U1 @ U1.T, (1e-2,))
 
 
 def test_shape_is_classify_vectorised():
@@ -169,26 +169,26 @@ def test_the_approx_criterion_agrees_with_the_flow_on_a_study():
     on monotone vs not in >= 95% (96.7%) with no ODE at all; the rule scores < 90% (80%) on the same settings,
     the first-order form alone < 80% on the all-positive family. Checked by the first-order form with the ODE
     where they disagree, the criterion reaches >= 98% (100%) at a fallback of 5-40% (15%)."""
-    new = sb.agreement_study(60, seed=3, method="approx")
-    old = sb.agreement_study(60, seed=3, method="rule")
-    assert new["agreement"] >= 0.95 and old["agreement"] < 0.9, (new["agreement"], old["agreement"])
-    assert new["fallback"] == 0.0 and all(r["decided_by"] == "closed form" for r in new["records"])
-    checked = sb.agreement_study(60, seed=3, method="approx", fallback=True)
-    assert checked["agreement"] >= max(0.98, new["agreement"]) and 0.05 < checked["fallback"] < 0.4
-    summary = sb.study_summary(new, below=1.0)
+    new = cf.agreement_study(60, seed=3, criterion="approx")
+    old = cf.agreement_study(60, seed=3, criterion="rule")
+    assert new.agreement >= 0.95 and old.agreement < 0.9, (new.agreement, old.agreement)
+    assert new.fallback == 0.0 and all(r["decided_by"] == "closed form" for r in new.records)
+    checked = cf.agreement_study(60, seed=3, criterion="approx", fallback=True)
+    assert checked.agreement >= max(0.98, new.agreement) and 0.05 < checked.fallback < 0.4
+    summary = cf.study_summary(new, below=1.0)
     assert set(summary) == {"positive", "gaussian"}
     assert summary["positive"]["first_order_alone"] < 0.8
     # the summary's checked variant is the fallback study's own agreement, recomputed from the records
     n = {f: summary[f]["n"] for f in summary}
     both = sum(summary[f]["checked_agreement"] * n[f] for f in n) / sum(n.values())
-    assert both == pytest.approx(checked["agreement"])
+    assert both == pytest.approx(checked.agreement)
 
 
 def test_the_composite_bump_height_is_the_flows_where_the_other_forms_miss_it():
     """Where flow and form are both non-monotone (60 settings, all-positive inits), the composite's bump is
     within 20% of the flow's in >= 70% of settings (82%; median error < 5%), the Riccati and first-order
     forms' in < 50% (31%, 30%): they suppress the minor entry too fast or miss its cross-talk."""
-    summary = sb.study_summary(sb.agreement_study(60, seed=3, method="approx"), below=1.0)["positive"]
+    summary = cf.study_summary(cf.agreement_study(60, seed=3, criterion="approx"), below=1.0)["positive"]
     assert summary["n_bumps"] >= 10
     assert summary["composite_bump_within_20"] >= 0.7 and summary["bump_median_error"] < 0.05, summary
     assert summary["riccati_bump_within_20"] < 0.5 and summary["first_order_bump_within_20"] < 0.5, summary
@@ -200,8 +200,8 @@ def test_predict_swingby_approx_on_one_setting():
     W0 = U0 @ U0.T
     g = sb.time_grid(sb.horizon(task, W0))
     actual = sb.classify(g, sim.ood_loss(task, sim.symmetric_flow(task, W0, g)))
-    pred = sb.predict_swingby(task, W0, method="approx")
-    assert pred.method == "approx" and pred.decided_by == "closed form"
+    pred = sb.predict_swingby(task, W0, criterion="approx")
+    assert pred.criterion == "approx" and pred.decided_by == "closed form"
     assert pred.nonmonotone == actual.non_monotone and actual.non_monotone
     # bump and turning points are the flow's: the bump within 5% (2.4%; the first-order form's is 12% low,
     # the Riccati form misses the swing-by), the same kinds at times and values within 1% (0.5%)
@@ -209,15 +209,19 @@ def test_predict_swingby_approx_on_one_setting():
     assert [p.kind for p in pred.turning_points] == [p.kind for p in actual.turning_points] == ["min", "max"]
     for p, q in zip(pred.turning_points, actual.turning_points):
         assert p.time == pytest.approx(q.time, rel=0.01) and p.value == pytest.approx(q.value, rel=0.01)
-    checked = sb.predict_swingby(task, W0, method="approx", fallback=True)
+    checked = sb.predict_swingby(task, W0, criterion="approx", fallback=True)
     assert checked.decided_by in ("closed form", "ODE") and checked.nonmonotone == actual.non_monotone
     if checked.decided_by == "ODE":
         assert checked.bump == pytest.approx(actual.bump, rel=1e-6)
     assert any(r.startswith("first-order form") for r in checked.reasons)
-    diag = sb.predict_swingby(task, np.diag([1e-3, 2e-3, 1e-3]), method="approx")
+    diag = sb.predict_swingby(task, np.diag([1e-3, 2e-3, 1e-3]), criterion="approx")
     assert not diag.nonmonotone and diag.decided_by == "closed form"  # commuting: the form is exact
-    with pytest.raises(ValueError, match="method must be one of"):
-        sb.predict_swingby(task, W0, method="best")
+    with pytest.raises(ValueError, match="criterion must be one of"):
+        sb.predict_swingby(task, W0, criterion="best")
+    with pytest.raises(ValueError, match="takes .*'fallback'.*not \\['ratio'\\]"):
+        sb.predict_swingby(task, W0, criterion="approx", ratio=2.0)  # a parameter of the rule
+    with pytest.warns(DeprecationWarning):
+        assert sb.predict_swingby(task, W0, method="approx") == pred  # the old name of criterion
 
 
 def test_phase_diagram_and_its_figure(tmp_path):
@@ -225,19 +229,19 @@ def test_phase_diagram_and_its_figure(tmp_path):
     at moderate scale mostly do; the figure and the CSV of its numbers are written."""
     from simtheory import plotting
 
-    res = sb.phase_diagram("ratio", (1.0, 7.0), (0.02, 0.05), n=6, seed=1)
+    res = cf.phase_diagram("ratio", (1.0, 7.0), (0.02, 0.05), n=6, seed=1)
     for key in ("flow", "approx"):
-        assert res[key]["fraction"].shape == (2, 2)
-        assert np.all(res[key]["fraction"][0] == 0.0)
-        assert res[key]["fraction"][1].mean() >= 0.5
-    paths = plotting.phase_diagram(res, tmp_path / "phase")
+        assert getattr(res, key)["fraction"].shape == (2, 2)
+        assert np.all(getattr(res, key)["fraction"][0] == 0.0)
+        assert getattr(res, key)["fraction"][1].mean() >= 0.5
+    paths = plotting.phase_diagram(res.to_dict(), tmp_path / "phase")
     assert {p.suffix for p in paths} == {".png", ".pdf", ".csv"}
     rows = (tmp_path / "phase.csv").read_text().splitlines()
     assert rows[0].startswith("ratio,scale") and len(rows) == 1 + 4
     with pytest.raises(ValueError, match="integer dimensions"):
-        sb.phase_diagram("d", (3.5,), (0.02,), n=1)
+        cf.phase_diagram("d", (3.5,), (0.02,), n=1)
     with pytest.raises(ValueError, match="axis must be one of"):
-        sb.phase_diagram("mu", (1.0,), (0.02,), n=1)
+        cf.phase_diagram("mu", (1.0,), (0.02,), n=1)
 
 
 def test_threaded_chunks_give_the_same_numbers():
@@ -250,9 +254,9 @@ def test_threaded_chunks_give_the_same_numbers():
     t = np.linspace(0.0, 8.0, 4000)  # 8 settings per chunk: 17 chunks
     for method in METHODS:
         with sim.threads(1):
-            one = sim.symmetric_approx_ood_loss(task, W0, t, method=method)
+            one = sim.symmetric_approx_ood_loss(task, W0, t, form=method)
         with sim.threads(2):
-            two = sim.symmetric_approx_ood_loss(task, W0, t, method=method)
+            two = sim.symmetric_approx_ood_loss(task, W0, t, form=method)
         np.testing.assert_array_equal(one, two)
 
 
@@ -273,7 +277,7 @@ def test_the_checked_criterion_integrates_the_flow_at_its_own_speed():
     v = sb.approx_verdicts(A, W0, x, t, kappa, fallback=True)
     und = ~v["decided"]
     assert und.sum() >= 1 and v["decided"].sum() >= 0.5 * B, und.sum()
-    flow = sb.shape(t, sb._ood_losses(sim.symmetric_flow(kappa * A[und], W0[und], t, "paper"), x[und]))
+    flow = sb.shape(t, sim.theory.ood_losses(sim.symmetric_flow(kappa * A[und], W0[und], t, "paper"), x[und]))
     np.testing.assert_array_equal(v["nonmonotone"][und], flow[0])
     np.testing.assert_allclose(v["bump"][und], flow[1], rtol=1e-9)
     np.testing.assert_array_equal(v["nonmonotone"][~und], v["verdicts"]["composite"][~und])

@@ -20,6 +20,9 @@ from simtheory._compile import compiled
 from simtheory.curves import Curves, atomic_write_text, predict, provenance
 from simtheory.measures import first_crossing
 from simtheory.task import SIMTask
+from simtheory.theory import FORMS
+
+from . import closed_form
 
 
 @dataclass
@@ -70,7 +73,7 @@ class _Report:
 
 
 def _section_derivations(r: _Report):
-    import derivations
+    from simtheory import derivations
 
     r.md("## 1. Derivations", "", "| derivation | result | verification |", "|---|---|---|")
     status = {}
@@ -363,7 +366,8 @@ def _section_agreement(r: _Report):
         "",
         "Rule (`simtheory.swingby.predict_swingby`): non-monotone iff some weak/strong pair has w_ij(0) > 0, "
         f"a_j > 3 a_i and the largest eigenvalue of W0 is below 0.1. Compared with the numerical solution on "
-        f"{cfg.n_agreement} random settings (s = 2, d = 3; see `agreement_study`). Measured, not tuned:",
+        f"{cfg.n_agreement} random settings (s = 2, d = 3; see `validation.closed_form.agreement_study`). "
+        "Measured, not tuned:",
         "",
         "| convention | agreement | always 'monotone' | balanced accuracy | true pos. | true neg. "
         "| false pos. | false neg. |",
@@ -371,29 +375,29 @@ def _section_agreement(r: _Report):
     )
     out = {}
     for conv in ("gradient-flow", "paper-code"):
-        res = swingby.agreement_study(cfg.n_agreement, seed=cfg.seed, convention=conv)
-        c = res["confusion"]
+        res = closed_form.agreement_study(cfg.n_agreement, seed=cfg.seed, convention=conv)
+        c = res.confusion
         base = (c["tn"] + c["fp"]) / max(sum(c.values()), 1)  # a constant "monotone" guess
         pos, neg = c["tp"] + c["fn"], c["tn"] + c["fp"]
         balanced = (c["tp"] / pos + c["tn"] / neg) / 2 if pos and neg else float("nan")
         r.md(
-            f"| `{conv}` | {res['agreement']:.1%} | {base:.1%} | {balanced:.1%} | {c['tp']} | {c['tn']} | "
+            f"| `{conv}` | {res.agreement:.1%} | {base:.1%} | {balanced:.1%} | {c['tp']} | {c['tn']} | "
             f"{c['fp']} | {c['fn']} |"
         )
         out[conv] = {
-            "agreement": res["agreement"],
+            "agreement": res.agreement,
             "always_monotone": base,
             "balanced_accuracy": balanced,
             "confusion": c,
         }
         tp_b = [
             x["bump"]
-            for x in res["records"]
+            for x in res.records
             if x["predicted"] and x["actual"] in ("swing-by", "multiple descent")
         ]
         fn_b = [
             x["bump"]
-            for x in res["records"]
+            for x in res.records
             if not x["predicted"] and x["actual"] in ("swing-by", "multiple descent")
         ]
         out[conv]["median_bump_true_pos"] = float(np.median(tp_b)) if tp_b else None
@@ -433,7 +437,7 @@ def _section_criterion(r: _Report):
         "learned) and the *composite* form: the Riccati form with each minor entry multiplied by "
         "exp(1/2 (a_i - a_j)(K_i - K_j)), K_p = kappa int w_pp along the logistic diagonals -- the flow's "
         "linearised minor-entry growth over the Riccati form's own, i.e. the double commutator linearised. "
-        "`predict_swingby(method='approx')` classifies the composite form's OOD loss (no ODE); with "
+        "`predict_swingby(criterion='approx')` classifies the composite form's OOD loss (no ODE); with "
         "`fallback=True` it checks it against the first-order form and integrates the flow where they "
         "disagree. Agreement with the numerical flow on monotone vs not: the study above "
         f"({cfg.n_agreement} settings, seed {cfg.seed}) and an independent one of {n_large} settings "
@@ -454,8 +458,8 @@ def _section_criterion(r: _Report):
         ("independent", n_large, cfg.seed + 1000, LARGE_STUDY),
     ):
         for conv in ("gradient-flow", "paper-code"):
-            res = swingby.agreement_study(n, seed, conv, method="approx", **kw)  # records every form + rule
-            new = swingby.study_summary(res)
+            res = closed_form.agreement_study(n, seed, conv, criterion="approx", **kw)  # every form + rule
+            new = closed_form.study_summary(res)
             for fam, row in new.items():
                 median = "-" if row["bump_median_error"] is None else f"{row['bump_median_error']:.1%}"
                 r.md(
@@ -466,7 +470,7 @@ def _section_criterion(r: _Report):
                     f"({pct(row['riccati_bump_within_20'])}) | {row['first_order_alone']:.1%} "
                     f"({pct(row['first_order_bump_within_20'])}) |"
                 )
-            out[f"{name}/{conv}"] = {"agreement": res["agreement"], "families": new}
+            out[f"{name}/{conv}"] = {"agreement": res.agreement, "families": new}
     r.md(
         "",
         "The composite form decides the shape alone, without integrating anything, and gives the bump "
@@ -490,13 +494,13 @@ def _section_criterion(r: _Report):
     for mu in ((0.43, 1.58), (1.0, 1.6), (1.3, 1.4)):
         task = SIMTask(mu, 0.05, d=3)
         scales = (1e-1, 1e-2, 1e-3, 1e-4)
-        errs = {m: swingby.approximation_error(task, U1 @ U1.T, scales, method=m) for m in swingby.FORMS}
+        errs = {m: closed_form.approximation_error(task, U1 @ U1.T, scales, form=m).to_dict() for m in FORMS}
         r.md(
             f"| {np.round(task.a[:2], 3).tolist()} | "
-            + " | ".join(f"{fmt(errs[m])} | {errs[m]['order']:.2f}" for m in swingby.FORMS)
+            + " | ".join(f"{fmt(errs[m])} | {errs[m]['order']:.2f}" for m in FORMS)
             + " |"
         )
-        orders[str(mu)] = {m.replace("-", "_"): errs[m] for m in swingby.FORMS}
+        orders[str(mu)] = {m.replace("-", "_"): errs[m] for m in FORMS}
     r.md(
         "",
         "The composite and Riccati forms converge where the rates are separated (the composite faster and "
@@ -521,9 +525,9 @@ def _section_criterion(r: _Report):
             "over the dimension d and the init scale (s = 2, Gaussian inits): the paper's 'low dimension'",
         ),
     ):
-        res = swingby.phase_diagram(axis, values, n=n_cell, seed=cfg.seed, family=family)
-        paths = plotting.phase_diagram(res, cfg.out / "figures" / f"phase_{axis}")
-        diff = float(np.mean(np.abs(res["flow"]["fraction"] - res["approx"]["fraction"])))
+        res = closed_form.phase_diagram(axis, values, n=n_cell, seed=cfg.seed, family=family)
+        paths = plotting.phase_diagram(res.to_dict(), cfg.out / "figures" / f"phase_{axis}")
+        diff = float(np.mean(np.abs(res.flow["fraction"] - res.approx["fraction"])))
         r.fig(
             [p for p in paths if p.suffix != ".csv"],
             f"Phase diagram of the swing-by {caption}; {n_cell} settings per cell; left the numerical flow, "

@@ -28,7 +28,7 @@ def module_cell(name: str, quick: bool = True, out: str | None = None) -> sweep.
     """Run ``validation.<name>`` and return its report as a record (a sweep cell)."""
     if name not in MODULES:
         raise ValueError(f"name must be one of {MODULES}, got {name!r}")
-    module = importlib.import_module(f"validation.{name}")
+    module = importlib.import_module(f"{__package__}.{name}")
     rep = module.run(quick=quick, out=Path(out) if out else None)
     return sweep.Record(json.loads(json.dumps(rep.to_dict(), default=float)))
 
