@@ -10,10 +10,14 @@ functions that need them.
 from __future__ import annotations
 
 import importlib
+from importlib import metadata as _metadata
 
 from .task import SIMTask, empirical_second_moment
 
-__version__ = "0.1.0"
+try:  # one place for the version: the package metadata (pyproject.toml)
+    __version__ = _metadata.version("simtheory")
+except _metadata.PackageNotFoundError:  # a checkout on sys.path, not installed
+    __version__ = "0+unknown"
 
 # public name -> submodule that defines it (loaded on first access)
 _LAZY = {
@@ -38,8 +42,8 @@ _LAZY = {
     "clear_caches": "_compile",
     "Curves": "curves",
     "predict": "curves",
-    "turning_points": "swingby",
-    "classify": "swingby",
+    "turning_points": "measures",
+    "classify": "measures",
     "predict_swingby": "swingby",
 }
 
@@ -50,10 +54,15 @@ _SUBMODULES = (
     "theory",
     "curves",
     "swingby",
+    "measures",
+    "claims",
+    "models",
+    "paper",
     "simulate",
+    "sweep",
     "testing",
     "plotting",
-    "report",
+    "export",
     "symbolic",
     "cli",
     "diffusion",
@@ -72,4 +81,4 @@ def __getattr__(name: str):
 
 
 def __dir__():
-    return sorted(__all__)
+    return sorted({*__all__, *_SUBMODULES})

@@ -70,6 +70,24 @@ def _cmd_predict(args) -> int:
     task = SIMTask(
         args.mu, args.sigma if len(args.sigma) > 1 else args.sigma[0], d=args.d, origin=args.origin
     )
+    out = _check_predict_args(args)
+    if args.log_times:
+        t = time_grid(args.t_max, args.n_times)
+    else:
+        t = np.linspace(0.0, args.t_max, args.n_times)
+    curves = predict(task, _initial(args, task.d), t, model=args.model, convention=args.convention)
+    if out.suffix == ".npz":
+        paths = curves.to_npz(out)
+    else:
+        paths = (curves.to_csv(out),)
+    print(f"{args.model} ({args.convention}) on {task}: wrote {', '.join(str(p) for p in paths)}")
+    if curves.W.ndim == 3:
+        print("OOD loss: " + classify(curves.times, curves.ood_loss).summary())
+    return 0
+
+
+def _check_predict_args(args) -> Path:
+    """The numeric flags of ``predict`` in range, and the output path; returns the path."""
     if not 2 <= args.n_times <= 1_000_000:
         raise ValueError(f"--n-times must be in [2, 1000000], got {args.n_times}")
     if not 2 <= args.layers <= 64:
@@ -85,19 +103,7 @@ def _cmd_predict(args) -> int:
         raise ValueError(f"--out {str(out)!r} is a directory; give a .csv or .npz file")
     if out.suffix not in (".csv", ".npz"):
         raise ValueError(f"--out must end in .csv or .npz, got {str(out)!r}")
-    if args.log_times:
-        t = time_grid(args.t_max, args.n_times)
-    else:
-        t = np.linspace(0.0, args.t_max, args.n_times)
-    curves = predict(task, _initial(args, task.d), t, model=args.model, convention=args.convention)
-    if out.suffix == ".npz":
-        paths = curves.to_npz(out)
-    else:
-        paths = (curves.to_csv(out),)
-    print(f"{args.model} ({args.convention}) on {task}: wrote {', '.join(str(p) for p in paths)}")
-    if curves.W.ndim == 3:
-        print("OOD loss: " + classify(curves.times, curves.ood_loss).summary())
-    return 0
+    return out
 
 
 def _cmd_reproduce(args) -> int:
@@ -169,33 +175,62 @@ def _read_sweep_config(path: Path) -> dict:
     return doc
 
 
+def _trusted_modules(args, config: Path, doc: dict) -> list[str]:
+    """The modules a sweep file may use: those named with --module, found from the file's directory or the
+    current one. A ``model_module`` inside the file must be one of them (checked before anything runs)."""
+    import sys
+
+    allowed = list(args.module or [])
+    for folder in (str(config.resolve().parent), str(Path.cwd())):
+        if allowed and folder not in sys.path:
+            sys.path.insert(0, folder)
+    named = [doc.get("fixed", {}).get("model_module")]
+    named += list(doc.get("grid", {}).get("model_module", []))
+    named += [s.get("model_module") for s in doc.get("settings", []) if isinstance(s, dict)]
+    for module in filter(None, named):
+        if module not in allowed:
+            raise ValueError(
+                f"CONFIG {str(config)!r} names model_module {module!r}: a sweep file may import only modules "
+                f"you allow on the command line (--module {module})"
+            )
+    return allowed
+
+
 def _cmd_sweep(args) -> int:
     from . import sweep
 
     config = Path(args.config)
     doc = _read_sweep_config(config)
+    fn = sweep.resolve(doc["function"], modules=_trusted_modules(args, config, doc))
     cells = sweep.grid(**doc["grid"]) if "grid" in doc else doc["settings"]
     out = Path(args.out) if args.out else Path("runs") / f"sweep-{config.stem}"
     start = time.perf_counter()
-    result = sweep.run(
-        doc["function"],
-        cells,
-        out,
-        fixed=doc.get("fixed"),
-        progress=not args.quiet,
-        **sweep.executor_options(args.executor, args.workers, args.scheduler, args.threads),
-    )
+    try:
+        result = sweep.run(
+            fn,
+            cells,
+            out,
+            fixed=doc.get("fixed"),
+            progress=not args.quiet,
+            **sweep.executor_options(args.executor, args.workers, args.scheduler, args.threads),
+        )
+    except KeyboardInterrupt:
+        print(
+            f"simtheory sweep: interrupted; the cells written so far are kept: rerun to resume {out}",
+            file=sys.stderr,
+        )
+        return 130
     seconds = time.perf_counter() - start
     print(
         f"{out}: {len(result)} cells, {len(result.computed)} computed and {len(result.skipped)} already done "
         f"({args.executor}, {seconds:.1f} s)"
     )
     if args.netcdf:
-        from .curves import atomic_write_bytes
+        from .files import atomic_write_bytes
 
         print(f"wrote {atomic_write_bytes(args.netcdf, bytes(result.to_xarray().to_netcdf(engine='scipy')))}")
     if args.csv:
-        from .curves import atomic_write_text
+        from .files import atomic_write_text
 
         print(f"wrote {atomic_write_text(args.csv, result.to_pandas().to_csv(index=False))}")
     return 0
@@ -210,18 +245,25 @@ def _cmd_export(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import models
-    from .theory import CONVENTIONS
-
     p = argparse.ArgumentParser(
         prog="simtheory", description="Learning dynamics of the SIM task (Yang et al., ICLR 2025)."
     )
     sub = p.add_subparsers(dest="command", required=True)
+    for add in (_add_derive, _add_predict, _add_reproduce, _add_sweep, _add_export):
+        add(sub)
+    return p
 
+
+def _add_derive(sub) -> None:
     d = sub.add_parser("derive", help="show each derivation's LaTeX and verify it")
     d.add_argument("name", nargs="?", help="one derivation (default: all)")
     d.add_argument("--no-verify", action="store_true", help="print the formulas only")
     d.set_defaults(func=_cmd_derive)
+
+
+def _add_predict(sub) -> None:
+    from . import models
+    from .theory import CONVENTIONS
 
     q = sub.add_parser("predict", help="predicted curves for one setting, to CSV or NPZ (+ JSON sidecar)")
     q.add_argument("--mu", type=float, nargs="+", required=True, help="concept means (length s, > 0)")
@@ -262,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", default="curves.csv", help=".csv or .npz")
     q.set_defaults(func=_cmd_predict)
 
+
+def _add_reproduce(sub) -> None:
     r = sub.add_parser("reproduce", help="the reproduction report: Markdown, PNG/PDF figures, CSV curves")
     r.add_argument("--out", help="run directory (default runs/reproduce-TIMESTAMP)")
     r.add_argument("--seed", type=int, default=2, help="U0 seed of the Figure 5 analogue")
@@ -295,14 +339,26 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler (tcp://host:8786)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=_cmd_reproduce)
+
+
+def _add_sweep(sub) -> None:
     w = sub.add_parser(
         "sweep",
         help="run a grid of settings, one result per cell (resumable), in-process or on Dask",
         description='CONFIG (JSON, or TOML on Python >= 3.11): {"function": "predict" | "train" | '
         '"package.module:function", "grid": {axis: [values]} or "settings": [{...}], "fixed": {...}}. '
-        "Rerunning a sweep computes only the cells it has no result for.",
+        "Rerunning a sweep computes only the cells it has no result for; several processes on one "
+        "directory split the cells. A function from a module must be marked @simtheory.sweep.cell and its "
+        "module allowed with --module.",
     )
     w.add_argument("config", help="the sweep's configuration file")
+    w.add_argument(
+        "--module",
+        action="append",
+        metavar="MODULE",
+        help="a module of yours the sweep file may use (its @sweep.cell functions, model_module); found from "
+        "the file's directory or the current one. A sweep file alone runs only the built-in cells",
+    )
     w.add_argument("--out", help="run directory (default runs/sweep-CONFIG_STEM)")
     w.add_argument("--executor", choices=["local", "dask"], default="local")
     w.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler (tcp://host:8786)")
@@ -312,18 +368,22 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--csv", metavar="FILE", help="also write the results as one tidy CSV (pandas)")
     w.add_argument("--quiet", action="store_true", help="no progress bar")
     w.set_defaults(func=_cmd_sweep)
+
+
+def _add_export(sub) -> None:
     e = sub.add_parser("export", help="tidy CSV, pgfplots .dat and derivations.tex from a run directory")
     e.add_argument("run_dir", help="a directory written by `simtheory reproduce` (or holding .npz curves)")
     e.add_argument("--out", help="output directory (default RUN_DIR/export)")
     e.set_defaults(func=_cmd_export)
-    return p
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    from .files import WriteError
+
     try:
         return args.func(args)
-    except ValueError as exc:
+    except (ValueError, WriteError) as exc:
         print(f"simtheory {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import glob
 import hashlib
 import io
 import json
-import os
-import platform
-import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from . import _checks, _solvers, theory
+from .files import (  # files are written in simtheory.files; re-exported here for older imports
+    atomic_write_bytes as atomic_write_bytes,
+    atomic_write_text as atomic_write_text,
+    provenance as provenance,
+)
 from .task import SIMTask
 
 
@@ -484,82 +484,3 @@ def compiled_latex(derivation, formula: str, *, keyed: bool = False):
 
 
 # -- provenance and atomic writes -------------------------------------------------------------
-
-
-def provenance() -> dict:
-    import sys
-
-    import numpy
-
-    info = {"python": sys.version.split()[0], "numpy": numpy.__version__, "platform": platform.platform()}
-    for mod in ("sympy", "scipy", "torch"):
-        m = sys.modules.get(mod)
-        if m is not None:
-            info[mod] = getattr(m, "__version__", "?")
-    from . import __version__
-
-    info["simtheory"] = __version__
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        )
-        if sha.returncode == 0:
-            info["git_sha"] = sha.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return info
-
-
-def _read_umask() -> int:
-    mask = os.umask(0)  # the only way to read it sets it: done once, at import (not racing other threads)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()
-
-
-def atomic_write_bytes(path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temporary file, ``fsync`` and ``os.replace``, then ``fsync`` the
-    directory: the file is either the old one or the new one, never partial, also across a power loss.
-
-    The file gets the mode the user's umask gives a new file (0644 by default), not the temporary file's
-    0600; temporary files left by a writer that was killed are removed on the next write of the same path.
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{path} is a directory; give a file path")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        stale.unlink(missing_ok=True)  # left by a killed writer
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:  # platforms without directory handles (Windows)
-        return path
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-    return path
-
-
-def atomic_write_text(path, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))

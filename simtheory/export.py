@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .curves import Curves, atomic_write_text
+from .curves import Curves
+from .files import atomic_write_text
 
 
 def command_name(derivation: str, formula: str) -> str:

@@ -197,36 +197,20 @@ def turning_points(t, loss, rel_tol: float = 1e-3) -> tuple[TurningPoint, ...]:
         return ()
     h = rel_tol * span
     out = []
-    trend = 0
-    i_min = i_max = 0
+    trend, i_min, i_max = 0, 0, 0  # trend: 0 before the first move by more than h, then -1 falling, 1 rising
     for k in range(1, loss.size):
-        if trend == 0:
-            if loss[k] < loss[i_min]:
-                i_min = k
-            if loss[k] > loss[i_max]:
-                i_max = k
-            if loss[k] > loss[i_min] + h and i_min > 0:
+        if trend <= 0 and loss[k] < loss[i_min]:
+            i_min = k
+        if trend >= 0 and loss[k] > loss[i_max]:
+            i_max = k
+        if trend <= 0 and loss[k] > loss[i_min] + h:  # turned up: a minimum (not the start itself)
+            if i_min > 0 or trend < 0:
                 out.append(TurningPoint("min", i_min, float(t[i_min]), float(loss[i_min])))
-                trend, i_max = 1, k
-            elif loss[k] > loss[i_min] + h:
-                trend, i_max = 1, k
-            elif loss[k] < loss[i_max] - h and i_max > 0:
+            trend, i_max = 1, k
+        elif trend >= 0 and loss[k] < loss[i_max] - h:  # turned down: a maximum
+            if i_max > 0 or trend > 0:
                 out.append(TurningPoint("max", i_max, float(t[i_max]), float(loss[i_max])))
-                trend, i_min = -1, k
-            elif loss[k] < loss[i_max] - h:
-                trend, i_min = -1, k
-        elif trend < 0:
-            if loss[k] < loss[i_min]:
-                i_min = k
-            elif loss[k] > loss[i_min] + h:
-                out.append(TurningPoint("min", i_min, float(t[i_min]), float(loss[i_min])))
-                trend, i_max = 1, k
-        else:
-            if loss[k] > loss[i_max]:
-                i_max = k
-            elif loss[k] < loss[i_max] - h:
-                out.append(TurningPoint("max", i_max, float(t[i_max]), float(loss[i_max])))
-                trend, i_min = -1, k
+            trend, i_min = -1, k
     return tuple(out)
 
 

@@ -255,7 +255,7 @@ def phase_diagram(result: dict, stem, *, title: str = "") -> list[Path]:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     paths = save(fig, stem)
-    from .curves import atomic_write_text
+    from .files import atomic_write_text
 
     lines = [f"{result['axis']},scale,flow_fraction,flow_bump,approx_fraction,approx_bump"]
     for i, v in enumerate(values):

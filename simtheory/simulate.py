@@ -268,44 +268,11 @@ def _setup(
     _checks.choice(loss, "loss", LOSSES)
     tdtype = _dtype(dtype)
     device = _checks.torch_device(device)
-    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__len__"):
-        raise ValueError(f"seeds must be a list of integer seeds (one per ensemble member), got {seeds!r}")
-    seeds = [_checks.seed_value(x, "seeds") for x in seeds]
-    E = len(seeds)
-    if E == 0:
-        raise ValueError("seeds must hold at least one seed (one per ensemble member)")
-    task_list = [tasks] * E if isinstance(tasks, SIMTask) else list(tasks)
-    if len(task_list) != E or not all(isinstance(t, SIMTask) for t in task_list):
-        raise ValueError(f"tasks must be a SIMTask or a list of {E} SIMTasks (one per seed)")
-    ref = task_list[0]
-    if any((t.s, t.d, t.origin) != (ref.s, ref.d, ref.origin) for t in task_list):
-        raise ValueError("all tasks of an ensemble must share s, d and origin")
+    seeds, task_list = _members(tasks, seeds)
     lr = _checks.real_number(lr, "lr", low=0.0, low_open=True)
     steps = _checks.positive_int(steps, "steps", minimum=0, maximum=10**9)
-    if record is None:
-        grid = np.geomspace(1, steps, 60).astype(np.int64) if steps else np.zeros(0, np.int64)
-        record = np.unique(np.concatenate([[0], grid, [steps]]))
-    record = np.unique(np.asarray(record))
-    if (
-        record.size == 0
-        or not np.issubdtype(record.dtype, np.integer)
-        or record.min() < 0
-        or record.max() > steps
-    ):
-        raise ValueError(f"record must be integer steps in [0, steps = {steps}], got {record!r}")
-    d = ref.d
-    if inputs is not None:
-        X_np = _checks.as_float_array(inputs, "inputs")
-        if X_np.ndim == 2:
-            X_np = np.broadcast_to(X_np, (E, *X_np.shape))
-        if X_np.ndim != 3 or X_np.shape[0] != E or X_np.shape[2] != d or X_np.shape[1] == 0:
-            raise ValueError(f"inputs must have shape (N, {d}) or ({E}, N, {d}), got {np.shape(inputs)}")
-    else:
-        n = _checks.positive_int(n, "n")
-        dseeds = seeds if data_seeds is None else list(data_seeds)
-        if len(dseeds) != E:
-            raise ValueError(f"data_seeds must hold {E} seeds, got {len(dseeds)}")
-        X_np = np.stack([t.sample(n, seed=s).inputs for t, s in zip(task_list, dseeds)])
+    record = _record_steps(record, steps)
+    X_np = _training_inputs(inputs, n, task_list, seeds, data_seeds)
     N = X_np.shape[1]
     if batch_size is not None:
         batch_size = _checks.positive_int(batch_size, "batch_size")
@@ -330,6 +297,56 @@ def _setup(
         _penalty(penalty),
         model_penalty,
     )
+
+
+def _members(tasks, seeds) -> tuple[list, list]:
+    """The ensemble's seeds and one task per member (a single task is shared)."""
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__len__"):
+        raise ValueError(f"seeds must be a list of integer seeds (one per ensemble member), got {seeds!r}")
+    seeds = [_checks.seed_value(x, "seeds") for x in seeds]
+    E = len(seeds)
+    if E == 0:
+        raise ValueError("seeds must hold at least one seed (one per ensemble member)")
+    task_list = [tasks] * E if isinstance(tasks, SIMTask) else list(tasks)
+    if len(task_list) != E or not all(isinstance(t, SIMTask) for t in task_list):
+        raise ValueError(f"tasks must be a SIMTask or a list of {E} SIMTasks (one per seed)")
+    ref = task_list[0]
+    if any((t.s, t.d, t.origin) != (ref.s, ref.d, ref.origin) for t in task_list):
+        raise ValueError("all tasks of an ensemble must share s, d and origin")
+    return seeds, task_list
+
+
+def _record_steps(record, steps: int) -> np.ndarray:
+    """The steps to record (default: 0, 60 log-spaced steps and the last), checked."""
+    if record is None:
+        grid = np.geomspace(1, steps, 60).astype(np.int64) if steps else np.zeros(0, np.int64)
+        record = np.unique(np.concatenate([[0], grid, [steps]]))
+    record = np.unique(np.asarray(record))
+    if (
+        record.size == 0
+        or not np.issubdtype(record.dtype, np.integer)
+        or record.min() < 0
+        or record.max() > steps
+    ):
+        raise ValueError(f"record must be integer steps in [0, steps = {steps}], got {record!r}")
+    return record
+
+
+def _training_inputs(inputs, n, task_list, seeds, data_seeds) -> np.ndarray:
+    """The members' training inputs ``(E, N, d)``: given (shared or per member), or sampled from the tasks."""
+    E, d = len(task_list), task_list[0].d
+    if inputs is not None:
+        X_np = _checks.as_float_array(inputs, "inputs")
+        if X_np.ndim == 2:
+            X_np = np.broadcast_to(X_np, (E, *X_np.shape))
+        if X_np.ndim != 3 or X_np.shape[0] != E or X_np.shape[2] != d or X_np.shape[1] == 0:
+            raise ValueError(f"inputs must have shape (N, {d}) or ({E}, N, {d}), got {np.shape(inputs)}")
+        return X_np
+    n = _checks.positive_int(n, "n")
+    dseeds = seeds if data_seeds is None else list(data_seeds)
+    if len(dseeds) != E:
+        raise ValueError(f"data_seeds must hold {E} seeds, got {len(dseeds)}")
+    return np.stack([t.sample(n, seed=s).inputs for t, s in zip(task_list, dseeds)])
 
 
 def _name(fn) -> str | None:
@@ -517,41 +534,17 @@ def train(
     (``weight_decay``; ``penalty`` by its name). :func:`flow_limit` predicts weight decay on the
     one-layer model (``linear_flow(weight_decay=...)``).
     """
-    if not isinstance(model, Model):
-        raise ValueError(f"model must be a simulate.Model, e.g. Model('linear'); got {model!r}")
-    if not isinstance(init, Init):
-        raise ValueError(f"init must be a simulate.Init, e.g. Init('gaussian', 1e-3); got {init!r}")
-    max_growth = _checks.real_number(max_growth, "max_growth", low=1.0, low_open=True)
+    max_growth = _check_model(model, init, max_growth)
     setup = _setup(
-        tasks,
-        lr=lr,
-        steps=steps,
-        record=record,
-        n=n,
-        seeds=seeds,
-        data_seeds=data_seeds,
-        inputs=inputs,
-        batch_size=batch_size,
-        loss=loss,
-        dtype=dtype,
-        device=device,
-        weight_decay=weight_decay,
-        penalty=penalty,
-        model_penalty=model.network.penalty,
-    )
+        tasks, lr=lr, steps=steps, record=record, n=n, seeds=seeds, data_seeds=data_seeds, inputs=inputs,
+        batch_size=batch_size, loss=loss, dtype=dtype, device=device, weight_decay=weight_decay,
+        penalty=penalty, model_penalty=model.network.penalty,
+    )  # fmt: skip
     weights, biases = init_params(model, init, setup.d, setup.seeds, setup.tdtype, device)
     start = tuple(w.detach().double().cpu().numpy().copy() for w in weights)
     params = [p.requires_grad_(True) for p in (*weights, *biases)]
     recorder = _Recorder(setup, model)
-    it = range(setup.steps + 1)
-    if progress is None and _PROGRESS.get():
-        from tqdm.auto import tqdm
-
-        it = tqdm(it, desc=f"train {model.kind} x{len(setup.seeds)}", unit="step", leave=False)
-    elif progress:
-        from tqdm.auto import tqdm
-
-        it = tqdm(it, desc=f"train {model.kind} x{len(setup.seeds)}", unit="step")
+    it = _step_range(setup, model, progress)
     # threads by the size of one matmul of the step (one thread for small models: see simtheory._threads)
     N_b = setup.batch_size or setup.X.shape[1]
     flops = 2.0 * len(setup.seeds) * N_b * max(max(s) for s in model.shapes(setup.d)) ** 2
@@ -560,6 +553,24 @@ def train(
     A_n = np.stack([empirical_second_moment(x) for x in setup.X_np])
     final = tuple(p.detach().cpu().numpy().copy() for p in params)
     return Run(recorder.curves(init), np.asarray(setup.X_np), A_n, final, start)
+
+
+def _check_model(model, init, max_growth) -> float:
+    if not isinstance(model, Model):
+        raise ValueError(f"model must be a simulate.Model, e.g. Model('linear'); got {model!r}")
+    if not isinstance(init, Init):
+        raise ValueError(f"init must be a simulate.Init, e.g. Init('gaussian', 1e-3); got {init!r}")
+    return _checks.real_number(max_growth, "max_growth", low=1.0, low_open=True)
+
+
+def _step_range(setup: _Setup, model: Model, progress: bool | None):
+    """Steps 0..steps, with a progress bar where asked (or, by default, where :func:`progress_bars` is on)."""
+    it = range(setup.steps + 1)
+    if not (_PROGRESS.get() if progress is None else progress):
+        return it
+    from tqdm.auto import tqdm
+
+    return tqdm(it, desc=f"train {model.kind} x{len(setup.seeds)}", unit="step", leave=progress is not None)
 
 
 def flow_limit(

@@ -37,6 +37,7 @@ import importlib
 import io
 import itertools
 import json
+import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -45,7 +46,8 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 
 from . import _checks
-from .curves import Curves, atomic_write_bytes, atomic_write_text, provenance
+from .curves import Curves
+from .files import HOST, atomic_write_bytes, atomic_write_text, provenance
 
 EXECUTORS = ("local", "dask")
 _MANIFEST = "manifest.json"
@@ -121,17 +123,53 @@ def _function_name(fn) -> str:
     return f"{module}:{qualname}"
 
 
-def resolve(name: str) -> Callable:
-    """The function ``"package.module:function"`` (or a built-in cell: ``"predict"``, ``"train"``).
+def cell(fn=None, *, torch: bool = True):
+    """Mark ``fn`` as a sweep cell: a function a sweep *file* may name (``"module:function"``), declaring what
+    it needs (``torch``: whether it uses torch, so its thread count is pinned there too). A sweep file can
+    make simtheory run only the built-in cells and functions marked this way, in modules the user names on
+    the command line; a Python caller may pass any function to :func:`run`.
 
+    Use as ``@sweep.cell`` or ``@sweep.cell(torch=False)``."""
+
+    def mark(f):
+        if not callable(f):
+            raise ValueError(f"sweep.cell marks a function, got {f!r}")
+        f.__simtheory_cell__ = {"torch": bool(torch)}
+        return f
+
+    return mark if fn is None else mark(fn)
+
+
+def is_cell(fn) -> bool:
+    """Whether ``fn`` is marked with :func:`cell`."""
+    return isinstance(getattr(fn, "__simtheory_cell__", None), dict)
+
+
+def _builtin() -> dict:
+    from .cells import BUILTIN
+
+    return BUILTIN
+
+
+def resolve(name: str, *, modules=None) -> Callable:
+    """The cell ``"package.module:function"`` (or a built-in cell: ``"predict"``, ``"train"``).
+
+    The function must be marked with :func:`cell` (anything else is refused: a name alone must not run an
+    arbitrary callable such as ``subprocess:run``). ``modules``: where the name comes from a file, the
+    modules the user allowed (on the command line); a module outside them is refused before it is imported.
     The module is imported by name, as ``python -m`` would; no code is evaluated from the string."""
-    if name in BUILTIN:
-        return BUILTIN[name]
+    if isinstance(name, str) and name in _builtin():
+        return _builtin()[name]
     if not isinstance(name, str) or name.count(":") != 1:
         raise ValueError(f"function must be 'predict', 'train' or 'package.module:function', got {name!r}")
     module, attr = name.split(":")
     if not all(part.isidentifier() for part in module.split(".") + attr.split(".")):
         raise ValueError(f"function {name!r}: module and function must be dotted Python names")
+    if modules is not None and module not in modules:
+        raise ValueError(
+            f"function {name!r}: a sweep file may name only the built-in cells ({', '.join(_builtin())}) or "
+            f"a cell of a module you allow on the command line (--module {module}); {module!r} is not allowed"
+        )
     try:
         obj = importlib.import_module(module)
     except ImportError as exc:
@@ -140,8 +178,11 @@ def resolve(name: str) -> Callable:
         if not hasattr(obj, part):
             raise ValueError(f"function {name!r}: {module!r} has no attribute {attr!r}")
         obj = getattr(obj, part)
-    if not callable(obj):
-        raise ValueError(f"function {name!r} is not callable")
+    if not is_cell(obj):
+        raise ValueError(
+            f"function {name!r} is not a sweep cell: mark it with @simtheory.sweep.cell in its module to "
+            "let a sweep run it"
+        )
     return obj
 
 
@@ -209,7 +250,13 @@ def _arrays_of(value, key: str) -> dict:
 
 def _write(run_dir: Path, cell: Cell, function: str, fixed: dict, value, seconds: float) -> None:
     npz, side = _paths(run_dir, cell.key)
-    record = {"function": function, "params": cell.params, "fixed": fixed, "seconds": round(seconds, 6)}
+    record = {
+        "function": function,
+        "params": cell.params,
+        "fixed": fixed,
+        "seconds": round(seconds, 6),
+        "computed_by": {"pid": os.getpid(), "host": HOST},
+    }
     if isinstance(value, Curves):
         replace(value, meta={**value.meta, "sweep": record}).to_npz(npz)
         return
@@ -261,13 +308,14 @@ def _load(run_dir: Path, key: str):
 def _call(fn, kwargs: dict, threads: int):
     """Run one cell on ``threads`` threads; returns (value, seconds). Module level: Dask pickles it.
 
-    torch is imported first (and pinned) for every function but the torch-free built-in ``predict_cell``: a
+    torch is imported first (and pinned) unless the cell declares it does not use torch (:func:`cell`): a
     function that imported it itself would run its first cell on torch's default thread count."""
     from ._threads import limited, threads as override
 
     start = time.perf_counter()
     # the count is also the policy's override: simtheory's own calls in the cell (train, the flows) use it too
-    with override(threads), limited(threads, torch=fn is not predict_cell):
+    uses_torch = getattr(fn, "__simtheory_cell__", {}).get("torch", True)
+    with override(threads), limited(threads, torch=uses_torch):
         value = fn(**kwargs)
     return value, time.perf_counter() - start
 
@@ -327,59 +375,160 @@ def run(
     client=None,
     threads: int = 1,
     progress: bool = False,
+    wait: bool = True,
+    notify: Callable[[str], None] | None = None,
 ) -> "SweepResult":
     """Compute every cell of ``settings`` not yet in run directory ``out``; returns a :class:`SweepResult`.
 
-    ``fn``: a module-level function (or a name for :func:`resolve`) called as ``fn(**fixed, **params)``,
-    returning :class:`~simtheory.Curves`, a dict of numeric arrays or a :class:`Record`. ``settings``: a
-    list of parameter dicts (:func:`grid` builds a Cartesian one). ``executor``: ``"local"`` or ``"dask"``
-    (a local cluster of ``workers`` processes, default one per core; or ``scheduler``'s address; or a given
-    ``client``).
-    ``threads``: BLAS/torch threads per cell. A cell that raises stops the sweep with the cell's parameters
-    in the error; the cells written so far stay on disk and a rerun resumes from them.
+    ``fn``: a module-level function (or the name of a cell for :func:`resolve`) called as
+    ``fn(**fixed, **params)``, returning :class:`~simtheory.Curves`, a dict of numeric arrays or a
+    :class:`Record`. ``settings``: a list of parameter dicts (:func:`grid` builds a Cartesian one).
+    ``executor``: ``"local"`` or ``"dask"`` (a local cluster of ``workers`` processes, default one per core;
+    or ``scheduler``'s address; or a given ``client``). ``threads``: BLAS/torch threads per cell. A cell that
+    raises stops the sweep with the cell's parameters in the error; the cells written so far stay on disk and
+    a rerun resumes from them.
+
+    Several processes may run the same sweep on one directory (two terminals, a resubmitted job, array
+    tasks): each cell is claimed before it is computed (:func:`simtheory.files.claim`), so the processes
+    split the work and compute each missing cell once; a claim dies with its process (also a SIGKILL), and a
+    cell whose claimant died is computed by the next process that finds it. With ``wait`` a process with
+    nothing left to claim waits for the cells others are computing (``notify``, default standard error, is
+    told "cell K is being computed by PID N on HOST") and returns the whole sweep.
     """
-    if isinstance(fn, str):
-        fn = resolve(fn)
+    fn = resolve(fn) if isinstance(fn, str) else fn
     function = _function_name(fn)
     fixed = _jsonable(dict(fixed or {}), "fixed")
-    executor = _checks.choice(executor, "executor", EXECUTORS)
+    executor, workers = _executor(executor, scheduler, workers, client)
     threads = _checks.positive_int(threads, "threads", maximum=4096)
+    cells = _cells(function, settings, fixed)
+    axes = getattr(settings, "axes", None)
+    run_dir = _run_dir(out)
+    _manifest(run_dir, function, fixed, cells, axes)
+    skipped = [c.key for c in cells if _done(run_dir, c.key)]
+    pending = [c for c in cells if c.key not in set(skipped)]
+    bar = _bar(fn, len(cells), len(skipped)) if progress else None
+    computed: list[str] = []
+    job = _Job(fn, fixed, threads, run_dir, function, bar, computed)
+    try:
+        while pending:
+            mine, busy = _claim_cells(run_dir, pending, skipped, bar)
+            if executor == "local":
+                _run_local(job, mine)
+            elif mine:
+                _run_dask(job, mine, scheduler, workers, client)
+            if not busy or not wait:
+                break
+            pending = _wait_for(run_dir, busy, notify or _to_stderr)
+    finally:
+        if bar is not None:
+            bar.close()
+    return SweepResult(run_dir, cells, axes, computed=computed, skipped=skipped)
+
+
+@dataclass
+class _Job:
+    """What every cell of one :func:`run` shares."""
+
+    fn: Callable
+    fixed: dict
+    threads: int
+    run_dir: Path
+    function: str
+    bar: object
+    computed: list
+
+    def write(self, cell: Cell, value, seconds: float) -> None:
+        _write(self.run_dir, cell, self.function, self.fixed, value, seconds)
+        self.computed.append(cell.key)
+        if self.bar is not None:
+            self.bar.update()
+
+
+def _run_dir(out) -> Path:
+    run_dir = Path(out)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"out {str(run_dir)!r} is a file; give a run directory")
+    (run_dir / "cells").mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def _bar(fn, total: int, done: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=done, desc=f"sweep {fn.__name__}", unit="cell")
+
+
+def _claim_cells(run_dir: Path, pending: list, skipped: list, bar) -> tuple[list, list]:
+    """Claim what can be claimed of ``pending``: ``(mine: [(cell, claim)], busy: [(cell, claim)])``; cells
+    another process finished in the meantime join ``skipped``."""
+    from .files import claim
+
+    mine, busy = [], []
+    for c in pending:
+        if _done(run_dir, c.key):
+            skipped.append(c.key)
+            if bar is not None:
+                bar.update()
+            continue
+        held = claim(run_dir / "cells" / c.key)
+        if not held.acquire():
+            busy.append((c, held))
+        elif _done(run_dir, c.key):  # finished between our listing and our claim
+            held.release()
+            skipped.append(c.key)
+            if bar is not None:
+                bar.update()
+        else:
+            mine.append((c, held))
+    return mine, busy
+
+
+def _wait_for(run_dir: Path, busy: list, notify) -> list:
+    """Wait until the cells others are computing are done or free again (their claimant died); returns the
+    ones still to do here (none when the others finished them)."""
+    for c, held in busy:
+        notify(f"cell {c.key} ({c.params}) is being computed by {held.holder()}: waiting for it")
+    delay = 0.2
+    while True:
+        time.sleep(delay)
+        delay = min(2 * delay, 5.0)
+        left = [(c, held) for c, held in busy if not _done(run_dir, c.key)]
+        if not left:
+            return []
+        for c, held in left:
+            if held.acquire():  # its claimant is gone: ours now (released again before computing)
+                held.release()
+                return [c for c, _ in left]
+
+
+def _to_stderr(message: str) -> None:
+    import sys
+
+    print(message, file=sys.stderr, flush=True)
+
+
+def _executor(executor: str, scheduler, workers, client) -> tuple[str, int | None]:
+    executor = _checks.choice(executor, "executor", EXECUTORS)
     if executor == "local" and (scheduler is not None or client is not None or workers is not None):
         raise ValueError("scheduler, workers and client apply to executor='dask' only")
     if scheduler is not None and client is not None:
         raise ValueError("give a scheduler address or a client, not both")
     if workers is not None:
         workers = _checks.positive_int(workers, "workers", maximum=4096)
-    cells = _cells(function, settings, fixed)
-    axes = getattr(settings, "axes", None)
-    run_dir = Path(out)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ValueError(f"out {str(run_dir)!r} is a file; give a run directory")
-    (run_dir / "cells").mkdir(parents=True, exist_ok=True)
-    _manifest(run_dir, function, fixed, cells, axes)
-    done = {c.key for c in cells if _done(run_dir, c.key)}
-    todo = [c for c in cells if c.key not in done]
-    skipped = [c.key for c in cells if c.key in done]
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    return executor, workers
 
-        bar = tqdm(total=len(cells), initial=len(skipped), desc=f"sweep {fn.__name__}", unit="cell")
-    computed: list[str] = []
+
+def _run_local(job: _Job, mine: list) -> None:
+    """The claimed cells one after another in this process, each written as soon as it is computed and its
+    claim released then."""
     try:
-        if executor == "local":
-            for cell in todo:
-                value, seconds = _attempt(lambda: _call(fn, {**fixed, **cell.params}, threads), cell)
-                _write(run_dir, cell, function, fixed, value, seconds)
-                computed.append(cell.key)
-                if bar is not None:
-                    bar.update()
-        elif todo:
-            _run_dask(fn, fixed, todo, threads, run_dir, function, scheduler, workers, client, bar, computed)
+        for c, held in mine:
+            value, seconds = _attempt(lambda: _call(job.fn, {**job.fixed, **c.params}, job.threads), c)
+            job.write(c, value, seconds)
+            held.release()
     finally:
-        if bar is not None:
-            bar.close()
-    return SweepResult(run_dir, cells, axes, computed=computed, skipped=skipped)
+        for _, held in mine:
+            held.release()
 
 
 def _attempt(call, cell: Cell):
@@ -394,56 +543,69 @@ def _attempt(call, cell: Cell):
         ) from exc
 
 
-def _run_dask(fn, fixed, todo, threads, run_dir, function, scheduler, workers, client, bar, computed):
+def _run_dask(job: _Job, mine: list, scheduler, workers, client) -> None:
+    """The claimed cells on a Dask cluster; this process holds their claims and writes each result as it
+    arrives (the workers need no shared file system for built-in cells)."""
     try:
-        from distributed import Client, LocalCluster, as_completed
+        from distributed import as_completed
     except ImportError:
         raise ImportError(
             "executor='dask' needs dask.distributed: pip install 'simtheory[distributed]'"
         ) from None
-    import logging
-    import os
-
-    cluster = own = None
-    if client is None:
-        if scheduler is not None:
-            own = Client(scheduler, timeout="30s")
-        else:
-            import dask
-
-            # Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536, which made torch cells 2.4x slower here
-            # (glibc returns memory to the OS after every step; benchmarks in the README): unset it
-            with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
-                cluster = LocalCluster(
-                    n_workers=workers or os.cpu_count() or 1,
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=None,
-                    silence_logs=logging.WARNING,
-                )
-            own = Client(cluster)
-        client = own
+    client, own, cluster = _client(scheduler, workers, client)
     futures = {}
     try:
-        for cell in todo:
+        for c, held in mine:
             fut = client.submit(
-                _call, fn, {**fixed, **cell.params}, threads, key=f"simtheory-cell-{cell.key}", pure=False
+                _call,
+                job.fn,
+                {**job.fixed, **c.params},
+                job.threads,
+                key=f"simtheory-cell-{c.key}",
+                pure=False,
             )
-            futures[fut] = cell
+            futures[fut] = (c, held)
         for fut in as_completed(list(futures)):
-            cell = futures[fut]
-            value, seconds = _attempt(fut.result, cell)
-            _write(run_dir, cell, function, fixed, value, seconds)
-            computed.append(cell.key)
-            if bar is not None:
-                bar.update()
+            c, held = futures[fut]
+            value, seconds = _attempt(fut.result, c)
+            job.write(c, value, seconds)
+            held.release()
     finally:
-        for fut in futures:
+        for fut, (_, held) in futures.items():
             fut.cancel()
+            held.release()
         if own is not None:
             own.close()
         if cluster is not None:
             cluster.close()
+
+
+def _client(scheduler, workers, client):
+    """``(client, the client this made or None, the cluster this started or None)``."""
+    import logging
+    import os
+
+    from distributed import Client, LocalCluster
+
+    if client is not None:
+        return client, None, None
+    if scheduler is not None:
+        own = Client(scheduler, timeout="30s")
+        return own, own, None
+    import dask
+
+    # Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536, which made torch cells 2.4x slower here
+    # (glibc returns memory to the OS after every step; benchmarks in the README): unset it
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+        cluster = LocalCluster(
+            n_workers=workers or os.cpu_count() or 1,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.WARNING,
+        )
+    own = Client(cluster)
+    return own, own, cluster
 
 
 # -- results --------------------------------------------------------------------------------------------
@@ -587,114 +749,9 @@ def open_run(run_dir) -> SweepResult:
     return SweepResult(run_dir, cells, doc.get("axes"))
 
 
-# -- built-in cells -------------------------------------------------------------------------------------
+def __getattr__(name: str):  # the built-in SIM cells live in simtheory.cells
+    if name in ("predict_cell", "train_cell", "BUILTIN"):
+        from . import cells
 
-
-def _vector(kwargs: dict, name: str, default=None):
-    """``name`` as a list, or ``name_1, name_2, ...`` collected from the cell's parameters."""
-    numbered = sorted(
-        (int(k[len(name) + 1 :]), k)
-        for k in kwargs
-        if k.startswith(f"{name}_") and k[len(name) + 1 :].isdigit()
-    )
-    if name in kwargs and numbered:
-        raise ValueError(f"give {name} as a list or as {name}_1, {name}_2, ..., not both")
-    if numbered:
-        if [i for i, _ in numbered] != list(range(1, len(numbered) + 1)):
-            raise ValueError(
-                f"{name}_k parameters must be numbered 1, 2, ..., got {[k for _, k in numbered]}"
-            )
-        return [kwargs.pop(k) for _, k in numbered]
-    if name in kwargs:
-        return kwargs.pop(name)
-    if default is None:
-        raise ValueError(f"the cell needs {name} (a list) or {name}_1, {name}_2, ...")
-    return default
-
-
-def _task(kwargs: dict):
-    from .task import SIMTask
-
-    mu = _vector(kwargs, "mu")
-    sigma = _vector(kwargs, "sigma", 0.05)
-    return SIMTask(mu, sigma, d=kwargs.pop("d", None), origin=kwargs.pop("origin", False))
-
-
-def _user_models(kwargs: dict) -> None:
-    """Import the cell's ``model_module`` (a user's module of models) where the cell runs: a Dask worker is
-    a process of its own, whose registry holds only what it imported."""
-    from .models import load_module
-
-    module = kwargs.pop("model_module", None)
-    if module is not None:
-        load_module(module, "model_module")
-
-
-def _leftover(kwargs: dict, cell: str) -> None:
-    if kwargs:
-        raise ValueError(f"{cell} got unknown parameters {sorted(kwargs)}")
-
-
-def predict_cell(**params) -> Curves:
-    """A built-in cell: :func:`simtheory.predict` for one setting.
-
-    Parameters: ``mu`` (list) or ``mu_1, mu_2, ...``; ``sigma`` (scalar or list) or ``sigma_1, ...``
-    (default 0.05); ``d``, ``origin``; ``model`` (default "symmetric"; a user's model with ``model_module``,
-    the dotted name of the module that registers it, imported where the cell runs), ``convention``; the start
-    :func:`simtheory.models.initial_state` makes from ``init`` ("rand"), ``init_scale`` (0.2), ``seed`` (0),
-    ``layers`` (3); times ``t_max`` (50), ``n_times`` (200), ``log_times`` (False); solver ``rtol``/``atol``.
-    """
-    from .curves import predict
-    from .models import initial_state
-    from .swingby import time_grid
-
-    kw = dict(params)
-    _user_models(kw)
-    task = _task(kw)
-    model = kw.pop("model", "symmetric")
-    W0 = initial_state(
-        model,
-        task.d,
-        init=kw.pop("init", "rand"),
-        scale=kw.pop("init_scale", 0.2),
-        seed=kw.pop("seed", 0),
-        layers=kw.pop("layers", 3),
-    )
-    t_max = _checks.real_number(kw.pop("t_max", 50.0), "t_max", low=0.0, low_open=True)
-    n_times = _checks.positive_int(kw.pop("n_times", 200), "n_times", minimum=2, maximum=1_000_000)
-    t = time_grid(t_max, n_times) if kw.pop("log_times", False) else np.linspace(0.0, t_max, n_times)
-    convention = kw.pop("convention", "gradient-flow")
-    solver = {k: kw.pop(k) for k in ("rtol", "atol", "method") if k in kw}
-    _leftover(kw, "predict_cell")
-    return predict(task, W0, t, model=model, convention=convention, **solver)
-
-
-def train_cell(**params) -> Curves:
-    """A built-in cell: :func:`simtheory.simulate.train` for one setting (an ensemble of ``members`` runs).
-
-    Parameters: the task as in :func:`predict_cell`; ``model`` (a simulator kind, default "symmetric"; a
-    user's with ``model_module`` as in :func:`predict_cell`),
-    ``widths`` (list), ``bias``; ``init`` (an :class:`~simtheory.simulate.Init` kind, default "gaussian"),
-    ``init_scale`` (1e-2); ``lr`` (0.05), ``steps`` (2000), ``n`` points per cluster (100), ``batch_size``
-    (None: full batch), ``seed`` (first init seed, 0) and ``members`` (1: seeds ``seed, seed + 1, ...``),
-    ``loss`` ("sim"), ``dtype`` ("float64").
-    """
-    from . import simulate
-
-    kw = dict(params)
-    _user_models(kw)
-    task = _task(kw)
-    model = simulate.Model(
-        kw.pop("model", "symmetric"), tuple(kw.pop("widths", ())), bias=kw.pop("bias", False)
-    )
-    init = simulate.Init(kw.pop("init", "gaussian"), kw.pop("init_scale", 1e-2))
-    seed = _checks.seed_value(kw.pop("seed", 0))
-    members = _checks.positive_int(kw.pop("members", 1), "members", maximum=100_000)
-    train_kw = {k: kw.pop(k) for k in ("n", "batch_size", "loss", "dtype") if k in kw}
-    lr, steps = kw.pop("lr", 0.05), kw.pop("steps", 2000)
-    _leftover(kw, "train_cell")
-    seeds = tuple(seed + m for m in range(members))
-    return simulate.train(task, model, init, lr=lr, steps=steps, seeds=seeds, **train_kw).curves
-
-
-BUILTIN = {"predict": predict_cell, "train": train_cell}
+        return getattr(cells, name)
+    raise AttributeError(f"module 'simtheory.sweep' has no attribute {name!r}")

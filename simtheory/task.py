@@ -36,6 +36,21 @@ class Sample(NamedTuple):
     labels: np.ndarray
 
 
+def _per_coordinate_sigma(sigma, s: int, d: int) -> np.ndarray:
+    """``sigma`` (a scalar, per concept or per coordinate) as ``d`` standard deviations (0 off the concepts
+    when given per concept)."""
+    sig = _checks.as_float_array(sigma, "sigma", ndim=(0, 1))
+    if np.any(sig < 0):
+        raise ValueError(f"sigma must be >= 0 (a standard deviation), got {sig.tolist()}")
+    if sig.ndim == 0:
+        return np.full(d, float(sig))
+    if sig.size == s:
+        return np.concatenate([sig, np.zeros(d - s)])
+    if sig.size != d:
+        raise ValueError(f"sigma must have length s = {s} or d = {d}, got length {sig.size}")
+    return sig
+
+
 @dataclass(frozen=True, eq=False)
 class SIMTask:
     """A SIM task: concept means ``mu`` (length s) and standard deviations ``sigma``.
@@ -76,15 +91,7 @@ class SIMTask:
         d = _checks.positive_int(d, "d", minimum=1, maximum=_checks.MAX_D)
         if d < s:
             raise ValueError(f"d must be >= s = {s} (one axis per concept), got d = {d}")
-        sig = _checks.as_float_array(sigma, "sigma", ndim=(0, 1))
-        if np.any(sig < 0):
-            raise ValueError(f"sigma must be >= 0 (a standard deviation), got {sig.tolist()}")
-        if sig.ndim == 0:
-            sig = np.full(d, float(sig))
-        elif sig.size == s:
-            sig = np.concatenate([sig, np.zeros(d - s)])
-        elif sig.size != d:
-            raise ValueError(f"sigma must have length s = {s} or d = {d}, got length {sig.size}")
+        sig = _per_coordinate_sigma(sigma, s, d)
         if not isinstance(origin, (bool, np.bool_)):
             raise ValueError(f"origin must be True or False, got {origin!r}")
         if truncate is not None:

@@ -5,7 +5,10 @@ import time
 
 import numpy as np
 
+from simtheory import sweep
 
+
+@sweep.cell
 def slow_cell(x: float, delay: float = 0.0) -> dict:
     """Arrays that depend on x, after ``delay`` seconds (so a sweep can be killed between cells)."""
     time.sleep(delay)
@@ -13,12 +16,14 @@ def slow_cell(x: float, delay: float = 0.0) -> dict:
     return {"y": np.arange(4) * x, "noise": rng.standard_normal(3)}
 
 
+@sweep.cell
 def failing_cell(x: float) -> dict:
     if x > 1:
         raise ValueError("x must be <= 1 for this cell")
     return {"y": np.array([x])}
 
 
+@sweep.cell
 def threads_cell(x: float) -> dict:
     """The thread counts simtheory's policy and torch use inside a cell."""
     import torch
@@ -33,3 +38,20 @@ def registered(name: str) -> bool:
     from simtheory import models
 
     return name in models.names()
+
+
+def unmarked(x: float) -> dict:
+    """Not a sweep cell: a sweep file naming it is refused."""
+    return {"y": np.array([x])}
+
+
+@sweep.cell(torch=False)
+def counted_cell(x: float, log: str, delay: float = 0.2) -> dict:
+    """Appends "start <x> <pid>" to ``log`` when it starts (after its claim), then works ``delay`` seconds:
+    a concurrency test counts who computed what."""
+    import os
+
+    with open(log, "a") as fh:
+        fh.write(f"start {x} {os.getpid()}\n")
+    time.sleep(delay)
+    return {"y": np.arange(3) * x}

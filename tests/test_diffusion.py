@@ -465,7 +465,8 @@ def test_the_ema_reading_is_the_bias_corrected_average_of_the_weights(tmp_path):
     history = []
     for _ in range(3):
         run.step(ens, opt, streams, images, tokens, run.null_prompt())
-        torch._foreach_lerp_(list(ema.values()), [p.detach() for p in ens.params.values()], 1 - cfg.ema)
+        for avg, p in zip(ema.values(), ens.params.values()):
+            avg.lerp_(p.detach(), 1 - cfg.ema)
         history.append({k: v.detach().clone() for k, v in ens.params.items()})
     got = run._ema_weights(ema, 3)
     for k in ema:

@@ -173,8 +173,8 @@ def test_auto_takes_lsoda_and_meets_its_tolerance_on_the_papers_long_horizon():
     assert stats.method == "LSODA" and stats.reason.startswith("auto")
     assert stats.systems == 1 and stats.state == 9 and stats.t_end == 100.0
     # whether and when LSODA switches to BDF (and so evaluates Jacobians) depends on rounding in the BLAS
-    # kernel (OpenBLAS's SkylakeX and Sandybridge kernels never switch here, Haswell and Zen do): the record is
-    # consistent, and what users rely on -- the method chosen and the accuracy -- is asserted
+    # kernel (OpenBLAS's SkylakeX and Sandybridge kernels never switch here, Haswell and Zen do): the
+    # record is consistent, and what users rely on -- the method chosen and the accuracy -- is asserted
     assert 0 <= stats.stiff_steps <= stats.steps and stats.nfev > stats.steps and stats.seconds > 0
     ref = sim.symmetric_flow(task, W0, t, "paper-code", method="Radau", rtol=1e-13, atol=1e-15)
     assert np.abs(W - ref).max() < 1e-8

@@ -191,7 +191,7 @@ def main(run, argv=None) -> int:
         report = run(quick=not args.full, out=out)
     print(report)
     if out is not None:
-        from simtheory.curves import atomic_write_text
+        from simtheory.files import atomic_write_text
 
         atomic_write_text(out / f"{report.name}.json", json.dumps(report.to_dict(), indent=2, default=float))
     return 0 if report.passed else 1

@@ -23,7 +23,7 @@ import simtheory as sim
 from simtheory import paper, swingby
 from simtheory.simulate import Init, Model, train
 
-from ._report import Report, main
+from ._report import Report, main, training_description
 
 
 def official_task(mu, sigma_as_variance: float, d: int) -> sim.SIMTask:
@@ -38,39 +38,48 @@ def run(quick: bool = True, out=None) -> Report:
     )
     setting = paper.figure2ab()
     sizes = setting.sizes(quick)  # quick: full-batch GD; full: the paper's runs (SGD at batch 128, 40 epochs)
-    d, n_pts, batch, E, lr = sizes.d, sizes.n, sizes.batch, sizes.E, setting.lr
+    rows, medians = _variants(setting, sizes)
+    r.metrics["variants"] = rows
+    _formula_reports(r, rows, list(setting.mu), setting.sigma)
+    ratio = _mse_slowdown(r, setting, sizes.d)
+    r.notes.append(
+        "Each row differs from 'stated' in one convention only; 'official code' combines all four."
+    )
+    if out is not None:
+        _figure(r, out, rows, medians, setting, sizes, ratio)
+    return r
+
+
+def _variants(setting, sizes) -> tuple[dict, dict]:
+    """Each convention switched on alone, then all together: per variant the theory's rates, the GD steps to
+    learn each concept, the final OOD loss and the non-monotone fraction; and the median OOD loss curves."""
+    d, n_pts, lr = sizes.d, sizes.n, setting.lr
     mu, sigma = list(setting.mu), setting.sigma
-    seeds = list(range(E))
+    small = Init("gaussian", 0.01)
     variants = {
-        "stated": dict(task=sim.SIMTask(mu, sigma, d=d), init=Init("gaussian", 0.01), loss="sim"),
-        "sigma as variance": dict(
-            task=sim.SIMTask(mu, np.sqrt(sigma), d=d), init=Init("gaussian", 0.01), loss="sim"
-        ),
-        "origin cluster": dict(
-            task=sim.SIMTask(mu, sigma, d=d, origin=True), init=Init("gaussian", 0.01), loss="sim"
-        ),
+        "stated": dict(task=sim.SIMTask(mu, sigma, d=d), init=small, loss="sim"),
+        "sigma as variance": dict(task=sim.SIMTask(mu, np.sqrt(sigma), d=d), init=small, loss="sim"),
+        "origin cluster": dict(task=sim.SIMTask(mu, sigma, d=d, origin=True), init=small, loss="sim"),
         "default init": dict(task=sim.SIMTask(mu, sigma, d=d), init=Init("default"), loss="sim"),
-        "mse loss": dict(task=sim.SIMTask(mu, sigma, d=d), init=Init("gaussian", 0.01), loss="mse"),
+        "mse loss": dict(task=sim.SIMTask(mu, sigma, d=d), init=small, loss="mse"),
         "official code (all four)": dict(task=official_task(mu, sigma, d), init=Init("default"), loss="mse"),
     }
     rows, medians = {}, {}
     for name, v in variants.items():
         task = v["task"]
-        steps = sizes.n_steps(n_pts * task.n_clusters)
         run_ = train(
             task,
             Model("mlp", (64,), bias=True),
             v["init"],
             lr=lr,
-            steps=steps,
-            seeds=seeds,
+            steps=sizes.n_steps(n_pts * task.n_clusters),
+            seeds=list(range(sizes.E)),
             n=n_pts,
             loss=v["loss"],
-            batch_size=batch,
+            batch_size=sizes.batch,
         )
         c = run_.curves
-        t_learn = c.learning_times()
-        steps_learn = np.median(t_learn / (lr * c.meta["time_factor"]), axis=0)
+        steps_learn = np.median(c.learning_times() / (lr * c.meta["time_factor"]), axis=0)
         medians[name] = (c.times / (lr * c.meta["time_factor"]), np.median(c.ood_loss, axis=0))
         rows[name] = {
             "a_1": float(task.a[0]),
@@ -80,8 +89,11 @@ def run(quick: bool = True, out=None) -> Report:
             "median final OOD loss": float(np.median(c.ood_loss[:, -1])),
             "non-monotone OOD fraction": float(np.mean(swingby.non_monotone(c.times[1:], c.ood_loss[:, 1:]))),
         }
-    r.metrics["variants"] = rows
-    # the a_p formulas are arithmetic on the task, not a test of GD: shown, with what the stated formula gives
+    return rows, medians
+
+
+def _formula_reports(r: Report, rows: dict, mu, sigma) -> None:
+    """The a_p formulas are arithmetic on the task, not a test of GD: shown, beside the stated formula."""
     a_stated = mu[0] ** 2 / 2 + sigma**2
     r.report(
         "a_1 with sigma read as a variance (mu_1^2/2 + sigma)",
@@ -95,8 +107,11 @@ def run(quick: bool = True, out=None) -> Report:
         "reported: the formula of SIMTask.a, not a measurement",
         alternatives={"no origin cluster (mu_1^2/2 + sigma^2)": a_stated},
     )
-    # the mse slow-down, where the theory is exact (one-layer linear)
-    task = sim.SIMTask(mu, sigma, d=d)
+
+
+def _mse_slowdown(r: Report, setting, d: int) -> float:
+    """The mse slow-down, where the theory is exact (one-layer linear): steps to learn concept 1, mse / L."""
+    task = sim.SIMTask(list(setting.mu), setting.sigma, d=d)
     lin = {
         loss: train(
             task,
@@ -126,35 +141,31 @@ def run(quick: bool = True, out=None) -> Report:
             f"relative distance from d = {d} (a mean without the 1/2)": abs(ratio / d - 1),
         },
     )
-    r.notes.append(
-        "Each row differs from 'stated' in one convention only; 'official code' combines all four."
-    )
-    if out is not None:
-        from simtheory import plotting
+    return ratio
 
-        paths = plotting.lines(
-            medians,
-            out / "conventions_ood_loss",
-            xlabel="steps",
-            ylabel="OOD loss (median over seeds)",
-            title=f"ReLU MLP, d = {d}: the paper's stated setting vs the published code",
-        )
-        st, off = rows["stated"], rows["official code (all four)"]
-        how = (
-            f"full-batch GD, {n_pts} points per cluster"
-            if batch is None
-            else f"SGD at batch {batch} for 40 epochs of {n_pts} points per cluster"
-        )
-        r.figure(
-            paths,
-            "The paper's stated setting vs its published code, one difference at a time (ReLU MLP, hidden "
-            f"64, biases, d = {d}, mu = (1, 2), sigma = 0.05, lr {lr}, {E} seeds, {how}); median OOD loss "
-            f"against steps. Stated: a = ({st['a_1']:.3g}, {st['a_2']:.3g}), non-monotone in "
-            f"{st['non-monotone OOD fraction']:.0%} of runs; official code: a = ({off['a_1']:.3g}, "
-            f"{off['a_2']:.3g}), non-monotone in {off['non-monotone OOD fraction']:.0%}. The mse loss slows "
-            f"learning per step by {ratio:.2f} (theory d/2 = {d / 2:g}, one-layer model).",
-        )
-    return r
+
+def _figure(r: Report, out, rows: dict, medians: dict, setting, sizes, ratio: float) -> None:
+    from simtheory import plotting
+
+    d = sizes.d
+    paths = plotting.lines(
+        medians,
+        out / "conventions_ood_loss",
+        xlabel="steps",
+        ylabel="OOD loss (median over seeds)",
+        title=f"ReLU MLP, d = {d}: the paper's stated setting vs the published code",
+    )
+    st, off = rows["stated"], rows["official code (all four)"]
+    how = training_description(setting.lr, sizes.n, sizes.batch)
+    r.figure(
+        paths,
+        "The paper's stated setting vs its published code, one difference at a time (ReLU MLP, hidden "
+        f"64, biases, d = {d}, mu = (1, 2), sigma = 0.05, lr {setting.lr}, {sizes.E} seeds, {how}); median "
+        f"OOD loss against steps. Stated: a = ({st['a_1']:.3g}, {st['a_2']:.3g}), non-monotone in "
+        f"{st['non-monotone OOD fraction']:.0%} of runs; official code: a = ({off['a_1']:.3g}, "
+        f"{off['a_2']:.3g}), non-monotone in {off['non-monotone OOD fraction']:.0%}. The mse loss slows "
+        f"learning per step by {ratio:.2f} (theory d/2 = {d / 2:g}, one-layer model).",
+    )
 
 
 if __name__ == "__main__":

@@ -130,6 +130,7 @@ def vector_config(**changes):
     return sweep_config(**{**base, **changes})
 
 
+@sweep.cell(torch=True)
 def seed_cell(config: dict, root: str, seed: int) -> sweep.Record:
     """One cell of :func:`train_sweep`: seed ``seed``'s ensemble over the deltas, trained (or resumed from
     its checkpoint) in ``root/seed<k>``."""
@@ -227,7 +228,7 @@ def _member_rows(result) -> list[dict]:
 
 
 def _write_analysis(result, out: Path, title: str) -> None:
-    from simtheory.curves import atomic_write_text
+    from simtheory.files import atomic_write_text
 
     atomic_write_text(out / "diffusion_analysis.json", json.dumps(result.to_dict(), indent=2, default=float))
     atomic_write_text(
@@ -422,7 +423,7 @@ def run(
 def _probe_accuracy(run_dir) -> float:
     from simtheory.diffusion.probe import Probe
 
-    return Probe.load(Path(run_dir) / "probe.pt").worst_accuracy
+    return Probe.accuracy_of(run_dir)
 
 
 def _colour_gap(rec) -> float:
@@ -448,6 +449,52 @@ def _colour_accuracy(rec) -> np.ndarray:
 
 
 def cli(argv=None) -> int:
+    p = _parser()
+    a = p.parse_args(argv)
+    if a.power:
+        from simtheory.diffusion import power
+
+        cfg = sweep_config(gpu=a.gpu)
+        print(power.markdown(power.power_table(cfg, a.reps), cfg))
+        return 0
+    _check_flags(p, a)
+    config = sweep_config(gpu=a.gpu) if a.sweep else vector_config() if a.vector else None
+    sized = a.sweep or a.vector
+    try:
+        return main(
+            lambda quick, out: run(
+                quick=quick and not sized,
+                out=out,
+                run_dir=a.run_dir,
+                config=config,
+                executor=a.executor,
+                workers=a.workers,
+                scheduler=a.scheduler,
+                seeds=a.seeds,
+                threads=a.threads,
+            ),
+            ["--out", a.out] * bool(a.out) + ["--full"] * a.full,
+        )
+    except ValueError as exc:  # bad input: one line naming it, not a traceback
+        p.error(str(exc))
+
+
+def _check_flags(p, a) -> None:
+    if a.gpu and not a.sweep:
+        p.error("--gpu goes with --sweep")
+    if a.seeds and not a.sweep:
+        p.error("--seeds goes with --sweep")
+    if a.vector and (a.sweep or a.full):
+        p.error("--vector is a run of its own: use it without --sweep and --full")
+    if a.run_dir and len(a.run_dir) > 1:
+        missing = [d for d in a.run_dir if not Path(d).is_dir()]
+        if missing:
+            p.error(f"--run-dir: no such directory: {', '.join(missing)}")
+    if a.out and Path(a.out).exists() and not Path(a.out).is_dir():
+        p.error(f"--out {a.out!r} is a file; give a directory")
+
+
+def _parser():
     import argparse
 
     p = argparse.ArgumentParser(
@@ -496,44 +543,7 @@ def cli(argv=None) -> int:
         "temporary one); several finished runs that differ in seeds are merged",
     )
     p.add_argument("--out", help="directory for figures and diffusion.json")
-    a = p.parse_args(argv)
-    if a.power:
-        from simtheory.diffusion import power
-
-        cfg = sweep_config(gpu=a.gpu)
-        print(power.markdown(power.power_table(cfg, a.reps), cfg))
-        return 0
-    if a.gpu and not a.sweep:
-        p.error("--gpu goes with --sweep")
-    if a.seeds and not a.sweep:
-        p.error("--seeds goes with --sweep")
-    if a.vector and (a.sweep or a.full):
-        p.error("--vector is a run of its own: use it without --sweep and --full")
-    if a.run_dir and len(a.run_dir) > 1:
-        missing = [d for d in a.run_dir if not Path(d).is_dir()]
-        if missing:
-            p.error(f"--run-dir: no such directory: {', '.join(missing)}")
-    config = sweep_config(gpu=a.gpu) if a.sweep else vector_config() if a.vector else None
-    sized = a.sweep or a.vector
-    if a.out and Path(a.out).exists() and not Path(a.out).is_dir():
-        p.error(f"--out {a.out!r} is a file; give a directory")
-    try:
-        return main(
-            lambda quick, out: run(
-                quick=quick and not sized,
-                out=out,
-                run_dir=a.run_dir,
-                config=config,
-                executor=a.executor,
-                workers=a.workers,
-                scheduler=a.scheduler,
-                seeds=a.seeds,
-                threads=a.threads,
-            ),
-            ["--out", a.out] * bool(a.out) + ["--full"] * a.full,
-        )
-    except ValueError as exc:  # bad input: one line naming it, not a traceback
-        p.error(str(exc))
+    return p
 
 
 if __name__ == "__main__":

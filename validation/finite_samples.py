@@ -18,15 +18,24 @@ from simtheory.simulate import Init, Model, init_params, train
 
 from ._report import Report, main
 
+TASK = sim.SIMTask([1.0, 2.0], [0.3, 0.2, 0.1], d=3)
+LINEAR, INIT, LR, STEPS = Model("linear"), Init("gaussian", 0.2), 0.1, 100
+
 
 def run(quick: bool = True, out=None) -> Report:
     """Finite samples: exact with A_n; error with population A ∝ n^(-1/2)."""
     r = Report("finite_samples", "A_n predictions exact up to GD error; population-A error ∝ n^(-1/2)")
-    task = sim.SIMTask([1.0, 2.0], [0.3, 0.2, 0.1], d=3)
-    lin, init = Model("linear"), Init("gaussian", 0.2)
-    lr, steps = 0.1, 100
     seeds = list(range(16 if quick else 64))
-    W0 = init_params(lin, init, 3, seeds)[0][0].numpy()
+    W0 = init_params(LINEAR, INIT, 3, seeds)[0][0].numpy()
+    _exact_with_A_n(r, W0, seeds)
+    _symmetric_gap_halves(r)
+    _population_error(r, W0, seeds, quick, out)
+    return r
+
+
+def _exact_with_A_n(r: Report, W0, seeds) -> None:
+    """1. Linear model on 5 points per cluster: GD equals linear_gd(A_n) to rounding."""
+    task, lin, init, lr, steps = TASK, LINEAR, INIT, LR, STEPS
     few = train(task, lin, init, lr=lr, steps=steps, seeds=seeds, n=5)
     exact = sim.linear_gd(few.A_n, W0, lr, np.asarray(few.curves.meta["steps"]))
     scale = np.max(np.abs(exact))
@@ -42,7 +51,10 @@ def run(quick: bool = True, out=None) -> Report:
         },
     )
 
-    # 2. symmetric: the remaining gap is discretisation error (halves with lr)
+
+def _symmetric_gap_halves(r: Report) -> None:
+    """2. Symmetric model: the gap to symmetric_flow(A_n) is discretisation error (it halves with lr)."""
+    task = TASK
     U0 = np.random.default_rng(1).random((3, 3)) / 5
     ratios, ratios_pop = [], []
     for n in (5, 50):
@@ -74,7 +86,10 @@ def run(quick: bool = True, out=None) -> Report:
         alternatives={"gap to symmetric_flow with the population A": max(abs(x - 2.0) for x in ratios_pop)},
     )
 
-    # 3. population prediction: error ∝ n^(-1/2)
+
+def _population_error(r: Report, W0, seeds, quick: bool, out) -> None:
+    """3. Linear model against the population prediction linear_gd(A): error ∝ n^(-1/2)."""
+    task, lin, init, lr, steps = TASK, LINEAR, INIT, LR, STEPS
     ns = np.array([16, 64, 256, 1024] if quick else [16, 32, 64, 128, 256, 512, 1024, 2048, 4096])
     pop = sim.linear_gd(task, W0, lr, np.array([steps]))[:, 0]
     errs = []
@@ -130,7 +145,6 @@ def run(quick: bool = True, out=None) -> Report:
             f"linear_gd(A), mean over {len(seeds)} data seeds. Fitted log-log slope {slope:.3f} "
             f"(sampling theory: -1/2); with the empirical A_n the prediction is exact up to rounding.",
         )
-    return r
 
 
 if __name__ == "__main__":

@@ -127,6 +127,19 @@ def figure2(r: Report, quick: bool, out) -> None:
     )
     t = run_.curves.learning_times() / (lr * run_.curves.meta["time_factor"])  # steps
     t = t.reshape(len(tasks), seeds_per, 2)
+    verdict = _figure2_verdicts(r, settings, tasks, t)
+    if out is None:
+        return
+    how = (
+        f"d = {d}, {n} points per cluster, full-batch GD for {steps} steps (the paper's gradient-flow time)"
+        if quick
+        else f"d = {d}, {n} points per cluster, SGD at batch {batch} for 40 epochs"
+    )
+    _figure2_plots(r, out, settings, t, verdict, seeds_per, how)
+
+
+def _figure2_verdicts(r: Report, settings, tasks, t) -> list:
+    """Per setting whether the first-learned concept is the larger a_p (None: undecided); reported."""
     rows, verdict = {}, []  # verdict per setting: True / False (agrees with the a_p order), None: undecided
     firsts, mask = [], []
     for k, ((name, v), task) in enumerate(zip(settings, tasks)):
@@ -155,15 +168,12 @@ def figure2(r: Report, quick: bool, out) -> None:
             np.array(mask),
         ),
     )
-    if out is None:
-        return
+    return verdict
+
+
+def _figure2_plots(r: Report, out, settings, t, verdict, seeds_per: int, how: str) -> None:
     from simtheory import plotting
 
-    how = (
-        f"d = {d}, {n} points per cluster, full-batch GD for {steps} steps (the paper's gradient-flow time)"
-        if quick
-        else f"d = {d}, {n} points per cluster, SGD at batch {batch} for 40 epochs"
-    )
     for name, (values, _) in FIGURE2.items():
         idx = [k for k, (nm, _) in enumerate(settings) if nm == name]
         med = np.median(t[idx], axis=1)
@@ -193,15 +203,12 @@ def run(quick: bool = True, out=None) -> Report:
     r = Report("learning_order", "the concept with the larger a_p is learned first")
     tasks = sweep(quick)
     a = np.stack([t.a[:2] for t in tasks])
-    mu = np.stack([t.mu[:2] for t in tasks])
-    apart = separated(a)
-    theory_first = np.argmax(a, axis=1)
     steps = 3000 if quick else 5000
-    rates = {}
     E = len(tasks)
     noise = np.random.default_rng(0).normal(size=(E, 2, 2))
     isotropic = Init("given", arrays=(0.01 * (np.eye(2) + 0.1 * noise),))
     record = np.unique(np.concatenate([[0], np.geomspace(1, steps, 400).astype(np.int64)]))
+    rates = {}
     for name, (model, init, lr) in MODELS.items():
         run_ = train(
             tasks,
@@ -214,76 +221,18 @@ def run(quick: bool = True, out=None) -> Report:
             n=64 if quick else 256,
         )
         t = run_.curves.learning_times()
-        decided = np.isfinite(t.min(axis=1)) & apart
-        first = np.argmin(t, axis=1)
-        ok = (first == theory_first) & decided
-        rate = float(ok.sum() / max(decided.sum(), 1))
-        rates[name] = {"agreement": rate, "decided": int(decided.sum()), "settings": E}
-        # where the a_p order and the mu_p order disagree: the settings that test sigma's part in a_p
-        telling = decided & (np.argmax(mu, axis=1) != theory_first) & (mu[:, 0] != mu[:, 1])
-        rates[name]["agreement where the mu_p order disagrees"] = float(np.mean(ok[telling]))
-        rates[name]["those settings"] = int(telling.sum())
-        rates[name]["alternatives (all decided settings)"] = order_alternatives(first, mu, a, decided)
-        if name in REQUIRED:
-            r.check(
-                f"{name}: first-learned concept = larger a_p, on the {int(telling.sum())} settings where the "
-                "mu_p order says otherwise",
-                float(np.mean(ok[telling])) if telling.any() else float("nan"),
-                f">= {REQUIRED[name]}",
-                lambda x, need=REQUIRED[name]: x >= need,
-                alternatives=order_alternatives(first, mu, a, telling),
-            )
+        w0 = np.einsum("eii->ei", run_.curves.W[:, 0])[:, :2]
+        rates[name] = _order_rates(r, name, tasks, t)
         if name == "symmetric":
-            # overlay: logistic time to w_pp = 0.9 from each member's own w_pp(0) (gradient flow: kappa = 2)
-            w0 = np.einsum("eii->ei", run_.curves.W[:, 0])[:, :2]
-            t_pred = level_time(a=a, omega=w0, kappa=2.0, ell=0.9)
-            rel = float(np.median(np.abs(t - t_pred) / t_pred))
-
-            def gap(tp):
-                return float(np.median(np.abs(t - tp) / tp))
-
-            r.check(
-                "symmetric: median |t_GD - t_logistic| / t_logistic (time to 0.9)",
-                rel,
-                "<= 0.1",
-                lambda x: x <= 0.1,
-                alternatives={
-                    "logistic at half speed (paper's dW/dt = V)": gap(
-                        level_time(a=a, omega=w0, kappa=1.0, ell=0.9)
-                    ),
-                    "logistic with the two a_p swapped": gap(
-                        level_time(a=a[:, ::-1], omega=w0, kappa=2.0, ell=0.9)
-                    ),
-                },
-            )
-            sym_times = (a, t, t_pred, rel)
+            sym_times = _symmetric_times(r, a, w0, t)
         if name == "symmetric (gaussian init)":
-            w0 = np.einsum("eii->ei", run_.curves.W[:, 0])[:, :2]
             t_pred = level_time(a=a, omega=w0, kappa=2.0, ell=0.9)  # decoupled logistic; ignores the coupling
             done = np.isfinite(t.min(axis=1))
             ok_pred = (np.argmin(t, axis=1) == np.argmin(t_pred, axis=1)) & done
             rates[name]["agreement_logistic_order"] = float(ok_pred.sum() / max(done.sum(), 1))
     r.metrics["agreement"] = rates
     if out is not None:
-        from simtheory import plotting
-
-        a_, t_, tp_, rel = sym_times
-        order = np.argsort(a_.ravel())
-        paths = plotting.sweep(
-            a_.ravel()[order],
-            {"GD, symmetric": t_.ravel()[order], "logistic prediction": tp_.ravel()[order]},
-            out / "learning_order_time_vs_a",
-            xlabel="a_p",
-            ylabel="time to w_pp >= 0.9",
-            title="Time to learn a concept against a_p (all sweep settings)",
-            logx=True,
-        )
-        r.figure(
-            paths,
-            f"Time for each concept's w_pp to reach 0.9 against a_p, symmetric model from U0 = 0.01 (I + 0.1 "
-            f"noise), over the (mu_1, sigma_1) sweep ({E} settings, mu_2 = 1.5). Prediction: the logistic "
-            f"time log(9 (1 - w_pp(0)) / w_pp(0)) / (4 a_p); median relative gap {rel:.1%}.",
-        )
+        _time_figure(r, out, sym_times, E)
     g = rates["symmetric (gaussian init)"]
     r.notes.append(
         f"symmetric from a Gaussian U0 (reported, not required): a_p order in {g['agreement']:.0%} of "
@@ -296,6 +245,80 @@ def run(quick: bool = True, out=None) -> Report:
     )
     figure2(r, quick, out)
     return r
+
+
+def _order_rates(r: Report, name: str, tasks, t) -> dict:
+    """How often a model learns the larger-a_p concept first; required where the mu_p order says otherwise
+    (the settings that test sigma's part in a_p) for the models in ``REQUIRED``."""
+    a = np.stack([x.a[:2] for x in tasks])
+    mu = np.stack([x.mu[:2] for x in tasks])
+    theory_first = np.argmax(a, axis=1)
+    decided = np.isfinite(t.min(axis=1)) & separated(a)
+    first = np.argmin(t, axis=1)
+    ok = (first == theory_first) & decided
+    rates = {
+        "agreement": float(ok.sum() / max(decided.sum(), 1)),
+        "decided": int(decided.sum()),
+        "settings": len(tasks),
+    }
+    telling = decided & (np.argmax(mu, axis=1) != theory_first) & (mu[:, 0] != mu[:, 1])
+    rates["agreement where the mu_p order disagrees"] = float(np.mean(ok[telling]))
+    rates["those settings"] = int(telling.sum())
+    rates["alternatives (all decided settings)"] = order_alternatives(first, mu, a, decided)
+    if name in REQUIRED:
+        r.check(
+            f"{name}: first-learned concept = larger a_p, on the {int(telling.sum())} settings where the "
+            "mu_p order says otherwise",
+            float(np.mean(ok[telling])) if telling.any() else float("nan"),
+            f">= {REQUIRED[name]}",
+            lambda x, need=REQUIRED[name]: x >= need,
+            alternatives=order_alternatives(first, mu, a, telling),
+        )
+    return rates
+
+
+def _symmetric_times(r: Report, a, w0, t):
+    """The symmetric model's times to 0.9 against the logistic of each member's own w_pp(0) (gradient flow:
+    kappa = 2); wrong alternatives: half speed, swapped rates."""
+    t_pred = level_time(a=a, omega=w0, kappa=2.0, ell=0.9)
+    rel = float(np.median(np.abs(t - t_pred) / t_pred))
+
+    def gap(tp):
+        return float(np.median(np.abs(t - tp) / tp))
+
+    r.check(
+        "symmetric: median |t_GD - t_logistic| / t_logistic (time to 0.9)",
+        rel,
+        "<= 0.1",
+        lambda x: x <= 0.1,
+        alternatives={
+            "logistic at half speed (paper's dW/dt = V)": gap(level_time(a=a, omega=w0, kappa=1.0, ell=0.9)),
+            "logistic with the two a_p swapped": gap(level_time(a=a[:, ::-1], omega=w0, kappa=2.0, ell=0.9)),
+        },
+    )
+    return a, t, t_pred, rel
+
+
+def _time_figure(r: Report, out, sym_times, E: int) -> None:
+    from simtheory import plotting
+
+    a_, t_, tp_, rel = sym_times
+    order = np.argsort(a_.ravel())
+    paths = plotting.sweep(
+        a_.ravel()[order],
+        {"GD, symmetric": t_.ravel()[order], "logistic prediction": tp_.ravel()[order]},
+        out / "learning_order_time_vs_a",
+        xlabel="a_p",
+        ylabel="time to w_pp >= 0.9",
+        title="Time to learn a concept against a_p (all sweep settings)",
+        logx=True,
+    )
+    r.figure(
+        paths,
+        f"Time for each concept's w_pp to reach 0.9 against a_p, symmetric model from U0 = 0.01 (I + 0.1 "
+        f"noise), over the (mu_1, sigma_1) sweep ({E} settings, mu_2 = 1.5). Prediction: the logistic "
+        f"time log(9 (1 - w_pp(0)) / w_pp(0)) / (4 a_p); median relative gap {rel:.1%}.",
+    )
 
 
 if __name__ == "__main__":

@@ -30,6 +30,13 @@ def run(quick: bool = True, out=None) -> Report:
     lr = 0.05
     run_ = train(tasks, model, init, lr=lr, steps=steps, seeds=seeds, n=40 if quick else 400)
     W0 = init_params(model, init, 3, seeds)[0][0].numpy()
+    _exact(r, run_, tasks, W0, lr)
+    _convergence_order(r, run_, tasks[0], W0, quick, out)
+    return r
+
+
+def _exact(r: Report, run_, tasks, W0, lr: float) -> None:
+    """float64 GD against the exact GD solution linear_gd(A_n), beside the population A and the flow."""
     exact = sim.linear_gd(run_.A_n, W0, lr, np.asarray(run_.curves.meta["steps"]))
     steps_rec = np.asarray(run_.curves.meta["steps"])
 
@@ -49,14 +56,17 @@ def run(quick: bool = True, out=None) -> Report:
         },
     )
 
-    # convergence order: same data and init, lr halved, compared at the same time t_end
+
+def _convergence_order(r: Report, run_, task, W0, quick: bool, out) -> None:
+    """Same data and init, lr halved, compared with the flow at the same time: error ∝ lr."""
+    model, init = Model("linear"), Init("gaussian", 0.3)
     t_end = 4.0
     lrs = np.array([0.2, 0.1, 0.05, 0.025] if quick else [0.2, 0.1, 0.05, 0.025, 0.0125, 0.00625])
     errs, wrong = [], []
     X = run_.inputs[:1]
     for lr_k in lrs:
         k = int(round(t_end / lr_k))
-        rk = train(tasks[0], model, init, lr=float(lr_k), steps=k, record=[k], seeds=[0], inputs=X)
+        rk = train(task, model, init, lr=float(lr_k), steps=k, record=[k], seeds=[0], inputs=X)
         flow = sim.linear_flow(rk.A_n[0], W0[0], t_end)[0]
         errs.append(float(np.linalg.norm(rk.curves.W[0, -1] - flow)))
         half = sim.linear_flow(rk.A_n[0], W0[0], t_end / 2)[0]  # the flow at the paper's half-speed time
@@ -92,7 +102,6 @@ def run(quick: bool = True, out=None) -> Report:
             f"t = {t_end}, over halvings of the learning rate. Fitted log-log slope {slope:.3f} (error ∝ lr: "
             "1).",
         )
-    return r
 
 
 if __name__ == "__main__":

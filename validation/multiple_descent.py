@@ -57,36 +57,64 @@ def run(quick: bool = True, out=None) -> Report:
     lr, n = sizes.lrs[0], sizes.n
     panels, overlay, summary = {}, {}, []
     for label in ("triple", "quadruple"):
-        setting = settings[label]
-        mu, task = setting.mu, setting.task()
-        seed, U0 = _find_seed(setting, task, len(mu) - 1)
-        run_ = _gd(task, U0, lr, swingby.horizon(task, U0 @ U0.T), n)
-        c = run_.curves.select(0)
-        pred = sim.symmetric_flow(run_.A_n[0], U0 @ U0.T, c.times)
-        gd = swingby.classify(c.times, c.ood_loss)
-        th = swingby.classify(c.times, sim.ood_loss(task, pred))
-        same, dt, dv = swingby.turning_point_gap(gd, th)
-        same = same and sum(p.kind == "max" for p in th.turning_points) == len(mu) - 1
-        r.check(
-            f"{label} descent (seed {seed}): the predicted turning points ({len(mu) - 1} maxima), max "
-            "relative difference of times and values",
-            turning_point_score(gd, th) if same else float("inf"),
-            "<= 0.02",
-            lambda x: x <= 0.02,
-            alternatives=symmetric_alternatives(task, run_.A_n[0], U0 @ U0.T, c.times, gd),
+        summary.append(_descent(r, label, settings[label], lr, n, panels, overlay))
+    s_gd, s_th = _failure(r, settings["failure"], lr, n, panels, overlay)
+    if out is not None:
+        from simtheory import plotting
+
+        paths = plotting.ood_loss_panels(
+            panels,
+            out / "multiple_descent_gd_vs_theory",
+            overlay=overlay,
+            overlay_label="symmetric_flow (A_n)",
+            title=f"Multiple descent and the failure mode: GD (lr = {lr:g}) vs theory",
         )
-        r.metrics[f"{label}: turning points GD"] = [(p.kind, p.time, p.value) for p in gd.turning_points]
-        panels[f"{label}, GD"] = c
-        overlay[f"{label}, GD"] = (c.times, sim.ood_loss(task, pred))
-        summary.append(
-            f"{label} descent, mu = {mu}: "
-            + (
-                f"the predicted turning points, times within {dt:.2%}, values within {dv:.2%}"
-                if same
-                else "NOT the predicted turning points"
-            )
+        tri = settings["triple"]
+        r.figure(
+            paths,
+            f"Paper Figures 8, 9 and 10 analogues from GD: symmetric model, sigma = {tri.sigma:g}, "
+            f"full-batch GD at lr {lr:g} on {n} points per cluster, U0 = rand/{tri.init_divisor:g} with the "
+            f"first seed whose predicted curve has the "
+            f"named number of maxima. Dotted: symmetric_flow with A_n. GD shows "
+            + "; ".join(summary)
+            + f". Failure setting mu = (0.7, 1.7, 3): min w_11(t)/w_11(0) = {s_gd:.4g} (GD) vs {s_th:.4g} "
+            "(theory).",
         )
-    failure = settings["failure"]
+    return r
+
+
+def _descent(r: Report, label: str, setting, lr: float, n: int, panels: dict, overlay: dict) -> str:
+    """Triple or quadruple descent: GD's turning points are the predicted ones (first seed with s - 1
+    predicted maxima); returns the caption's sentence."""
+    mu, task = setting.mu, setting.task()
+    seed, U0 = _find_seed(setting, task, len(mu) - 1)
+    run_ = _gd(task, U0, lr, swingby.horizon(task, U0 @ U0.T), n)
+    c = run_.curves.select(0)
+    pred = sim.symmetric_flow(run_.A_n[0], U0 @ U0.T, c.times)
+    gd = swingby.classify(c.times, c.ood_loss)
+    th = swingby.classify(c.times, sim.ood_loss(task, pred))
+    same, dt, dv = swingby.turning_point_gap(gd, th)
+    same = same and sum(p.kind == "max" for p in th.turning_points) == len(mu) - 1
+    r.check(
+        f"{label} descent (seed {seed}): the predicted turning points ({len(mu) - 1} maxima), max "
+        "relative difference of times and values",
+        turning_point_score(gd, th) if same else float("inf"),
+        "<= 0.02",
+        lambda x: x <= 0.02,
+        alternatives=symmetric_alternatives(task, run_.A_n[0], U0 @ U0.T, c.times, gd),
+    )
+    r.metrics[f"{label}: turning points GD"] = [(p.kind, p.time, p.value) for p in gd.turning_points]
+    panels[f"{label}, GD"] = c
+    overlay[f"{label}, GD"] = (c.times, sim.ood_loss(task, pred))
+    return f"{label} descent, mu = {mu}: " + (
+        f"the predicted turning points, times within {dt:.2%}, values within {dv:.2%}"
+        if same
+        else "NOT the predicted turning points"
+    )
+
+
+def _failure(r: Report, failure, lr: float, n: int, panels: dict, overlay: dict) -> tuple[float, float]:
+    """The failure-mode setting: depth and time of w_11's suppression, GD vs theory; returns the depths."""
     task = failure.task()
     U0 = failure.U0(0)
     run_ = _gd(task, U0, lr, failure.budget, n)
@@ -123,28 +151,7 @@ def run(quick: bool = True, out=None) -> Report:
     r.metrics["min w_11(t)/w_11(0) (GD, theory)"] = (float(s_gd), float(s_th))
     panels["failure mode, GD"] = c
     overlay["failure mode, GD"] = (c.times, sim.ood_loss(task, pred))
-    if out is not None:
-        from simtheory import plotting
-
-        paths = plotting.ood_loss_panels(
-            panels,
-            out / "multiple_descent_gd_vs_theory",
-            overlay=overlay,
-            overlay_label="symmetric_flow (A_n)",
-            title=f"Multiple descent and the failure mode: GD (lr = {lr:g}) vs theory",
-        )
-        tri = settings["triple"]
-        r.figure(
-            paths,
-            f"Paper Figures 8, 9 and 10 analogues from GD: symmetric model, sigma = {tri.sigma:g}, "
-            f"full-batch GD at lr {lr:g} on {n} points per cluster, U0 = rand/{tri.init_divisor:g} with the "
-            f"first seed whose predicted curve has the "
-            f"named number of maxima. Dotted: symmetric_flow with A_n. GD shows "
-            + "; ".join(summary)
-            + f". Failure setting mu = (0.7, 1.7, 3): min w_11(t)/w_11(0) = {s_gd:.4g} (GD) vs {s_th:.4g} "
-            "(theory).",
-        )
-    return r
+    return s_gd, s_th
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ import numpy as np
 
 from simtheory import paper, plotting, swingby, theory
 from simtheory._compile import compiled
-from simtheory.curves import Curves, atomic_write_text, predict, provenance
+from simtheory.curves import Curves, predict
+from simtheory.files import atomic_write_text, provenance
 from simtheory.measures import first_crossing
 from simtheory.task import SIMTask
 from simtheory.theory import FORMS
@@ -113,6 +114,13 @@ def _section_figure5(r: _Report):
         "| convention | kind | turning points (t, OOD loss) | bump | rule predicts non-monotone |",
         "|---|---|---|---|---|",
     )
+    single = _figure5_single(r, task, W0)
+    _figure5_ensemble(r, task, single)
+
+
+def _figure5_single(r: _Report, task, W0) -> dict:
+    """The chosen seed under each convention: kind, turning points, bump, the rule's verdict; figures."""
+    cfg = r.cfg
     panels, marks, fig5 = {}, {}, {}
     for conv in theory.CONVENTIONS:
         T = swingby.horizon(task, W0, conv)
@@ -148,7 +156,12 @@ def _section_figure5(r: _Report):
         ),
         "The minor entry w_12 grows with the strong concept, then is suppressed once w_22 -> 1.",
     )
-    # ensemble over seeds: how often does each convention show the swing-by?
+    return fig5
+
+
+def _figure5_ensemble(r: _Report, task, fig5: dict) -> None:
+    """How often each convention shows the swing-by over random seeds."""
+    cfg = r.cfg
     W0s = _u0(np.random.default_rng(10_000 + cfg.seed), (cfg.n_seeds,), 3)
     r.md(
         f"Over {cfg.n_seeds} random U0 = rand(3, 3)/5 (seeds independent of the one above):",
@@ -192,8 +205,28 @@ def _section_multiple(r: _Report):
         "| setting | convention | 0 | 1 | 2 | 3+ | failure |",
         "|---|---|---|---|---|---|---|",
     )
-    out, examples = {}, []
     settings = {f"{name} (Fig {s.figure})": s.mu for name, s in paper.multiple_descent().items()}
+    out, examples = _maxima_counts(r, settings)
+    r.md("")
+    for name, mu, hit, c in examples:
+        r.csv(c, f"{name}_descent_paper_code")
+        r.fig(
+            plotting.compositions(
+                c,
+                cfg.out / "figures" / f"{name}_descent",
+                title=f"{name} descent, mu = {list(mu)}, paper-code, run {hit}",
+            ),
+            f"Loss at every composition v for one run whose OOD loss (|v| = {len(mu)}) shows {name} descent.",
+        )
+    out["failure_mode"] = _failure_mode(r, SIMTask(settings["failure (Fig 10)"], cfg.sigma, d=3))
+    r.summary["multiple_descent"] = out
+
+
+def _maxima_counts(r: _Report, settings: dict) -> tuple[dict, list]:
+    """Per setting and convention, the histogram of interior maxima over the seeds; one example curve of
+    the wanted descent per setting (paper-code)."""
+    cfg = r.cfg
+    out, examples = {}, []
     for label, mu in settings.items():
         task = SIMTask(mu, cfg.sigma, d=len(mu))
         W0s = _u0(np.random.default_rng(20_000 + len(mu)), (cfg.n_seeds,), len(mu))
@@ -219,19 +252,12 @@ def _section_multiple(r: _Report):
                         Curves.from_W(task, t, W[hit], model="symmetric", convention=conv),
                     )
                 )
-    r.md("")
-    for name, mu, hit, c in examples:
-        r.csv(c, f"{name}_descent_paper_code")
-        r.fig(
-            plotting.compositions(
-                c,
-                cfg.out / "figures" / f"{name}_descent",
-                title=f"{name} descent, mu = {list(mu)}, paper-code, run {hit}",
-            ),
-            f"Loss at every composition v for one run whose OOD loss (|v| = {len(mu)}) shows {name} descent.",
-        )
-    # the failure mode: a plateau at 1/2 mu_weak^2 within the paper's budget
-    task = SIMTask(settings["failure (Fig 10)"], cfg.sigma, d=3)
+    return out, examples
+
+
+def _failure_mode(r: _Report, task) -> dict:
+    """The failure mode: a plateau at 1/2 mu_weak^2 within the paper's budget."""
+    cfg = r.cfg
     W0s = _u0(np.random.default_rng(20_003), (cfg.n_seeds,), 3)
     budget = paper.figure10().budget  # lr 0.01 x 2000 steps in the paper's time
     t = swingby.time_grid(2000.0, 600)
@@ -273,8 +299,7 @@ def _section_multiple(r: _Report):
         f"The plateau near {plateau:.3g} outlasts the paper's budget (t = 20) under paper-code; with longer "
         "training the weak concept is learned.",
     )
-    out["failure_mode"] = fail
-    r.summary["multiple_descent"] = out
+    return fail
 
 
 def _section_learning_order(r: _Report):
@@ -305,58 +330,62 @@ def _section_learning_order(r: _Report):
         "| larger mu first |",
         "|---|---|---|---|---|---|---|---|---|",
     )
-    tlin = compiled("one_layer_flow", "time_to_eps")
     for title, (name, values, make) in sweeps.items():
-        tasks = [make(v) for v in values]
-        W = theory.symmetric_flow(np.stack([tk.A for tk in tasks]), W0, t)
-        t1 = first_crossing(t, W[:, :, 0, 0], 0.9)
-        t2 = first_crossing(t, W[:, :, 1, 1], 0.9)
-        agree = mu_agree = 0
-        for k, (v, tk) in enumerate(zip(values, tasks)):
-            first = 1 if t1[k] < t2[k] else 2
-            theory_first = 1 if tk.a[0] > tk.a[1] else (2 if tk.a[1] > tk.a[0] else 0)
-            ok = theory_first in (0, first)
-            agree += ok
-            mu_first = 1 if tk.mu[0] > tk.mu[1] else (2 if tk.mu[1] > tk.mu[0] else 0)
-            mu_agree += mu_first == first
-            r.md(
-                f"| {name} | {v} | {tk.a[0]:.4g} | {tk.a[1]:.4g} | {t1[k]:.4g} | {t2[k]:.4g} | {first} | "
-                f"{theory_first or 'tie'} {'(agrees)' if ok else '(DISAGREES)'} | {mu_first or 'tie'} |"
-            )
-        order[name] = {
-            "values": values,
-            "t1": t1.tolist(),
-            "t2": t2.tolist(),
-            "agree": agree,
-            "n": len(values),
-            "larger_mu_first_agrees": mu_agree,
-        }
-        a1 = np.array([tk.a[0] for tk in tasks])
-        a2 = np.array([tk.a[1] for tk in tasks])
-        series = {
-            "symmetric t_1": t1,
-            "symmetric t_2": t2,
-            "one-layer t_1": tlin(a=a1, epsilon=0.1),
-            "one-layer t_2": tlin(a=a2, epsilon=0.1),
-        }
-        figures.append(
-            (
-                plotting.sweep(
-                    values,
-                    series,
-                    cfg.out / "figures" / f"learning_order_{name}",
-                    xlabel=name,
-                    ylabel="time to learn (w_pp >= 0.9)",
-                    title=title,
-                ),
-                f"Time to learn each concept against {name}; the concept with the larger a_p is learned "
-                f"first in {agree}/{len(values)} settings (the rule 'larger mu first' in {mu_agree}).",
-            )
-        )
+        order[name], fig = _order_sweep(r, title, name, values, [make(v) for v in values], W0, t)
+        figures.append(fig)
     r.md("")
     for paths, caption in figures:
         r.fig(paths, caption)
     r.summary["learning_order"] = order
+
+
+def _order_sweep(r: _Report, title: str, name: str, values, tasks, W0, t) -> tuple[dict, tuple]:
+    """One sweep's rows (times to learn, first learned, the a_p and mu_p rules) and its figure."""
+    tlin = compiled("one_layer_flow", "time_to_eps")
+    W = theory.symmetric_flow(np.stack([tk.A for tk in tasks]), W0, t)
+    t1 = first_crossing(t, W[:, :, 0, 0], 0.9)
+    t2 = first_crossing(t, W[:, :, 1, 1], 0.9)
+    agree = mu_agree = 0
+    for k, (v, tk) in enumerate(zip(values, tasks)):
+        first = 1 if t1[k] < t2[k] else 2
+        theory_first = 1 if tk.a[0] > tk.a[1] else (2 if tk.a[1] > tk.a[0] else 0)
+        ok = theory_first in (0, first)
+        agree += ok
+        mu_first = 1 if tk.mu[0] > tk.mu[1] else (2 if tk.mu[1] > tk.mu[0] else 0)
+        mu_agree += mu_first == first
+        r.md(
+            f"| {name} | {v} | {tk.a[0]:.4g} | {tk.a[1]:.4g} | {t1[k]:.4g} | {t2[k]:.4g} | {first} | "
+            f"{theory_first or 'tie'} {'(agrees)' if ok else '(DISAGREES)'} | {mu_first or 'tie'} |"
+        )
+    row = {
+        "values": values,
+        "t1": t1.tolist(),
+        "t2": t2.tolist(),
+        "agree": agree,
+        "n": len(values),
+        "larger_mu_first_agrees": mu_agree,
+    }
+    a1 = np.array([tk.a[0] for tk in tasks])
+    a2 = np.array([tk.a[1] for tk in tasks])
+    series = {
+        "symmetric t_1": t1,
+        "symmetric t_2": t2,
+        "one-layer t_1": tlin(a=a1, epsilon=0.1),
+        "one-layer t_2": tlin(a=a2, epsilon=0.1),
+    }
+    fig = (
+        plotting.sweep(
+            values,
+            series,
+            r.cfg.out / "figures" / f"learning_order_{name}",
+            xlabel=name,
+            ylabel="time to learn (w_pp >= 0.9)",
+            title=title,
+        ),
+        f"Time to learn each concept against {name}; the concept with the larger a_p is learned "
+        f"first in {agree}/{len(values)} settings (the rule 'larger mu first' in {mu_agree}).",
+    )
+    return row, fig
 
 
 def _section_agreement(r: _Report):
@@ -451,26 +480,12 @@ def _section_criterion(r: _Report):
         "| first order alone (bump) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     )
-    pct = lambda x: "-" if x is None else f"{x:.0%}"  # noqa: E731
     out = {}
     for name, n, seed, kw in (
         ("report", cfg.n_agreement, cfg.seed, {}),
         ("independent", n_large, cfg.seed + 1000, LARGE_STUDY),
     ):
-        for conv in ("gradient-flow", "paper-code"):
-            res = closed_form.agreement_study(n, seed, conv, criterion="approx", **kw)  # every form + rule
-            new = closed_form.study_summary(res)
-            for fam, row in new.items():
-                median = "-" if row["bump_median_error"] is None else f"{row['bump_median_error']:.1%}"
-                r.md(
-                    f"| {name} ({n}) | `{conv}` | {fam} | {row['n']} | {row['rule_agreement']:.1%} | "
-                    f"{row['agreement']:.1%} | {row['checked_agreement']:.1%} "
-                    f"({row['checked_fallback']:.1%}) "
-                    f"| {pct(row['bump_within_20'])} ({median}) | {row['riccati_alone']:.1%} "
-                    f"({pct(row['riccati_bump_within_20'])}) | {row['first_order_alone']:.1%} "
-                    f"({pct(row['first_order_bump_within_20'])}) |"
-                )
-            out[f"{name}/{conv}"] = {"agreement": res.agreement, "families": new}
+        out.update(_criterion_rows(r, name, n, seed, kw))
     r.md(
         "",
         "The composite form decides the shape alone, without integrating anything, and gives the bump "
@@ -480,6 +495,32 @@ def _section_criterion(r: _Report):
         "",
     )
     r.summary["criterion"] = out
+    _approximation_orders(r)
+    _phase_diagrams(r)
+
+
+def _criterion_rows(r: _Report, name: str, n: int, seed: int, kw: dict) -> dict:
+    """One study's rows of the criterion table, both conventions."""
+    pct = lambda x: "-" if x is None else f"{x:.0%}"  # noqa: E731
+    out = {}
+    for conv in ("gradient-flow", "paper-code"):
+        res = closed_form.agreement_study(n, seed, conv, criterion="approx", **kw)  # every form + rule
+        new = closed_form.study_summary(res)
+        for fam, row in new.items():
+            median = "-" if row["bump_median_error"] is None else f"{row['bump_median_error']:.1%}"
+            r.md(
+                f"| {name} ({n}) | `{conv}` | {fam} | {row['n']} | {row['rule_agreement']:.1%} | "
+                f"{row['agreement']:.1%} | {row['checked_agreement']:.1%} "
+                f"({row['checked_fallback']:.1%}) "
+                f"| {pct(row['bump_within_20'])} ({median}) | {row['riccati_alone']:.1%} "
+                f"({pct(row['riccati_bump_within_20'])}) | {row['first_order_alone']:.1%} "
+                f"({pct(row['first_order_bump_within_20'])}) |"
+            )
+        out[f"{name}/{conv}"] = {"agreement": res.agreement, "families": new}
+    return out
+
+
+def _approximation_orders(r: _Report) -> None:
     r.md(
         "Error of the closed forms against the flow as the init scale shrinks (W0 = scale^2 W1, W1 = U1 U1^T "
         "with U1 ~ uniform[0, 1) seeded 0; the largest entry-wise error over the trajectory; order p of "
@@ -510,6 +551,10 @@ def _section_criterion(r: _Report):
         "",
     )
     r.summary["approximation_order"] = orders
+
+
+def _phase_diagrams(r: _Report) -> None:
+    cfg = r.cfg
     n_cell = max(2, min(16, cfg.n_agreement // 12))
     for axis, values, family, caption in (
         (

@@ -24,6 +24,7 @@ from . import MODULES
 from ._report import Report
 
 
+@sweep.cell(torch=True)
 def module_cell(name: str, quick: bool = True, out: str | None = None) -> sweep.Record:
     """Run ``validation.<name>`` and return its report as a record (a sweep cell)."""
     if name not in MODULES:

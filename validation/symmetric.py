@@ -25,15 +25,37 @@ def run(quick: bool = True, out=None) -> Report:
         "GD on U -> symmetric_flow with error ∝ lr; OOD turning points within 2% at the smallest lr",
     )
     fig5 = paper.figure5()
-    sizes = fig5.sizes(quick)
     task = fig5.task()
     U0 = fig5.U0(2)
     W0 = U0 @ U0.T
+    lrs = np.array(fig5.sizes(quick).lrs)
+    X = task.sample(fig5.sizes(quick).n, seed=0).inputs
+    (run_, pred), slope = _error_order(r, task, U0, lrs, X)
+    t = run_.curves.times
+    gd = swingby.classify(t, run_.curves.ood_loss[0])
+    th = swingby.classify(t, sim.ood_loss(task, pred))
+    r.metrics["gd_turning_points"] = [(p.kind, p.time, p.value) for p in gd.turning_points]
+    r.metrics["theory_turning_points"] = [(p.kind, p.time, p.value) for p in th.turning_points]
+    r.check(
+        "turning points: same sequence as the theory (at least one), max relative difference of times "
+        "and values",
+        turning_point_score(gd, th),
+        "<= 0.02",
+        lambda x: x <= 0.02,
+        alternatives=symmetric_alternatives(task, run_.A_n[0], W0, t, gd),
+    )
+    if out is not None:
+        _figure(r, out, fig5, run_, pred, gd, th, lrs[-1], X.shape[0] // 2, slope)
+    return r
+
+
+def _error_order(r: Report, task, U0, lrs, X):
+    """GD at each lr against symmetric_flow(A_n): the error's order in lr (1), beside the population A's and
+    the paper's half speed; returns (the smallest lr's run, its prediction) and the slope."""
+    W0 = U0 @ U0.T
     init = Init("given", arrays=(U0,))
     t_end = 6.0
-    lrs = np.array(sizes.lrs)
     errs, last, wrong = [], None, {"population A": [], "paper's half speed": []}
-    X = task.sample(sizes.n, seed=0).inputs
     for lr in lrs:
         k = int(round(t_end / lr))
         run_ = train(
@@ -66,50 +88,37 @@ def run(quick: bool = True, out=None) -> Report:
         },
     )
     r.metrics["errors_by_lr"] = {f"{a:g}": e for a, e in zip(lrs, errs)}
+    return last, slope
 
-    run_, pred = last
-    t = run_.curves.times
-    gd = swingby.classify(t, run_.curves.ood_loss[0])
-    th = swingby.classify(t, sim.ood_loss(task, pred))
-    r.metrics["gd_turning_points"] = [(p.kind, p.time, p.value) for p in gd.turning_points]
-    r.metrics["theory_turning_points"] = [(p.kind, p.time, p.value) for p in th.turning_points]
+
+def _figure(r: Report, out, fig5, run_, pred, gd, th, lr: float, n: int, slope: float) -> None:
+    from simtheory import plotting
+    from simtheory.curves import Curves
+
+    task, t = fig5.task(), run_.curves.times
     same, dt, dv = swingby.turning_point_gap(gd, th)
     same = same and len(th.turning_points) > 0
-    r.check(
-        "turning points: same sequence as the theory (at least one), max relative difference of times "
-        "and values",
-        turning_point_score(gd, th),
-        "<= 0.02",
-        lambda x: x <= 0.02,
-        alternatives=symmetric_alternatives(task, run_.A_n[0], W0, t, gd),
+    th_c = Curves.from_W(task, t, pred, model="symmetric")
+    gd_label = f"GD (lr = {lr:g})"
+    paths = plotting.ood_loss_panels(
+        {gd_label: run_.curves.select(0), "theory": th_c},
+        out / "symmetric_gd_vs_theory",
+        marks={"theory": [(p.time, p.value) for p in th.turning_points]},
+        overlay={gd_label: (t, sim.ood_loss(task, pred))},
+        overlay_label="symmetric_flow (A_n)",
     )
-    if out is not None:
-        from simtheory import plotting
-        from simtheory.curves import Curves
-
-        th_c = Curves.from_W(task, t, pred, model="symmetric")
-        gd_label = f"GD (lr = {lrs[-1]:g})"
-        paths = plotting.ood_loss_panels(
-            {gd_label: run_.curves.select(0), "theory": th_c},
-            out / "symmetric_gd_vs_theory",
-            marks={"theory": [(p.time, p.value) for p in th.turning_points]},
-            overlay={gd_label: (t, sim.ood_loss(task, pred))},
-            overlay_label="symmetric_flow (A_n)",
-        )
-        agree = (
-            f"the same {len(th.turning_points)} turning points, times within {dt:.2%} and values "
-            f"within {dv:.2%}"
-            if same
-            else "a different sequence of turning points"
-        )
-        r.figure(
-            paths,
-            f"Paper Figure 5 analogue from GD: {fig5.describe()}, full-batch GD at lr {lrs[-1]:g} on "
-            f"{X.shape[0] // 2} points per cluster, "
-            f"gradient-flow time. Dotted and right: symmetric_flow with the training set's A_n. GD shows "
-            f"{agree}; the GD-to-flow error falls like lr^{slope:.3f}.",
-        )
-    return r
+    agree = (
+        f"the same {len(th.turning_points)} turning points, times within {dt:.2%} and values within {dv:.2%}"
+        if same
+        else "a different sequence of turning points"
+    )
+    r.figure(
+        paths,
+        f"Paper Figure 5 analogue from GD: {fig5.describe()}, full-batch GD at lr {lr:g} on "
+        f"{n} points per cluster, "
+        f"gradient-flow time. Dotted and right: symmetric_flow with the training set's A_n. GD shows "
+        f"{agree}; the GD-to-flow error falls like lr^{slope:.3f}.",
+    )
 
 
 if __name__ == "__main__":

@@ -77,23 +77,45 @@ def run(quick: bool = True, out=None) -> Report:
         n=sizes.n,
     )
     c = run_.curves.select(0)
+    W0 = U0 @ U0.T
+    pred = Curves.from_W(task, c.times, sim.symmetric_flow(run_.A_n[0], W0, c.times), model="symmetric")
+    wrong_losses = _wrong_losses(task, run_.A_n[0], W0, c)
+    gd_frac, th_frac = _order_report(r, task, c, pred, wrong_losses)
+    comps = task.compositions()
+    t_gd = composition_times(c.times, c.composition_losses(), comps)
+    claim = r.check(
+        "time each composition's loss halves (15 compositions): max relative difference GD vs theory",
+        time_gap(t_gd, composition_times(c.times, pred.composition_losses(), comps)),
+        "<= 0.05",
+        lambda x: x <= 0.05,
+        alternatives={
+            k: time_gap(t_gd, composition_times(c.times, y, comps)) for k, y in wrong_losses.items()
+        },
+    )
+    if out is not None:
+        _figure(r, out, c, claim, lr, gd_frac, th_frac)
+    return r
+
+
+def _wrong_losses(task, A_n, W0, c) -> dict:
+    """Composition losses of wrong predictions: half speed, reversed rates, nothing learned."""
+    wrong = {
+        "theory at half speed (paper's dW/dt = V)": sim.symmetric_flow(A_n, W0, c.times, "paper"),
+        "theory with reversed rates": sim.symmetric_flow(reversed_rates(A_n, 4), W0, c.times),
+        "nothing learned (W = W0)": np.broadcast_to(W0, c.W.shape),
+    }
+    return {
+        k: Curves.from_W(task, c.times, W, model="symmetric").composition_losses() for k, W in wrong.items()
+    }
+
+
+def _order_report(r: Report, task, c, pred, wrong_losses) -> tuple[float, float]:
+    """The topological order of the composition losses, GD and theory: reported (structural)."""
     comps = task.compositions()
     gd_frac = order_fraction(c.composition_losses(), comps)
-    pred = Curves.from_W(
-        task, c.times, sim.symmetric_flow(run_.A_n[0], U0 @ U0.T, c.times), model="symmetric"
-    )
     th_frac = order_fraction(pred.composition_losses(), comps)
     r.metrics["fraction_gd"] = gd_frac
     r.metrics["fraction_theory"] = th_frac
-    W0 = U0 @ U0.T
-    wrong = {
-        "theory at half speed (paper's dW/dt = V)": sim.symmetric_flow(run_.A_n[0], W0, c.times, "paper"),
-        "theory with reversed rates": sim.symmetric_flow(reversed_rates(run_.A_n[0], 4), W0, c.times),
-        "nothing learned (W = W0)": np.broadcast_to(W0, c.W.shape),
-    }
-    wrong_losses = {
-        k: Curves.from_W(task, c.times, W, model="symmetric").composition_losses() for k, W in wrong.items()
-    }
     random_W = np.random.default_rng(1).normal(size=c.W.shape) * 0.5
     # the order itself is structural: a composition is learned when its slowest concept is, whatever the rates
     r.report(
@@ -107,34 +129,26 @@ def run(quick: bool = True, out=None) -> Report:
             ),
         },
     )
-    t_gd = composition_times(c.times, c.composition_losses(), comps)
-    claim = r.check(
-        "time each composition's loss halves (15 compositions): max relative difference GD vs theory",
-        time_gap(t_gd, composition_times(c.times, pred.composition_losses(), comps)),
-        "<= 0.05",
-        lambda x: x <= 0.05,
-        alternatives={
-            k: time_gap(t_gd, composition_times(c.times, y, comps)) for k, y in wrong_losses.items()
-        },
-    )
-    if out is not None:
-        from simtheory import plotting
+    return gd_frac, th_frac
 
-        halving = claim.value
-        reversed_gap = claim.alternatives["theory with reversed rates"]
-        paths = plotting.compositions(
-            c, out / "topological", title=f"GD, s = 4: halving times within {halving:.1%} of the theory"
-        )
-        r.figure(
-            paths,
-            f"Paper Figure 7 analogue from GD: losses at all 2^4 compositions on the hypercube, symmetric "
-            f"model, mu = (1, 2, 3, 4), sigma = 0.05, U0 = 0.01 (I + 0.1 noise), lr {lr}. The time each "
-            f"composition's loss halves agrees with symmetric_flow (A_n) within {halving:.1%} (with reversed "
-            f"rates, up to {reversed_gap:.0%} apart). loss(u) <= loss(v) for u below v holds in "
-            f"{gd_frac:.1%} of (time, pair) cases for GD and {th_frac:.1%} for the theory: reported only, as "
-            "the order is structural (W = W0 scores 100%).",
-        )
-    return r
+
+def _figure(r: Report, out, c, claim, lr: float, gd_frac: float, th_frac: float) -> None:
+    from simtheory import plotting
+
+    halving = claim.value
+    reversed_gap = claim.alternatives["theory with reversed rates"]
+    paths = plotting.compositions(
+        c, out / "topological", title=f"GD, s = 4: halving times within {halving:.1%} of the theory"
+    )
+    r.figure(
+        paths,
+        f"Paper Figure 7 analogue from GD: losses at all 2^4 compositions on the hypercube, symmetric "
+        f"model, mu = (1, 2, 3, 4), sigma = 0.05, U0 = 0.01 (I + 0.1 noise), lr {lr}. The time each "
+        f"composition's loss halves agrees with symmetric_flow (A_n) within {halving:.1%} (with reversed "
+        f"rates, up to {reversed_gap:.0%} apart). loss(u) <= loss(v) for u below v holds in "
+        f"{gd_frac:.1%} of (time, pair) cases for GD and {th_frac:.1%} for the theory: reported only, as "
+        "the order is structural (W = W0 scores 100%).",
+    )
 
 
 if __name__ == "__main__":

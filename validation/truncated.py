@@ -63,52 +63,63 @@ def _linear_theory(r: Report, quick: bool, out):
     W0 = U0 @ U0.T
     panels, overlay, ratios = {}, {}, []
     for k, (cut, task) in enumerate(zip(CUTS, tasks)):
-        gd = c.ood_loss[k]
-        scale = float(gd[0])
-        pred = {
-            name: theory.ood_loss(task, sim.symmetric_flow(A, W0, c.times))
-            for name, A in (("truncated A", task.A), ("Gaussian A", gaussian.A), ("A_n", run_.A_n[k]))
-        }
-        err = {name: float(np.max(np.abs(y - gd))) / scale for name, y in pred.items()}
-        still = float(np.max(np.abs(theory.ood_loss(task, np.broadcast_to(W0, (1, 2, 2))) - gd))) / scale
-        r.check(
-            f"c = {cut}: OOD-loss error of the truncated-A prediction / that of the Gaussian-A prediction",
-            err["truncated A"] / err["Gaussian A"],
-            "< 0.25",
-            lambda x: x < 0.25,
-            alternatives={
-                "the Gaussian-A prediction (the paper's A)": 1.0,
-                "nothing learned (W = W0)": still / err["Gaussian A"],
-            },
-        )
-        r.metrics[f"c = {cut}: max OOD-loss error / initial OOD loss"] = err
+        pred, err = _cut_check(r, cut, task, gaussian, run_, k, W0)
         ratios.append(f"{err['truncated A']:.3f} vs {err['Gaussian A']:.3f} at c = {cut}")
-        r.metrics[f"c = {cut}: variance factor, a_1 truncated vs Gaussian"] = (
-            truncated_variance_factor(cut),
-            [float(task.a[0]), float(gaussian.a[0])],
-        )
         label = f"c = {cut}"
         panels[label] = c.select(k)
         overlay[label] = (c.times, pred["truncated A"])
     if out is not None:
-        from simtheory import plotting
+        _linear_figure(r, out, panels, overlay, ratios, lr, run_.inputs.shape[1] // 2)
 
-        paths = plotting.ood_loss_panels(
-            panels,
-            out / "truncated_symmetric",
-            overlay=overlay,
-            overlay_label="theory, truncated A",
-            title="Symmetric model on clusters truncated at c standard deviations",
-        )
-        r.figure(
-            paths,
-            f"Truncated clusters (our reading of the paper's Figures 15/16), linear theory. Symmetric model "
-            f"U U^T, mu = (1, 1.5), sigma = (0.6, 0.05), U0 = 0.01 (I + 0.1 noise), full-batch GD at lr "
-            f"{lr}, {run_.inputs.shape[1] // 2} points per cluster. Dotted: symmetric_flow with the "
-            "truncated "
-            f"population A. Max OOD-loss error relative to the initial OOD loss, truncated-A vs Gaussian-A "
-            f"prediction: " + "; ".join(ratios) + ".",
-        )
+
+def _cut_check(r: Report, cut: float, task, gaussian, run_, k: int, W0):
+    """At cut c: the truncated-A prediction's OOD-loss error is a fraction of the Gaussian-A one's."""
+    c = run_.curves
+    gd = c.ood_loss[k]
+    scale = float(gd[0])
+    pred = {
+        name: theory.ood_loss(task, sim.symmetric_flow(A, W0, c.times))
+        for name, A in (("truncated A", task.A), ("Gaussian A", gaussian.A), ("A_n", run_.A_n[k]))
+    }
+    err = {name: float(np.max(np.abs(y - gd))) / scale for name, y in pred.items()}
+    still = float(np.max(np.abs(theory.ood_loss(task, np.broadcast_to(W0, (1, 2, 2))) - gd))) / scale
+    r.check(
+        f"c = {cut}: OOD-loss error of the truncated-A prediction / that of the Gaussian-A prediction",
+        err["truncated A"] / err["Gaussian A"],
+        "< 0.25",
+        lambda x: x < 0.25,
+        alternatives={
+            "the Gaussian-A prediction (the paper's A)": 1.0,
+            "nothing learned (W = W0)": still / err["Gaussian A"],
+        },
+    )
+    r.metrics[f"c = {cut}: max OOD-loss error / initial OOD loss"] = err
+    r.metrics[f"c = {cut}: variance factor, a_1 truncated vs Gaussian"] = (
+        truncated_variance_factor(cut),
+        [float(task.a[0]), float(gaussian.a[0])],
+    )
+    return pred, err
+
+
+def _linear_figure(r: Report, out, panels, overlay, ratios, lr: float, n: int) -> None:
+    from simtheory import plotting
+
+    paths = plotting.ood_loss_panels(
+        panels,
+        out / "truncated_symmetric",
+        overlay=overlay,
+        overlay_label="theory, truncated A",
+        title="Symmetric model on clusters truncated at c standard deviations",
+    )
+    r.figure(
+        paths,
+        f"Truncated clusters (our reading of the paper's Figures 15/16), linear theory. Symmetric model "
+        f"U U^T, mu = (1, 1.5), sigma = (0.6, 0.05), U0 = 0.01 (I + 0.1 noise), full-batch GD at lr "
+        f"{lr}, {n} points per cluster. Dotted: symmetric_flow with the "
+        "truncated "
+        f"population A. Max OOD-loss error relative to the initial OOD loss, truncated-A vs Gaussian-A "
+        f"prediction: " + "; ".join(ratios) + ".",
+    )
 
 
 def _swingby(r: Report, quick: bool, out):
@@ -138,70 +149,80 @@ def _swingby(r: Report, quick: bool, out):
             )
             if name != "four-layer linear" or cut is None:
                 continue
-            pred = theory.ood_loss(task, flow_limit(run_, population=True, rtol=1e-7, atol=1e-10))
-            nm_pred = swingby.ood_non_monotone(c, pred)
-            agree = float(np.mean(nm_pred == nm))
-            check = (
-                "four-layer linear, truncated clusters: flow with the truncated population A predicts "
-                f"monotone vs not, balanced accuracy ({nm.size} runs, {int(nm.sum())} non-monotone)"
-            )
-            alternatives = kind_alternatives(nm_pred, nm)
-            if batch is None:
-                r.check(
-                    check,
-                    balanced_accuracy(nm_pred, nm),
-                    ">= 0.9",
-                    lambda x: x >= 0.9,
-                    alternatives=alternatives,
-                )
-            else:  # SGD: the flow is only its noiseless limit
-                r.report(
-                    check,
-                    balanced_accuracy(nm_pred, nm),
-                    "reported: with SGD the flow is only the noiseless limit",
-                    alternatives=alternatives,
-                )
-            e = int(np.flatnonzero(nm)[0]) if nm.any() else 0
+            agree, e, pred = _flow_check(r, task, run_, nm, batch)
             label = f"seed {e}" + (" (non-monotone)" if nm[e] else " (monotone)")
             panels[label] = c.select(e)
             overlay[label] = (c.times, pred[e])
     if out is not None:
-        from simtheory import plotting
+        _swingby_figures(r, out, panels, overlay, kinds, agree, E, how)
 
-        paths = plotting.ood_loss_panels(
-            panels,
-            out / "truncated_four_layer",
-            overlay=overlay,
-            overlay_label="gradient flow, truncated population A",
-            title="Four-layer linear, d = 2, clusters truncated at 1 standard deviation",
+
+def _flow_check(r: Report, task, run_, nm, batch):
+    """The gradient flow with the truncated population A predicts monotone vs not (balanced accuracy)."""
+    c = run_.curves
+    pred = theory.ood_loss(task, flow_limit(run_, population=True, rtol=1e-7, atol=1e-10))
+    nm_pred = swingby.ood_non_monotone(c, pred)
+    agree = float(np.mean(nm_pred == nm))
+    check = (
+        "four-layer linear, truncated clusters: flow with the truncated population A predicts "
+        f"monotone vs not, balanced accuracy ({nm.size} runs, {int(nm.sum())} non-monotone)"
+    )
+    alternatives = kind_alternatives(nm_pred, nm)
+    if batch is None:
+        r.check(
+            check,
+            balanced_accuracy(nm_pred, nm),
+            ">= 0.9",
+            lambda x: x >= 0.9,
+            alternatives=alternatives,
         )
-        r.figure(
-            paths,
-            f"Truncated clusters, swing-by. Four-layer linear network (default init), d = 2, mu = (1, 2), "
-            f"sigma = 0.3 cut at 1 standard deviation, {E} seeds, {how}. Dotted: the gradient flow from "
-            f"the run's initial weights with the truncated population A; it predicts monotone vs not in "
-            f"{agree:.0%} of runs.",
+    else:  # SGD: the flow is only its noiseless limit
+        r.report(
+            check,
+            balanced_accuracy(nm_pred, nm),
+            "reported: with SGD the flow is only the noiseless limit",
+            alternatives=alternatives,
         )
-        names = ["four-layer linear", "two-layer ReLU"]
-        paths = plotting.sweep(
-            [0, 1],
-            {name: [kinds[("Gaussian", name)], kinds[("truncated c = 1", name)]] for name in names},
-            out / "truncated_fractions",
-            xlabel="training clusters (0: Gaussian, 1: truncated at c = 1)",
-            ylabel="fraction with non-monotone OOD loss",
-            logy=False,
-            title=f"d = 2, mu = (1, 2), sigma = 0.3, {E} seeds, default init",
+    return agree, int(np.flatnonzero(nm)[0]) if nm.any() else 0, pred
+
+
+def _swingby_figures(r: Report, out, panels, overlay, kinds, agree, E: int, how: str) -> None:
+    from simtheory import plotting
+
+    paths = plotting.ood_loss_panels(
+        panels,
+        out / "truncated_four_layer",
+        overlay=overlay,
+        overlay_label="gradient flow, truncated population A",
+        title="Four-layer linear, d = 2, clusters truncated at 1 standard deviation",
+    )
+    r.figure(
+        paths,
+        f"Truncated clusters, swing-by. Four-layer linear network (default init), d = 2, mu = (1, 2), "
+        f"sigma = 0.3 cut at 1 standard deviation, {E} seeds, {how}. Dotted: the gradient flow from "
+        f"the run's initial weights with the truncated population A; it predicts monotone vs not in "
+        f"{agree:.0%} of runs.",
+    )
+    names = ["four-layer linear", "two-layer ReLU"]
+    paths = plotting.sweep(
+        [0, 1],
+        {name: [kinds[("Gaussian", name)], kinds[("truncated c = 1", name)]] for name in names},
+        out / "truncated_fractions",
+        xlabel="training clusters (0: Gaussian, 1: truncated at c = 1)",
+        ylabel="fraction with non-monotone OOD loss",
+        logy=False,
+        title=f"d = 2, mu = (1, 2), sigma = 0.3, {E} seeds, default init",
+    )
+    r.figure(
+        paths,
+        "Truncated vs Gaussian clusters: fraction of runs with a non-monotone OOD loss ("
+        + "; ".join(
+            f"{name}: {kinds[('Gaussian', name)]:.0%} Gaussian, {kinds[('truncated c = 1', name)]:.0%} "
+            "truncated"
+            for name in names
         )
-        r.figure(
-            paths,
-            "Truncated vs Gaussian clusters: fraction of runs with a non-monotone OOD loss ("
-            + "; ".join(
-                f"{name}: {kinds[('Gaussian', name)]:.0%} Gaussian, {kinds[('truncated c = 1', name)]:.0%} "
-                "truncated"
-                for name in names
-            )
-            + f"). Training: {how}.",
-        )
+        + f"). Training: {how}.",
+    )
 
 
 def run(quick: bool = True, out=None) -> Report:

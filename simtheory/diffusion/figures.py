@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .analysis import FLOOR_FACTOR
+from .analysis import CUT, FLOOR_FACTOR
 from .records import Records
 
 
@@ -33,74 +33,9 @@ def figure6(result, path, *, title: str = "") -> list[Path]:
     cmap = matplotlib.colormaps["viridis"]
     fig, ax = plt.subplots(2, 3, figsize=(12, 7), constrained_layout=True)
     for e in per:
-        col = cmap(norm(e.delta))
-        c = e.curves
-        steps, C, Cse = np.array(c["steps"]), np.array(c["C"]), np.array(c["C_se"])
-        lab = f"delta {e.delta:g}" + ("" if e.gated else " (no run passed the gate)")
-        ax[0, 0].plot(C[:, 0], C[:, 1], "-", color=col, lw=1.2, label=lab)
-        ax[0, 0].errorbar(
-            C[::6, 0], C[::6, 1], xerr=Cse[::6, 0], yerr=Cse[::6, 1], fmt="none", color=col, lw=0.6, alpha=0.6
-        )
-        ax[0, 0].plot(C[-1, 0], C[-1, 1], "o", color=col, ms=4)
-        x = np.maximum(steps, 1)
-        mse, se = np.array(c["mse"]), np.array(c["mse_se"])
-        ax[0, 1].semilogx(x, mse, color=col, lw=1.2, label=lab)
-        ax[0, 1].fill_between(x, mse - se, mse + se, color=col, alpha=0.2, lw=0)
-        mid, v = np.array(c["speed_mid"]), np.array(c["speed"])
-        ax[0, 2].loglog(mid, np.maximum(v, 1e-6), color=col, lw=1.2)
-        dec = e.decay
-        ax[0, 2].axhline(FLOOR_FACTOR * dec.floor, color=col, ls=":", lw=0.8)
-        if dec.n_points >= 3 and np.isfinite(dec.rate_per_1k):
-            w = (mid >= dec.start_step) & (mid <= dec.end_step)
-            j = np.flatnonzero(w)[0]
-            ax[0, 2].loglog(
-                mid[w], v[j] * np.exp(-dec.rate_per_1k * (mid[w] - mid[j]) / 1000), "--", color=col, lw=1
-            )
-        ax[1, 1].semilogx(x, c["mult"], color=col, lw=1.2)
-        if "mult_over_prompt" in c:
-            ax[1, 1].semilogx(x, c["mult_over_prompt"], "--", color=col, lw=1)
-    ax[0, 0].plot([1], [1], "k*", ms=10)
-    ax[0, 0].set(
-        xlabel="P(blue)",
-        ylabel="P(small)",
-        xlim=(-0.02, 1.02),
-        ylim=(-0.02, 1.02),
-        title="OOD prompt (seed mean)",
-    )
-    ax[0, 0].text(0.02, 0.97, "red-small", va="top", fontsize=7)
-    ax[0, 0].text(0.98, 0.03, "blue-large", ha="right", fontsize=7)
-    ax[0, 0].legend(fontsize=7, loc="center left")
-    ax[0, 1].set(xlabel="step", ylabel="MSE to (1, 1)", title="MSE to (1, 1), +- seed s.e.")
-    ax[0, 2].set(xlabel="step", ylabel="|dC/dt| per 1k steps", title="speed (--: exp. fit, : 2x floor)")
-    ax[1, 1].set(
-        xlabel="step", ylabel="P(blue) P(small)", title="P(blue) P(small), smoothed (--: over-prompt)"
-    )
-    run_length = result.run_length
-    for name, mk, off in (("colour", "o", -0.006), ("size", "s", 0.006)):
-        for reading, fill in (("heldout", True), ("training", False)):
-            t = np.array([e.times[reading][name] for e in per])
-            se = np.array([e.times[reading][f"{name}_se"] for e in per])
-            ax[1, 0].errorbar(
-                deltas + off,
-                t,
-                yerr=se,
-                fmt=mk + ("-" if fill else "--"),
-                mfc=None if fill else "none",
-                label=f"{name} ({'held-out' if fill else 'training prompts'})",
-                ms=5,
-                lw=1,
-                capsize=2,
-            )
-    ax[1, 0].axhline(run_length, color="0.6", lw=0.8, ls=":")
-    cross = result.signal_crossing_delta
-    if cross is not None and np.isfinite(cross):
-        ax[1, 0].axvline(cross, color="0.5", ls="--", lw=1, label="pixel signals equal")
-    ax[1, 0].set(
-        xlabel="delta (colour signal)",
-        ylabel="steps (dotted line: censored)",
-        title="learning time per concept",
-    )
-    ax[1, 0].legend(fontsize=6)
+        _delta_curves(ax, e, cmap(norm(e.delta)))
+    _label_curve_panels(ax, result.run_length)
+    _learning_time_panel(ax[1, 0], result, deltas)
     if per and per[0].sim is not None:
         ax[1, 2].semilogy(deltas, [e.sim["ratio"] for e in per], "o-")
         ax[1, 2].axhline(1, color="0.5", lw=1)
@@ -114,6 +49,84 @@ def figure6(result, path, *, title: str = "") -> list[Path]:
         out.append(p)
     plt.close(fig)
     return out
+
+
+def _delta_curves(ax, e, col) -> None:
+    """One delta's seed-mean trajectory, MSE (seed band), speed (floor and fit) and P(blue) P(small)."""
+    c = e.curves
+    steps, C, Cse = np.array(c["steps"]), np.array(c["C"]), np.array(c["C_se"])
+    lab = f"delta {e.delta:g}" + ("" if e.gated else " (no run passed the gate)")
+    ax[0, 0].plot(C[:, 0], C[:, 1], "-", color=col, lw=1.2, label=lab)
+    ax[0, 0].errorbar(
+        C[::6, 0], C[::6, 1], xerr=Cse[::6, 0], yerr=Cse[::6, 1], fmt="none", color=col, lw=0.6, alpha=0.6
+    )
+    ax[0, 0].plot(C[-1, 0], C[-1, 1], "o", color=col, ms=4)
+    x = np.maximum(steps, 1)
+    mse, se = np.array(c["mse"]), np.array(c["mse_se"])
+    ax[0, 1].semilogx(x, mse, color=col, lw=1.2, label=lab)
+    ax[0, 1].fill_between(x, mse - se, mse + se, color=col, alpha=0.2, lw=0)
+    mid, v = np.array(c["speed_mid"]), np.array(c["speed"])
+    ax[0, 2].loglog(mid, np.maximum(v, 1e-6), color=col, lw=1.2)
+    dec = e.decay
+    ax[0, 2].axhline(FLOOR_FACTOR * dec.floor, color=col, ls=":", lw=0.8)
+    if dec.n_points >= 3 and np.isfinite(dec.rate_per_1k):
+        w = (mid >= dec.start_step) & (mid <= dec.end_step)
+        j = np.flatnonzero(w)[0]
+        ax[0, 2].loglog(
+            mid[w], v[j] * np.exp(-dec.rate_per_1k * (mid[w] - mid[j]) / 1000), "--", color=col, lw=1
+        )
+    ax[1, 1].semilogx(x, c["mult"], color=col, lw=1.2)
+    if "mult_over_prompt" in c:
+        ax[1, 1].semilogx(x, c["mult_over_prompt"], "--", color=col, lw=1)
+
+
+def _label_curve_panels(ax, run_length: float) -> None:
+    ax[0, 0].plot([1], [1], "k*", ms=10)
+    ax[0, 0].set(
+        xlabel="P(blue)",
+        ylabel="P(small)",
+        xlim=(-0.02, 1.02),
+        ylim=(-0.02, 1.02),
+        title="OOD prompt (seed mean of the gated runs)",
+    )
+    ax[0, 0].text(0.02, 0.97, "red-small", va="top", fontsize=7)
+    ax[0, 0].text(0.98, 0.03, "blue-large", ha="right", fontsize=7)
+    ax[0, 0].legend(fontsize=7, loc="center left")
+    ax[0, 1].axvline(max(CUT * run_length, 1), color="0.6", lw=0.8, ls=":")
+    ax[0, 1].set(xlabel="step", ylabel="MSE to (1, 1)", title="MSE to (1, 1), +- seed s.e. (: early cut)")
+    ax[0, 2].set(xlabel="step", ylabel="|dC/dt| per 1k steps", title="speed (--: exp. fit, : 2x floor)")
+    ax[1, 1].set(
+        xlabel="step", ylabel="P(blue) P(small)", title="P(blue) P(small), smoothed (--: over-prompt)"
+    )
+
+
+def _learning_time_panel(ax, result, deltas) -> None:
+    per = result.deltas
+    for name, mk, off in (("colour", "o", -0.006), ("size", "s", 0.006)):
+        for reading, fill in (("heldout", True), ("training", False)):
+            t = np.array([e.times[reading][name] for e in per])
+            se = np.array([e.times[reading][f"{name}_se"] for e in per])
+            ax.errorbar(
+                deltas + off,
+                t,
+                yerr=se,
+                fmt=mk + ("-" if fill else "--"),
+                mfc=None if fill else "none",
+                label=f"{name} ({'held-out' if fill else 'training prompts'})",
+                ms=5,
+                lw=1,
+                capsize=2,
+            )
+    ax.axhline(result.run_length, color="0.6", lw=0.8, ls=":")
+    cross = result.signal_crossing_delta
+    if cross is not None and np.isfinite(cross):
+        ax.axvline(cross, color="0.5", ls="--", lw=1, label="pixel signals equal")
+    ax.set(
+        xlabel="delta (colour signal)",
+        ylabel="steps (dotted line: censored)",
+        title="learning time per concept",
+    )
+    ax.legend(fontsize=6)
 
 
 def image_strip(rec: Records, path, member: int = 0, n_ckpt: int = 10) -> Path:

@@ -13,7 +13,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -96,7 +98,7 @@ class Probe:
     def save(self, path) -> None:
         import io
 
-        from simtheory.curves import atomic_write_bytes
+        from simtheory.files import atomic_write_bytes, atomic_write_text
 
         buf = io.BytesIO()
         torch.save(
@@ -110,6 +112,21 @@ class Probe:
             buf,
         )
         atomic_write_bytes(path, buf.getvalue())
+        # its held-out accuracy beside it, readable without torch (committed with a run's records)
+        atomic_write_text(
+            Path(path).with_suffix(".json"),
+            json.dumps({"accuracy": self.accuracy, "min_accuracy": self.min_accuracy}, indent=2),
+        )
+
+    @staticmethod
+    def accuracy_of(run_dir) -> float:
+        """The worst held-out accuracy of the probe of a run directory: from ``probe.json`` (written beside
+        ``probe.pt``; what committed records keep), else from ``probe.pt``."""
+        side = Path(run_dir) / "probe.json"
+        if side.is_file():
+            acc = json.loads(side.read_text())["accuracy"]
+            return min(a for per in acc.values() for a in per.values())
+        return Probe.load(Path(run_dir) / "probe.pt").worst_accuracy
 
     @classmethod
     def load(cls, path) -> Probe:

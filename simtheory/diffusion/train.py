@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from simtheory import _checks
-from simtheory.curves import atomic_write_bytes, atomic_write_text
+from simtheory.files import atomic_write_bytes, atomic_write_text
 
 from .data import (
     BLUR,
@@ -100,6 +100,13 @@ class RunConfig:
     device: str = "cpu"
 
     def __post_init__(self):
+        self._check_sequences()
+        self._check_numbers()
+        self._check_net()
+        self._check_grid()
+        self._check_combinations()
+
+    def _check_sequences(self) -> None:
         object.__setattr__(self, "concepts", tuple(self.concepts))
         for name in ("concepts", "deltas", "seeds", "over_prompt"):
             if isinstance(getattr(self, name), (str, bytes)) or not hasattr(getattr(self, name), "__len__"):
@@ -115,6 +122,8 @@ class RunConfig:
             "over_prompt",
             tuple(_checks.real_number(x, "over_prompt", low=0.0, low_open=True) for x in self.over_prompt),
         )
+
+    def _check_numbers(self) -> None:
         for name in ("data_seed", "sample_seed"):
             _checks.seed_value(getattr(self, name), name)
         _checks.positive_int(self.T, "T", minimum=2, maximum=100_000)
@@ -126,6 +135,15 @@ class RunConfig:
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {SAMPLERS}; got {self.sampler!r}")
         _checks.torch_device(self.device, here=False)  # a GPU configuration may be written on a CPU machine
+        for name in ("steps", "batch", "n_per_class", "n_generate", "sample_steps", "probe_steps"):
+            _checks.positive_int(getattr(self, name), name)
+        if not isinstance(self.compare_generate, int) or not 0 <= self.compare_generate <= self.n_generate:
+            raise ValueError(
+                f"compare_generate must be an integer in [0, n_generate = {self.n_generate}]; "
+                f"got {self.compare_generate!r}"
+            )
+
+    def _check_net(self) -> None:
         if not isinstance(self.net, (NetConfig, dict)):
             raise ValueError(f"net must be a NetConfig, got {self.net!r}")
         if isinstance(self.net, dict):
@@ -138,13 +156,8 @@ class RunConfig:
             ImageSpec(
                 self.resolution, d, self.concepts, size_gap=self.size_gap, blur=self.blur
             )  # validates them
-        for name in ("steps", "batch", "n_per_class", "n_generate", "sample_steps", "probe_steps"):
-            _checks.positive_int(getattr(self, name), name)
-        if not isinstance(self.compare_generate, int) or not 0 <= self.compare_generate <= self.n_generate:
-            raise ValueError(
-                f"compare_generate must be an integer in [0, n_generate = {self.n_generate}]; "
-                f"got {self.compare_generate!r}"
-            )
+
+    def _check_grid(self) -> None:
         if self.checkpoint_every is None:  # runs written before the fixed grid: about n_checkpoints, by steps
             _checks.positive_int(self.n_checkpoints, "n_checkpoints")
         else:
@@ -162,6 +175,8 @@ class RunConfig:
                     f"{self.checkpoint_ramp}, checkpoint_every {self.checkpoint_every}): e.g. {grid[-1]} or "
                     f"{later[later > self.steps][0]}"
                 )
+
+    def _check_combinations(self) -> None:
         if self.sample_steps > self.T:
             raise ValueError(f"sample_steps must be <= T = {self.T} (DDIM uses a subset of the T steps)")
         if not self.deltas or not self.seeds:
@@ -526,6 +541,15 @@ class Run:
             out["disc_compare"] = d_c.reshape(K, n_cls, n_c).astype(np.float32)
         return out
 
+    def _empty_records(self) -> dict:
+        """The record lists of a run, one entry per checkpoint each."""
+        c = self.config
+        names = ["step", "probs", "disc", "analytic", "ood_images", "train_loss", "wall_s"]
+        names += ["over_probs"] * bool(c.over_prompt) + ["probs_compare", "disc_compare"] * bool(
+            c.compare_generate
+        )
+        return {name: [] for name in names}
+
     def _ema_weights(self, ema: dict, step: int) -> dict | None:
         """The bias-corrected EMA ``ema / (1 - decay^step)`` (Adam-style, so early checkpoints are not pulled
         to the zero start), or None (raw weights) without EMA or at step 0."""
@@ -536,7 +560,24 @@ class Run:
 
     def train(self, *, stop_at: int | None = None, progress: bool = True) -> Path:
         """Train (or resume) to ``config.steps``; ``stop_at`` ends early after the first checkpoint at
-        or past that step (as if the process were killed there). Returns the run directory."""
+        or past that step (as if the process were killed there). Returns the run directory.
+
+        The run directory is claimed while it trains (:func:`simtheory.files.claim`): a second process on
+        it is refused with the first one's PID and host (the claim dies with its process, so a killed run
+        is resumed by the next call)."""
+        from simtheory.files import claim
+
+        held = claim(self.dir / "run")
+        if not held.acquire():
+            raise ValueError(
+                f"{self.dir} is being trained by {held.holder()}; wait for it or use another directory"
+            )
+        try:
+            return self._train(stop_at, progress)
+        finally:
+            held.release()
+
+    def _train(self, stop_at: int | None, progress: bool) -> Path:
         from tqdm.auto import tqdm
 
         c = self.config
@@ -549,17 +590,7 @@ class Run:
         ema = {k: torch.zeros_like(v, requires_grad=False) for k, v in ens.params.items()}
         opt = make_optimizer(ens, c)
         streams = [_Stream(s) for _, s in c.members]
-        records = {
-            "step": [],
-            "probs": [],
-            "disc": [],
-            "analytic": [],
-            "ood_images": [],
-            "train_loss": [],
-            "wall_s": [],
-            **({"over_probs": []} if c.over_prompt else {}),
-            **({"probs_compare": [], "disc_compare": []} if c.compare_generate else {}),
-        }
+        records = self._empty_records()
         step = self._load(ens, ema, opt, streams, records)
         todo = [int(k) for k in c.checkpoints() if k > step or (k == 0 and not records["step"])]
         K = ens.K
@@ -572,7 +603,8 @@ class Run:
                 loss_sum += self.step(ens, opt, streams, images, tokens, null)  # no host sync per step
                 if c.ema:
                     with torch.no_grad():
-                        torch._foreach_lerp_(averages, params, 1.0 - c.ema)
+                        for avg, p in zip(averages, params):
+                            avg.lerp_(p, 1.0 - c.ema)
                 n_loss += 1
                 step += 1
                 bar.update(1)

@@ -189,6 +189,35 @@ def _decay(lam: np.ndarray, t: np.ndarray, kappa: float, ws: _Workspace) -> np.n
     return np.exp(np.maximum(F, -300.0, out=F), out=F)
 
 
+def _riccati_triangle(F: np.ndarray, P0: np.ndarray, ws: _Workspace) -> list:
+    """The lower triangle of ``P = I - F^2 + F P0 F``, entry by entry as (b, T) views of one work array."""
+    d, shape = F.shape[0], F.shape[1:]
+    tri = ws("triangle", (d * (d + 1) // 2,) + shape)
+    L = [[tri[i * (i + 1) // 2 + j] if j <= i else None for j in range(d)] for i in range(d)]
+    for i in range(d):
+        np.multiply(F[i], F[i], out=L[i][i])
+        L[i][i] *= (P0[:, i, i] - 1.0)[:, None]
+        L[i][i] += 1.0
+        for j in range(i):
+            np.multiply(F[i], F[j], out=L[i][j])
+            L[i][j] *= P0[:, i, j][:, None]
+    return L
+
+
+def _eliminate(L: list, ys: list, first: list, f: np.ndarray, tmp: np.ndarray) -> None:
+    """Symmetric Gaussian elimination of the lower triangle ``L`` in place, applied to the right-hand sides
+    ``ys`` from their first nonzero entry on: a_ij -= (a_ik / a_kk) a_jk, column by column."""
+    d = len(L)
+    for k in range(d - 1):
+        for i in range(k + 1, d):
+            np.divide(L[i][k], L[k][k], out=f)
+            for j in range(k + 1, i + 1):
+                L[i][j] -= np.multiply(f, L[j][k], out=tmp)
+            for y, lo in zip(ys, first):
+                if k >= lo:
+                    y[i] -= np.multiply(f, y[k], out=tmp)
+
+
 def _riccati_solve(F: np.ndarray, P0: np.ndarray, rhs: list, ws: _Workspace) -> list:
     """Solve ``P(t) y = r`` for each right-hand side r in ``rhs`` (lists of d arrays (b, 1) or (b, T)), for a
     chunk: F from :func:`_decay` (d, b, T), P0 = M0^{-1} (b, d, d) positive definite. Returns a list (per r)
@@ -200,15 +229,7 @@ def _riccati_solve(F: np.ndarray, P0: np.ndarray, rhs: list, ws: _Workspace) -> 
     small systems, whose strided per-entry access and LAPACK's per-matrix calls cost more than the arithmetic.
     """
     d, shape = F.shape[0], F.shape[1:]
-    tri = ws("triangle", (d * (d + 1) // 2,) + shape)
-    L = [[tri[i * (i + 1) // 2 + j] if j <= i else None for j in range(d)] for i in range(d)]
-    for i in range(d):  # the lower triangle of P, then of its elimination
-        np.multiply(F[i], F[i], out=L[i][i])
-        L[i][i] *= (P0[:, i, i] - 1.0)[:, None]
-        L[i][i] += 1.0
-        for j in range(i):
-            np.multiply(F[i], F[j], out=L[i][j])
-            L[i][j] *= P0[:, i, j][:, None]
+    L = _riccati_triangle(F, P0, ws)
     Y = ws("solutions", (len(rhs), d) + shape)
     for n, r in enumerate(rhs):
         for i, r_i in enumerate(r):
@@ -217,15 +238,8 @@ def _riccati_solve(F: np.ndarray, P0: np.ndarray, rhs: list, ws: _Workspace) -> 
     # the forward pass leaves a right-hand side's leading zeros zero: start it at its first nonzero entry
     # (x and the unit columns are nonzero only at the concepts, which A's ascending eigenbasis puts last)
     first = [next((i for i, r_i in enumerate(r) if np.any(r_i)), d) for r in rhs]
-    f, tmp = ws("factor", shape), ws("product", shape)
-    for k in range(d - 1):  # eliminate column k: a_ij -= (a_ik / a_kk) a_jk, lower triangle only
-        for i in range(k + 1, d):
-            np.divide(L[i][k], L[k][k], out=f)
-            for j in range(k + 1, i + 1):
-                L[i][j] -= np.multiply(f, L[j][k], out=tmp)
-            for y, lo in zip(ys, first):
-                if k >= lo:
-                    y[i] -= np.multiply(f, y[k], out=tmp)
+    tmp = ws("product", shape)
+    _eliminate(L, ys, first, ws("factor", shape), tmp)
     for y in ys:
         for k in range(d - 1, -1, -1):  # back substitution, U = the eliminated lower triangle transposed
             for j in range(k + 1, d):
