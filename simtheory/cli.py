@@ -42,7 +42,15 @@ def _initial(args, d: int):
             raise ValueError(f"--init-file {str(path)!r}: no such file")
         try:
             W0 = np.load(path, allow_pickle=False)
-        except Exception as exc:  # not a .npy of numbers: numpy's and pickle's errors alike
+        except ValueError as exc:
+            is_npy = path.read_bytes()[:6] == b"\x93NUMPY"
+            if is_npy and "pickle" in str(exc).lower():  # an object array: loading it would run pickle
+                raise ValueError(
+                    f"--init-file {str(path)!r} holds a pickled object array, which is not loaded (it could "
+                    "run code); save a numeric array: np.save(path, np.asarray(W0, dtype=float))"
+                ) from None
+            raise ValueError(f"--init-file {str(path)!r} is not a .npy array of numbers ({exc})") from None
+        except Exception as exc:  # not a .npy at all: numpy's errors
             raise ValueError(
                 f"--init-file {str(path)!r} is not a .npy array of numbers ({type(exc).__name__})"
             ) from None
@@ -64,7 +72,11 @@ def _cmd_predict(args) -> int:
 
     if args.model_module:  # a user's module of models, imported by its dotted name (nothing evaluated)
         models.load_module(args.model_module, "--model-module")
-    if not models.get(args.model).predictable:
+    try:
+        spec = models.get(args.model)
+    except ValueError as exc:
+        raise ValueError(f"--model: {exc}") from None
+    if not spec.predictable:
         raise ValueError(f"--model {args.model!r} has no gradient-flow prediction")
 
     task = SIMTask(
@@ -94,8 +106,11 @@ def _check_predict_args(args) -> Path:
         raise ValueError(f"--layers must be in [2, 64] (factors of the deep model), got {args.layers}")
     if not (np.isfinite(args.t_max) and args.t_max > 0):
         raise ValueError(f"--t-max must be a finite number > 0, got {args.t_max}")
-    if not (np.isfinite(args.init_scale) and args.init_scale > 0):
-        raise ValueError(f"--init-scale must be a finite number > 0, got {args.init_scale}")
+    if not (np.isfinite(args.init_scale) and 0 < args.init_scale <= 1e3):
+        raise ValueError(
+            f"--init-scale must be a number in (0, 1000] (W0 = (scale U)(scale U)^T; larger starts leave the "
+            f"range the flows resolve), got {args.init_scale}"
+        )
     if not 0 <= args.seed < 2**32:
         raise ValueError(f"--seed must be in [0, 2**32 - 1], got {args.seed}")
     out = Path(args.out)

@@ -376,9 +376,11 @@ class Curves:
         """Curves from arrays and a sidecar record, every shape and value checked first (``path`` and
         ``side_path`` name the sources in errors)."""
         missing = [k for k in ("times", "W", "ood_output", "ood_loss", "train_loss") if k not in arrays]
-        missing += [k for k in ("convention", "model", "task") if k not in side]
         if missing:
-            raise ValueError(f"{path}: missing {', '.join(missing)}")
+            raise ValueError(f"{path}: missing the arrays {', '.join(missing)}")
+        missing = [k for k in ("convention", "model", "task") if k not in side]
+        if missing:
+            raise ValueError(f"{side_path}: the sidecar misses {', '.join(missing)}")
         if not isinstance(side["task"], dict):
             raise ValueError(f"{side_path}: bad task record (expected an object)")
         try:

@@ -149,7 +149,11 @@ def get(name: str) -> ModelSpec:
     """The entry of ``name`` (or of its alias), with a clear error listing the known models."""
     key = _ALIASES.get(name, name) if isinstance(name, str) else name
     if key not in _REGISTRY:
-        raise ValueError(f"model must be one of {sorted(names()) + sorted(_ALIASES)}; got {name!r}")
+        raise ValueError(
+            f"model must be one of {sorted(names()) + sorted(_ALIASES)} (the registry, simtheory.models); "
+            f"got {name!r}. A model of yours is added by the module that registers it: import it first, or "
+            "pass --model-module MODULE (command line) or model_module=MODULE (sweep cells)"
+        )
     return _REGISTRY[key]
 
 

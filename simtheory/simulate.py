@@ -599,7 +599,12 @@ def flow_limit(
         )
     t = run.curves.times if t is None else _checks.times(t)
     E = run.A_n.shape[0]
-    idx = np.arange(E) if members is None else np.asarray(members, dtype=np.int64).reshape(-1)
+    try:
+        idx = np.arange(E) if members is None else np.asarray(members, dtype=np.int64).reshape(-1)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"members must be integer indices of the {E} ensemble members, got {members!r}"
+        ) from None
     if idx.size == 0 or idx.min() < -E or idx.max() >= E:
         raise ValueError(f"members must index the {E} ensemble members, got {members!r}")
     if population:

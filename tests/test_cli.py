@@ -162,10 +162,14 @@ def test_report_gd_section_embeds_validation_tables(tmp_path, monkeypatch):
         (["--out", "{tmp}"], "is a directory"),
         (["--out", "{tmp}/x.txt"], "--out must end in .csv or .npz"),
         (["--sigma", "1e300"], "too large"),
+        (["--model", "foo"], "--model: model must be one of .*--model-module MODULE"),
+        (["--init-file", "{tmp}/objects.npy"], "--init-file .*pickled object array"),
+        (["--init-scale", "1e200"], "--init-scale must be a number in \\(0, 1000\\]"),
     ],
 )
 def test_predict_flags_are_checked_before_anything_is_written(tmp_path, capsys, argv, match):
     (tmp_path / "text.npy").write_text("not an array")
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     if "--out" not in argv:
         argv += ["--out", str(tmp_path / "c.csv")]

@@ -233,10 +233,25 @@ def test_inconsistent_contents_are_refused(saved):
     side.write_text(json.dumps(meta))
     with pytest.raises(ValueError):
         Curves.load(npz)
+    del meta["model"]
+    meta["task"]["d"] = 3
+    side.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=rf"{side.name}: the sidecar misses model"):
+        Curves.load(npz)
+
+
+def test_flow_limit_names_bad_members():
+    from simtheory.simulate import Init, Model, flow_limit, train
+
+    run = train(TASK, Model("linear"), Init("gaussian", 0.1), lr=0.1, steps=3, seeds=[0, 1])
+    with pytest.raises(ValueError, match="members must be integer indices of the 2 ensemble members"):
+        flow_limit(run, members=["a"])
 
 
 def test_writes_leave_no_temporary_files_and_get_the_umask_mode(tmp_path):
-    stale = tmp_path / ".x.json.abc123.tmp"
+    from simtheory.files import HOST
+
+    stale = tmp_path / f".x.json.{HOST}.{2**22 + 4321}.abc123.tmp"  # a writer on this host that died
     stale.write_text("left by a killed writer")
     path = atomic_write_text(tmp_path / "x.json", "{}")
     assert not stale.exists() and [p.name for p in tmp_path.iterdir()] == ["x.json"]
