@@ -10,13 +10,28 @@ from pathlib import Path
 import numpy as np
 
 
+def _user_derivations(module_name: str) -> dict:
+    """The :class:`~simtheory.symbolic.Derivation` objects a user's module defines, by name."""
+    from . import models
+    from .symbolic import Derivation
+
+    module = models.load_module(module_name, "--module")
+    found = {v.name: v for v in vars(module).values() if isinstance(v, Derivation)}
+    if not found:
+        raise ValueError(f"--module {module_name!r} defines no simtheory.symbolic.Derivation object")
+    return found
+
+
 def _cmd_derive(args) -> int:
     from simtheory import derivations
 
-    names = [args.name] if args.name else list(derivations.names())
+    table = _user_derivations(args.module) if args.module else None
+    names = [args.name] if args.name else list(table or derivations.names())
     ok = True
     for name in names:
-        deriv = derivations.get(name)
+        if table is not None and name not in table:
+            raise ValueError(f"--module {args.module!r} has no derivation {name!r}; it has {sorted(table)}")
+        deriv = table[name] if table is not None else derivations.get(name)
         print(f"== {deriv.name}: {deriv.title}")
         print(f"   reference: {deriv.reference}")
         for a in deriv.assumptions:
@@ -254,6 +269,10 @@ def _cmd_sweep(args) -> int:
 def _cmd_export(args) -> int:
     from .export import export
 
+    if args.model_module:  # a user's module: its registered models' formulas go into derivations.tex
+        from . import models
+
+        models.load_module(args.model_module, "--model-module")
     paths = export(args.run_dir, args.out)
     print(f"wrote {len(paths)} files to {paths[0].parent}")
     return 0
@@ -273,6 +292,11 @@ def _add_derive(sub) -> None:
     d = sub.add_parser("derive", help="show each derivation's LaTeX and verify it")
     d.add_argument("name", nargs="?", help="one derivation (default: all)")
     d.add_argument("--no-verify", action="store_true", help="print the formulas only")
+    d.add_argument(
+        "--module",
+        help="a module of yours (dotted name, found on sys.path or in the current directory): its Derivation "
+        "objects instead of the package's",
+    )
     d.set_defaults(func=_cmd_derive)
 
 
@@ -387,8 +411,16 @@ def _add_sweep(sub) -> None:
 
 def _add_export(sub) -> None:
     e = sub.add_parser("export", help="tidy CSV, pgfplots .dat and derivations.tex from a run directory")
-    e.add_argument("run_dir", help="a directory written by `simtheory reproduce` (or holding .npz curves)")
+    e.add_argument(
+        "run_dir",
+        help="a directory written by `simtheory reproduce` or `simtheory sweep` (or holding .npz curves)",
+    )
     e.add_argument("--out", help="output directory (default RUN_DIR/export)")
+    e.add_argument(
+        "--model-module",
+        help="import this module of yours first: the formulas of the models it registers go into "
+        "derivations.tex",
+    )
     e.set_defaults(func=_cmd_export)
 
 

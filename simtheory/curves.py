@@ -452,8 +452,12 @@ def predict(
             f"(the paper's conventions apply to the symmetric model only); got {convention!r}"
         )
     t = _checks.times(t)
+    if t.size > 1 and np.any(np.diff(t) <= 0):  # curves are time series (the predictors take any order)
+        k = int(np.flatnonzero(np.diff(t) <= 0)[0])
+        raise ValueError(f"t must be sorted and unique for curves, got t[{k}] = {t[k]!r} then {t[k + 1]!r}")
     with _solvers.solver_log() as log:
         W = spec.flow(task, W0, t, convention=convention, **kwargs)
+    W = _flow_output(spec, W, t, task.d)
     latex = dict(compiled_latex(d, f, keyed=True) for d, f in spec.formulas)
     # the built-in flows return a fresh array (a user's flow might keep its own): no second copy of it
     owned = spec.name in ("linear", "symmetric", "untied", "deep") and isinstance(W, np.ndarray)
@@ -472,6 +476,17 @@ def predict(
             curves, train_loss=frozen(curves.train_loss + extra, copy=False), meta=meta
         )
     return curves
+
+
+def _flow_output(spec, W, t, d: int) -> np.ndarray:
+    """The flow's W(t), checked once: ``(*batch, len(t), d, d)``, else an error naming the model's flow."""
+    W = np.asarray(W, dtype=np.float64)
+    if W.ndim < 3 or W.shape[-3:] != (t.size, d, d):
+        raise ValueError(
+            f"the {spec.name} model's flow returned shape {W.shape}; it must return W(t) of shape "
+            f"(*batch, len(t) = {t.size}, d = {d}, d = {d})"
+        )
+    return W
 
 
 def compiled_latex(derivation, formula: str, *, keyed: bool = False):

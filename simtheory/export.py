@@ -35,8 +35,23 @@ def command_name(derivation: str, formula: str) -> str:
     return "".join(digits.get(c, c) for c in name)
 
 
+def user_derivations() -> list:
+    """The :class:`~simtheory.symbolic.Derivation` objects of users' models in the registry (their
+    ``formulas`` name them as objects, not as packaged derivations), in registration order."""
+    from . import models
+    from .symbolic import Derivation
+
+    seen = {}
+    for name in models.names():
+        for deriv, _ in models.get(name).formulas:
+            if isinstance(deriv, Derivation):
+                seen.setdefault(deriv.name, deriv)
+    return list(seen.values())
+
+
 def derivations_tex() -> str:
-    """One ``\\newcommand`` per formula of every derivation, with its description as a comment."""
+    """One ``\\newcommand`` per formula of every derivation -- the package's and those of users' registered
+    models (:func:`user_derivations`) -- with its description as a comment."""
     from simtheory import derivations
 
     lines = [
@@ -44,7 +59,7 @@ def derivations_tex() -> str:
         "% Use inside math mode, e.g. \\[ \\SimSymmetricLogistic \\]; needs amsmath and amssymb.",
         "",
     ]
-    for deriv in derivations.all_derivations():
+    for deriv in [*derivations.all_derivations(), *user_derivations()]:
         lines.append(f"% --- {deriv.name}: {deriv.title}")
         for key, f in deriv.formulas.items():
             if f.description:
@@ -56,13 +71,17 @@ def derivations_tex() -> str:
 
 def export(run_dir, out=None) -> list[Path]:
     """Export every curve set of ``run_dir`` (tidy CSV + .dat) and ``derivations.tex`` into ``out``
-    (default ``run_dir/export``). Returns the written paths."""
+    (default ``run_dir/export``). ``run_dir``: a report's directory (``curves/*.npz``), a directory of
+    ``Curves.to_npz`` files, or a sweep directory (:mod:`simtheory.sweep`: each cell's files are named by its
+    parameters, ``mu_2=0.5,seed=1``). Returns the written paths."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ValueError(f"run_dir must be an existing directory, got {str(run_dir)!r}")
     out = Path(out) if out else run_dir / "export"
     if out.exists() and not out.is_dir():
         raise ValueError(f"out must be a directory, got the file {str(out)!r}")
+    if (run_dir / "manifest.json").is_file() and (run_dir / "cells").is_dir():
+        return _export_sweep(run_dir, out)
     npz = (
         sorted((run_dir / "curves").glob("*.npz"))
         if (run_dir / "curves").is_dir()
@@ -82,11 +101,52 @@ def export(run_dir, out=None) -> list[Path]:
     curves = [Curves.load(path) for path in npz]  # every file checked before anything is written
     written = [atomic_write_text(out / "derivations.tex", derivations_tex())]
     for path, c in zip(npz, curves):
-        written.append(c.to_tidy_csv(out / f"{path.stem}_tidy.csv"))
-        written.append(c.to_dat(out / f"{path.stem}.dat"))
-        if c.W.ndim == 3:  # one setting: paper-style figures, each next to the CSV of what it plots
-            from . import plotting
+        written += _export_curves(c, out, path.stem)
+    return written
 
-            for width in plotting.WIDTHS:
-                written += plotting.paper_figure(c, out / f"{path.stem}_{width}", width=width)
+
+def _cell_stem(params: dict) -> str:
+    """A file stem from a cell's parameters: ``mu_2=0.5,seed=1`` (characters outside [A-Za-z0-9._=,-] become
+    ``-``)."""
+    stem = ",".join(f"{k}={v}" for k, v in sorted(params.items()))
+    return re.sub(r"[^A-Za-z0-9._=,-]", "-", stem) or "cell"
+
+
+def _export_sweep(run_dir: Path, out: Path) -> list[Path]:
+    """Every finished cell of a sweep: Curves as for a report (tidy CSV, .dat, figures), arrays as a tidy CSV
+    (array, index, value), records as JSON; files named by the cell's parameters."""
+    import json
+
+    import numpy as np
+
+    from .sweep import Record, open_run
+
+    result = open_run(run_dir)
+    missing = {c.key for c in result.missing()}
+    done = [c for c in result.cells if c.key not in missing]
+    if not done:
+        raise ValueError(f"{str(run_dir)!r}: a sweep directory without a finished cell (rerun the sweep)")
+    written = [atomic_write_text(out / "derivations.tex", derivations_tex())]
+    for cell in done:
+        value, stem = result.load(cell), _cell_stem(cell.params)
+        if isinstance(value, Curves):
+            written += _export_curves(value, out, stem)
+        elif isinstance(value, Record):
+            written.append(atomic_write_text(out / f"{stem}.json", json.dumps(dict(value), indent=2)))
+        else:
+            rows = ["array,index,value"]
+            for name, arr in value.items():
+                for idx in np.ndindex(np.shape(arr)):
+                    rows.append(f"{name},{'-'.join(map(str, idx))},{float(np.asarray(arr)[idx]):.17g}")
+            written.append(atomic_write_text(out / f"{stem}.csv", "\n".join(rows) + "\n"))
+    return written
+
+
+def _export_curves(c: Curves, out: Path, stem: str) -> list[Path]:
+    written = [c.to_tidy_csv(out / f"{stem}_tidy.csv"), c.to_dat(out / f"{stem}.dat")]
+    if c.W.ndim == 3:  # one setting: paper-style figures, each next to the CSV of what it plots
+        from . import plotting
+
+        for width in plotting.WIDTHS:
+            written += plotting.paper_figure(c, out / f"{stem}_{width}", width=width)
     return written

@@ -94,7 +94,10 @@ class ModelSpec:
     ``network`` (a :class:`Network`): how ``simulate.train`` runs the model (``None``: predicted only).
     ``penalty_of_W(W)`` -> (...,): the model's own loss terms as a function of the end-to-end matrix (NumPy,
     (..., d, d) -> (...,), gradient-flow units), added to the predicted curves' training loss (``None``: the
-    training loss is the data term alone).
+    training loss is the data term alone). ``start(d, *, init, scale, seed, layers)``: the model's own initial
+    condition for :func:`initial_state` (``None``: one draw of every weight matrix the network declares,
+    ``network.shapes(d, ())``, from the init family and scale, made into the flow's start by
+    ``init_from_factors``; models without a network start from one d x d factor).
     """
 
     name: str
@@ -105,11 +108,12 @@ class ModelSpec:
     formulas: tuple = ()
     network: Network | None = None
     penalty_of_W: Callable | None = None
+    start: Callable | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name or self.name != self.name.strip():
             raise ValueError(f"name must be a non-empty string without surrounding spaces, got {self.name!r}")
-        for attr in ("flow", "init_from_factors", "penalty_of_W"):
+        for attr in ("flow", "init_from_factors", "penalty_of_W", "start"):
             value = getattr(self, attr)
             if value is not None and not callable(value):
                 raise ValueError(f"{attr} must be a function or None, got {value!r}")
@@ -345,17 +349,34 @@ register(
     )
 )
 
-#: families of :func:`initial_state`
+#: families of :func:`initial_state`: entries ``scale x`` uniform[0, 1), standard normal, or the identity
+#: (ones for a vector, a matrix with a dimension of 1)
 INIT_FAMILIES = ("rand", "normal", "diag")
+
+
+def draw(rng, family: str, scale: float, shape) -> "np.ndarray":  # noqa: F821
+    """One weight array of ``shape`` from an init family (:data:`INIT_FAMILIES`) and scale."""
+    import numpy as np
+
+    if family == "rand":
+        return rng.random(shape) * scale
+    if family == "normal":
+        return rng.standard_normal(shape) * scale
+    return (np.ones(shape) if 1 in tuple(shape) else np.eye(*shape)) * scale
 
 
 def initial_state(
     name: str, d: int, *, init: str = "rand", scale: float = 0.2, seed: int = 0, layers: int = 3
 ):
-    """The initial condition ``predict`` takes for model ``name`` from one seeded factor
-    ``U0 = scale * rand / standard normal / identity`` (d x d): ``W0 = U0 U0^T`` (symmetric), ``U0`` (linear),
-    ``(U0, U0^T)`` (untied), ``[U0, U0^T, U0, ...]`` (deep, ``layers`` factors, first layer first).
-    Used by ``simtheory predict`` and the sweep cells, so the two give the same start from the same seed."""
+    """The initial condition ``predict`` takes for model ``name``, from an init family and scale.
+
+    The model's own ``start`` where it has one; else one seeded draw of every weight matrix its network
+    declares (:meth:`Network.shapes` at ``d``, no hidden widths: a diagonal network's two (d, 1) vectors,
+    say), made into the flow's start by its ``init_from_factors``. The built-in models (and a user's with one
+    d x d factor) start from ``U0 = scale * rand / standard normal / identity``: ``W0 = U0 U0^T``
+    (symmetric), ``U0`` (linear), ``(U0, U0^T)`` (untied), ``[U0, U0^T, U0, ...]`` (deep, ``layers``
+    factors). Used by ``simtheory predict`` and the sweep cells, so the two give the same start from the same
+    seed."""
     import numpy as np
 
     from . import _checks
@@ -366,14 +387,14 @@ def initial_state(
     d = _checks.positive_int(d, "d", maximum=_checks.MAX_D)
     init = _checks.choice(init, "init", INIT_FAMILIES)
     scale = _checks.real_number(scale, "init scale", low=0.0, low_open=True)
+    if spec.start is not None:
+        return spec.start(d, init=init, scale=scale, seed=seed, layers=layers)
     rng = np.random.default_rng(_checks.seed_value(seed))
-    if init == "rand":
-        U0 = rng.random((d, d)) * scale
-    elif init == "normal":
-        U0 = rng.standard_normal((d, d)) * scale
-    else:
-        U0 = np.eye(d) * scale
+    shapes = [(d, d)] if spec.network is None else [tuple(x) for x in spec.network.shapes(d, ())]
     if spec.name in ("untied", "deep"):
+        U0 = draw(rng, init, scale, (d, d))
         n = 2 if spec.name == "untied" else _checks.positive_int(layers, "layers", minimum=2, maximum=64)
         return spec.init_from_factors([U0 if k % 2 == 0 else U0.T.copy() for k in range(n)])
-    return spec.init_from_factors([U0])
+    if shapes == [(d, d)]:
+        return spec.init_from_factors([draw(rng, init, scale, (d, d))])
+    return spec.init_from_factors([draw(rng, init, scale, shape) for shape in shapes])

@@ -69,6 +69,7 @@ def _figure(actual, desired, path):
         t = desired.times
     # the time axis: (..., T, d, d) for matrices, (..., T) for scalar curves; batch axes become more lines
     axis = -3 if a.ndim >= 3 else -1
+    d = np.broadcast_to(d, np.broadcast_shapes(a.shape, d.shape))
     a2 = np.moveaxis(a, axis, 0).reshape(a.shape[axis], -1)
     d2 = np.moveaxis(d, axis, 0).reshape(d.shape[axis], -1)
     x = np.arange(a2.shape[0]) if t is None else t
@@ -77,7 +78,10 @@ def _figure(actual, desired, path):
         ax1.plot(x, d2[:, k], color="0.6", lw=2)
         ax1.plot(x, a2[:, k], "--", lw=1)
     ax1.set_title("desired (grey) vs actual (dashed)", fontsize=9)
-    ax2.semilogy(x, np.abs(a2 - d2).max(axis=1) + 1e-300)
+    gap = np.abs(a2 - d2).max(axis=1)
+    floor = max(gap.max() * 1e-12, np.finfo(float).tiny * 1e10)  # readable axes: 12 decades at most
+    ax2.semilogy(x, np.maximum(gap, floor))
+    ax2.set_ylim(bottom=floor)
     ax2.set_title("max |actual - desired| per time", fontsize=9)
     for ax in (ax1, ax2):
         ax.set_xlabel("t" if t is not None else "time index")

@@ -541,18 +541,45 @@ def train(
         penalty=penalty, model_penalty=model.network.penalty,
     )  # fmt: skip
     weights, biases = init_params(model, init, setup.d, setup.seeds, setup.tdtype, device)
+    _check_network(model, weights, biases, setup.X)  # before any step: a wrong shape names the function
     start = tuple(w.detach().double().cpu().numpy().copy() for w in weights)
     params = [p.requires_grad_(True) for p in (*weights, *biases)]
     recorder = _Recorder(setup, model)
     it = _step_range(setup, model, progress)
-    # threads by the size of one matmul of the step (one thread for small models: see simtheory._threads)
-    N_b = setup.batch_size or setup.X.shape[1]
-    flops = 2.0 * len(setup.seeds) * N_b * max(max(s) for s in model.shapes(setup.d)) ** 2
-    with _threads.for_size(flops, torch=True):
+    with _threads.for_size(_step_flops(setup, model), torch=True):
         _loop(setup, model, weights, biases, params, recorder, it, max_growth)
     A_n = np.stack([empirical_second_moment(x) for x in setup.X_np])
     final = tuple(p.detach().cpu().numpy().copy() for p in params)
     return Run(recorder.curves(init), np.asarray(setup.X_np), A_n, final, start)
+
+
+def _step_flops(setup: _Setup, model: Model) -> float:
+    """The size of one matmul of a step; threads go by it (one for small models: simtheory._threads)."""
+    N_b = setup.batch_size or setup.X.shape[1]
+    return 2.0 * len(setup.seeds) * N_b * max(max(s) for s in model.shapes(setup.d)) ** 2
+
+
+def _check_network(model: Model, weights, biases, X) -> None:
+    """The network's contract, checked once before training on a probe of the data: ``forward`` maps
+    (E, N, d) to (E, N, d) and ``jacobian`` gives (E, d, d); a wrong shape names the function and the shapes
+    (a product of the wrong shape would otherwise broadcast and train silently)."""
+    net, (E, _, d) = model.network, X.shape
+    with torch.no_grad():
+        out = net.forward(weights, biases, X[:, :2])
+        if tuple(out.shape) != (E, min(2, X.shape[1]), d):
+            raise ValueError(
+                f"the {model.kind} network's forward returned shape {tuple(out.shape)} for inputs "
+                f"{tuple(X[:, :2].shape)}; it must return (E, N, d) = {(E, min(2, X.shape[1]), d)} "
+                f"(weights of shapes {[tuple(w.shape) for w in weights]})"
+            )
+        if net.jacobian is not None:
+            J = net.jacobian(weights, biases, X[:, 0])
+            if tuple(J.shape) != (E, d, d):
+                raise ValueError(
+                    f"the {model.kind} network's jacobian (for a linear network: its product) returned shape "
+                    f"{tuple(J.shape)}; it must return (E, d, d) = {(E, d, d)} (weights of shapes "
+                    f"{[tuple(w.shape) for w in weights]})"
+                )
 
 
 def _check_model(model, init, max_growth) -> float:
@@ -598,15 +625,7 @@ def flow_limit(
             "flow_limit: this Run carries no initial weights (made by an older version of train)"
         )
     t = run.curves.times if t is None else _checks.times(t)
-    E = run.A_n.shape[0]
-    try:
-        idx = np.arange(E) if members is None else np.asarray(members, dtype=np.int64).reshape(-1)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"members must be integer indices of the {E} ensemble members, got {members!r}"
-        ) from None
-    if idx.size == 0 or idx.min() < -E or idx.max() >= E:
-        raise ValueError(f"members must index the {E} ensemble members, got {members!r}")
+    idx = _member_indices(members, run.A_n.shape[0])
     if population:
         tasks = meta.get("tasks")
         A = np.stack([SIMTask.from_dict(tasks[i]).A for i in idx]) if tasks else run.curves.task.A
@@ -636,6 +655,18 @@ def flow_limit(
             "in), first layer first) and its flow (it must keep the batch axis)"
         )
     return W
+
+
+def _member_indices(members, E: int) -> np.ndarray:
+    try:
+        idx = np.arange(E) if members is None else np.asarray(members, dtype=np.int64).reshape(-1)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"members must be integer indices of the {E} ensemble members, got {members!r}"
+        ) from None
+    if idx.size == 0 or idx.min() < -E or idx.max() >= E:
+        raise ValueError(f"members must index the {E} ensemble members, got {members!r}")
+    return idx
 
 
 def epoch_steps(n_points: int, batch_size: int, epochs: int) -> int:

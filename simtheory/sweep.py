@@ -224,6 +224,22 @@ def _paths(run_dir: Path, key: str) -> tuple[Path, Path]:
     return base.with_suffix(".npz"), base.with_suffix(".json")
 
 
+class Arrays(dict):
+    """A cell result of named numeric arrays that names their dimensions: ``dims`` maps an array's name to
+    one name per axis, so :meth:`SweepResult.to_xarray` gives named dimensions; a 1-d array whose
+    dimension has its own name (``dims={"t": ("t",), "loss": ("t",)}``) is a coordinate the cells share
+    (a common time axis). Arrays without an entry get ``name_0, name_1, ...``."""
+
+    def __init__(self, arrays, dims=None):
+        super().__init__(arrays)
+        self.dims = {str(k): tuple(str(x) for x in v) for k, v in (dims or {}).items()}
+        for name, axes in self.dims.items():
+            if name not in self:
+                raise ValueError(f"dims names {name!r}, which is not one of the arrays {sorted(self)}")
+            if len(axes) != np.ndim(self[name]):
+                raise ValueError(f"dims of {name!r} must name its {np.ndim(self[name])} axes, got {axes}")
+
+
 class Record(dict):
     """A cell result that is a JSON record (numbers, strings, lists, dicts), not arrays: a validation's
     report, a run's summary. Stored in the cell's sidecar; :meth:`SweepResult.to_pandas` gives one row per
@@ -267,7 +283,8 @@ def _write(run_dir: Path, cell: Cell, function: str, fixed: dict, value, seconds
         except (TypeError, ValueError) as exc:
             raise ValueError(f"cell {cell.key}: the Record must be JSON-serialisable ({exc})") from None
     else:
-        kind, arrays, extra = "arrays", _arrays_of(value, cell.key), {}
+        kind, arrays = "arrays", _arrays_of(value, cell.key)
+        extra = {"dims": value.dims} if isinstance(value, Arrays) else {}
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     data = buf.getvalue()
@@ -298,7 +315,8 @@ def _load(run_dir: Path, key: str):
         return Record(meta["record"])
     if meta.get("kind") == "arrays":
         with np.load(npz, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+            arrays = {k: z[k] for k in z.files}
+        return Arrays(arrays, meta["dims"]) if "dims" in meta else arrays
     return Curves.load(npz)
 
 
@@ -722,7 +740,11 @@ def _cell_dataset(result):
         raise ValueError("the cells hold records (sweep.Record), not arrays: use to_pandas or iterate")
     if isinstance(result, Curves):
         return result.to_xarray()
-    return xr.Dataset({n: ([f"{n}_{k}" for k in range(a.ndim)], a) for n, a in result.items()})
+    dims = getattr(result, "dims", {})
+    axes = {n: dims.get(n, tuple(f"{n}_{k}" for k in range(np.ndim(a)))) for n, a in result.items()}
+    coords = {n: result[n] for n, ax in axes.items() if ax == (n,)}  # a shared axis, e.g. the times
+    data = {n: (list(ax), a) for n, a in result.items() if n not in coords for ax in [axes[n]]}
+    return xr.Dataset(data, coords=coords)
 
 
 def _arrays_frame(arrays: dict):

@@ -44,13 +44,14 @@ from .theory import (
 )
 
 #: the criteria of :func:`predict_swingby`
-CRITERIA = ("rule", "approx")
+CRITERIA = ("rule", "approx", "flow")
 METHODS = CRITERIA  # the name before ``criterion`` replaced ``method``
 
 #: each criterion's own parameters and their defaults
 _PARAMETERS = {
     "rule": {"ratio": 3.0, "init_scale": 0.1},
     "approx": {"rel_tol": 1e-3, "fallback": False},
+    "flow": {"rel_tol": 1e-3, "t_max": None},
 }
 
 
@@ -65,7 +66,7 @@ class Prediction:
     pairs: tuple[tuple[int, int], ...]  # (weak i, strong j) pairs that meet every condition ("rule")
     reasons: tuple[str, ...]
     criterion: str = "rule"
-    decided_by: str = "rule"  # "rule", "closed form" (the composite form decided) or "ODE" (the fallback)
+    decided_by: str = "rule"  # "rule", "closed form" (the composite decided), "ODE" (the fallback), "flow"
     bump: float | None = None  # the predicted bump height ("approx"), None for the rule
     #: "approx" decided in closed form: the composite curve's turning points (:func:`classify`'s, in the
     #: convention's time); empty for the rule and where the ODE decided
@@ -83,6 +84,7 @@ def predict_swingby(
     convention: str = "gradient-flow",
     *,
     criterion: str | None = None,
+    model: str = "symmetric",
     method: str | None = None,
     **parameters,
 ) -> Prediction:
@@ -107,14 +109,21 @@ def predict_swingby(
     3. the initialisation is small: largest eigenvalue of W0 below ``init_scale``.
 
     These are the paper's qualitative conditions turned into a rule; how often the rule agrees with the
-    numerical solution is measured (report section 3), not assumed. ``method`` is the old name of
-    ``criterion`` (deprecated).
+    numerical solution is measured (report section 3), not assumed.
+
+    ``"flow"`` (``rel_tol=1e-3``, ``t_max``: default the horizon of W(0)): the OOD loss of the ``model``'s
+    own predicted flow (:func:`simtheory.predict`), classified -- for any registered model with a flow (the
+    default criterion of a model other than "symmetric"; ``W0`` is then whatever ``predict`` takes for it).
+    The rule and the closed forms are the symmetric model's. ``method`` is the old name of ``criterion``
+    (deprecated).
     """
     if method is not None:
         if criterion is not None:
             raise ValueError("give criterion only (method is its old name)")
         warnings.warn("predict_swingby(method=...) is now criterion=...", DeprecationWarning, stacklevel=2)
         criterion = method
+    if model != "symmetric" or criterion == "flow":
+        return _by_model_flow(task, W0, convention, model, criterion, parameters)
     criterion = _checks.choice("rule" if criterion is None else criterion, "criterion", CRITERIA)
     other = sorted(set(parameters) - set(_PARAMETERS[criterion]))
     if other:
@@ -129,6 +138,40 @@ def predict_swingby(
         raise ValueError(f"W0 must be a single d x d matrix, got shape {W0.shape}")
     kw = {**_PARAMETERS[criterion], **parameters}
     return (_by_rule if criterion == "rule" else _by_closed_form)(task, W0, convention, **kw)
+
+
+def _by_model_flow(task, init, convention: str, model: str, criterion, parameters: dict) -> Prediction:
+    """Classify the OOD loss of ``model``'s predicted flow (any registered model with a flow)."""
+    from . import models
+    from .curves import predict
+
+    if criterion not in (None, "flow"):
+        raise ValueError(
+            f"criterion {criterion!r} is the symmetric model's; for model {model!r} the criterion is 'flow' "
+            "(its own predicted OOD loss)"
+        )
+    other = sorted(set(parameters) - set(_PARAMETERS["flow"]))
+    if other:
+        raise ValueError(f"criterion 'flow' takes {sorted(_PARAMETERS['flow'])}, not {other}")
+    spec = models.get(model)
+    if not spec.predictable:
+        raise ValueError(
+            f"model {model!r} has no flow to predict its OOD loss from ({spec.description}); predict_swingby "
+            f"covers the models with one: {models.names(predictable=True)}"
+        )
+    if not isinstance(task, SIMTask):
+        raise ValueError(f"task must be a SIMTask, got {type(task).__name__}")
+    rel_tol = _checks.real_number(
+        parameters.get("rel_tol", 1e-3), "rel_tol", low=0.0, high=1.0, low_open=True
+    )
+    t_max = parameters.get("t_max")
+    if t_max is None:
+        W0 = predict(task, init, [0.0], model=model, convention=convention).W[0]
+        t_max = horizon(task, W0, convention)
+    grid = time_grid(_checks.real_number(t_max, "t_max", low=0.0, low_open=True))
+    res = classify(grid, predict(task, init, grid, model=model, convention=convention).ood_loss, rel_tol)
+    reasons = (f"the {model} model's predicted OOD loss: {res.kind}",)
+    return Prediction(res.non_monotone, (), reasons, "flow", "flow", float(res.bump), res.turning_points)
 
 
 def _by_closed_form(task: SIMTask, W0, convention: str, *, rel_tol: float, fallback: bool) -> Prediction:

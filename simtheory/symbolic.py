@@ -326,3 +326,51 @@ def numeric_field(flow, d: int, *, params: dict | None = None):
         return np.stack([np.broadcast_to(o, (B,)) for o in out], axis=-1).reshape(B, d, d)
 
     return field
+
+
+def numeric_parameter_field(field, shapes, d: int, *, params: dict | None = None):
+    """A flow of a model's parameters (SymPy) as a batched NumPy function, for
+    :func:`simtheory.theory.parameter_flow`.
+
+    ``field(P, A)`` takes one SymPy matrix of symbols per parameter (of ``shapes``, first layer first) and a
+    symmetric d x d matrix A, and returns the list of their time derivatives (typically :func:`descent` of
+    the loss on the parameters: derived, not typed in); every other symbol is a parameter whose value
+    ``params`` gives by name. Returns ``f(params, A)``: the list of arrays (B, *shape) and A (B, d, d) to
+    the list of derivatives (B, *shape), compiled once with ``lambdify`` (common subexpressions eliminated);
+    its ``shapes`` attribute holds the parameter shapes.
+    """
+    import numpy as np
+
+    shapes = [tuple(int(n) for n in sh) for sh in shapes]
+    Ps = [matrix_symbols(f"p{k}_", *sh) for k, sh in enumerate(shapes)]
+    A = matrix_symbols("A", d, d, symmetric=True)
+    rhs = [sp.Matrix(x) for x in field(Ps, A)]
+    if [r.shape for r in rhs] != shapes:
+        raise ValueError(
+            f"field must return one matrix per parameter of shapes {shapes}, got {[r.shape for r in rhs]}"
+        )
+    index = [(i, j) for i in range(d) for j in range(i, d)]
+    a_syms = [A[i, j] for i, j in index]
+    p_syms = [s for P in Ps for s in P]
+    free = set().union(*(r.free_symbols for r in rhs)) - set(p_syms) - set(a_syms)
+    params = dict(params or {})
+    missing = sorted(s.name for s in free if s.name not in params)
+    extra = sorted(set(params) - {s.name for s in free})
+    if missing or extra:
+        raise ValueError(
+            f"params must give every parameter of the field by name: missing {missing}, unexpected {extra}"
+        )
+    values = {s: float(params[s.name]) for s in free}
+    flat = [e.subs(values) for r in rhs for e in r]
+    fn = sp.lambdify([p_syms, a_syms], flat, modules="numpy", cse=True)
+    sizes = [int(np.prod(sh)) for sh in shapes]
+
+    def f(ps, Ab):
+        B = Ab.shape[0]
+        cols = [c for p, n in zip(ps, sizes) for c in np.asarray(p, dtype=np.float64).reshape(B, n).T]
+        out = [np.broadcast_to(o, (B,)) for o in fn(cols, [Ab[:, i, j] for i, j in index])]
+        parts = np.split(np.stack(out, axis=-1), np.cumsum(sizes)[:-1], axis=-1)
+        return [part.reshape(B, *sh) for part, sh in zip(parts, shapes)]
+
+    f.shapes = shapes  # the parameter shapes: parameter_flow tells a batch axis from them
+    return f

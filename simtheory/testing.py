@@ -90,14 +90,24 @@ def assert_curves_close(
     """Assert that two trajectories agree at every time: ``||a_t - d_t||_F <= atol + rtol ||d_t||_F``.
 
     ``actual``/``desired`` are :class:`~simtheory.Curves` (their ``W`` is compared) or arrays of
-    shape (..., T, d, d) / (..., T). Default tolerances come from :data:`TOLERANCES` for the less
-    precise of the two dtypes. On failure the message names the worst time (index and value),
-    the worst entry, both values, the error and the tolerance.
+    shape (..., T, d, d) / (..., T); ``desired`` broadcasts over the leading axes of ``actual`` (one
+    prediction against every member of an ensemble: ``(T, d, d)`` against ``(E, T, d, d)``). Default
+    tolerances come from :data:`TOLERANCES` for the less precise of the two dtypes. On failure the message
+    names the worst time (index and value), the worst entry, both values, the error and the tolerance.
     """
     a, ta = _unpack(actual)
     d, td = _unpack(desired)
     if a.shape != d.shape:
-        raise AssertionError(f"shapes differ: actual {a.shape} vs desired {d.shape}. {err_msg}")
+        try:  # one prediction against every member of an ensemble (leading axes broadcast)
+            shape = np.broadcast_shapes(a.shape, d.shape)
+        except ValueError:
+            shape = None
+        if shape is None or shape != a.shape:
+            raise AssertionError(
+                f"shapes differ: actual {a.shape} vs desired {d.shape}; a desired curve broadcasts over the "
+                f"leading (ensemble) axes of actual, else select one member (curves.select(k)). {err_msg}"
+            )
+        d = np.broadcast_to(d, shape)
     floats = [x for x in (a.dtype, d.dtype) if x.kind == "f"] or [np.dtype(np.float64)]
     least_precise = max(floats, key=lambda x: np.finfo(x).eps)
     default = TOLERANCES.get(least_precise, TOLERANCES[np.dtype(np.float64)])

@@ -2,6 +2,7 @@ import csv
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,11 +58,12 @@ def _balanced(s: str) -> bool:
 
 
 def test_tex_commands_are_valid_and_unique():
+    from simtheory import derivations
+    from simtheory.export import user_derivations
+
     tex = derivations_tex()
     names = re.findall(r"\\newcommand\{\\([^}]*)\}", tex)
-    import derivations
-
-    n_formulas = sum(len(d.formulas) for d in derivations.all_derivations())
+    n_formulas = sum(len(d.formulas) for d in [*derivations.all_derivations(), *user_derivations()])
     assert len(names) == len(set(names)) == n_formulas  # one command per closed form, no clashes
     assert all(re.fullmatch(r"[A-Za-z]+", n) for n in names)
     for line in tex.splitlines():
@@ -134,3 +136,23 @@ def test_exported_files_go_into_a_paper_as_is(run_dir):
         capture_output=True,
     )
     assert (out / "paper.pdf").stat().st_size > 1000
+
+
+def test_a_users_model_formulas_go_into_derivations_tex(tmp_path, monkeypatch):
+    """``simtheory export --model-module M``: the derivations of the models M registers are exported beside
+    the package's (a user's Derivation object, not a packaged one)."""
+    import sys
+
+    import simtheory as sim
+    from simtheory.cli import main
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent))
+    sys.modules.pop("user_models", None)
+    c = sim.predict(sim.SIMTask([1.0, 2.0], 0.05, d=3), 0.01 * np.eye(3), np.linspace(0, 1, 5))
+    c.to_npz(tmp_path / "run" / "c.npz")
+    assert (
+        main(["export", str(tmp_path / "run"), "--model-module", "user_models", "--out", str(tmp_path / "x")])
+        == 0
+    )
+    tex = (tmp_path / "x" / "derivations.tex").read_text()
+    assert "% --- symmetric_weight_decay:" in tex and "SimSymmetricWeightDecay" in tex

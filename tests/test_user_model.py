@@ -264,3 +264,75 @@ def test_user_model_specs_are_checked():
         models.ModelSpec(" x", "y")
     with pytest.raises(ValueError, match="shapes and product must be functions"):
         models.linear_network([(3, 3)], None)
+
+
+def test_curves_need_sorted_unique_times():
+    with pytest.raises(ValueError, match="t must be sorted and unique for curves"):
+        sim.predict(sim.SIMTask([1.0, 2.0], 0.05, d=2), 0.01 * np.eye(2), [0.0, 2.0, 1.0])
+
+
+def test_a_flow_of_the_wrong_shape_is_named():
+    from simtheory import models
+
+    models.register(
+        models.ModelSpec("my-flat-flow", "returns W without the time axis", lambda task, W0, t, **k: W0)
+    )
+    try:
+        with pytest.raises(ValueError, match="my-flat-flow model's flow returned shape \\(2, 2\\)"):
+            sim.predict(
+                sim.SIMTask([1.0, 2.0], 0.05, d=2), 0.01 * np.eye(2), [0.0, 1.0], model="my-flat-flow"
+            )
+    finally:
+        models._REGISTRY.pop("my-flat-flow")
+
+
+def test_parameter_flow_keeps_a_batch_and_its_conservation_law():
+    """The diagonal network's parameter flow from a batch of starts: u^2 - v^2 is conserved (the derived
+    law) and each member equals its own solve."""
+    import sympy as sp
+
+    from simtheory.symbolic import descent, identity_loss, numeric_parameter_field
+
+    def field(P, A):
+        u, v = P
+        W = lambda a, b: sp.diag(*[a[i, 0] * b[i, 0] for i in range(2)])  # noqa: E731
+        return descent(lambda a, b: identity_loss(W(a, b), A), u, v)
+
+    f = numeric_parameter_field(field, [(2, 1), (2, 1)], 2)
+    product = lambda ps: np.einsum("bi,ij->bij", (ps[0] * ps[1])[..., 0], np.eye(2))  # noqa: E731
+    rng = np.random.default_rng(0)
+    u0, v0 = rng.uniform(0.05, 0.4, (3, 2, 1)), rng.uniform(0.05, 0.4, (3, 2, 1))
+    task, t = sim.SIMTask([1.0, 2.0], 0.1, d=2), np.linspace(0, 4, 9)
+    sol = sim.theory.parameter_flow(f, product, task, [u0, v0], t)
+    assert sol.params[0].shape == (3, 9, 2, 1) and sol.W.shape == (3, 9, 2, 2)
+    law = sol.params[0] ** 2 - sol.params[1] ** 2
+    np.testing.assert_allclose(law, np.broadcast_to(law[:, :1], law.shape), atol=1e-8)
+    one = sim.theory.parameter_flow(f, product, task, [u0[1], v0[1]], t)
+    np.testing.assert_allclose(one.W, sol.W[1], atol=1e-9)
+    with pytest.raises(ValueError, match="product\\(params\\) must return"):
+        sim.theory.parameter_flow(f, lambda ps: ps[0], task, [u0[0], v0[0]], t)
+
+
+def test_a_cell_names_its_arrays_dimensions_and_shares_a_time_axis(tmp_path):
+    from simtheory import sweep
+
+    res = sweep.run(_dims_cell, sweep.grid(a=[1.0, 2.0]), tmp_path / "s")
+    ds = res.to_xarray()
+    assert ds["loss"].dims == ("a", "t") and list(ds["t"].values) == [0.0, 1.0, 2.0]
+    np.testing.assert_allclose(ds["loss"].sel(a=2.0).values, [0.0, 2.0, 4.0])
+
+
+def _dims_cell(a: float):
+    from simtheory import sweep
+
+    t = np.arange(3.0)
+    return sweep.Arrays({"t": t, "loss": a * t}, dims={"t": ("t",), "loss": ("t",)})
+
+
+def test_compare_curves_broadcasts_one_prediction_over_an_ensemble():
+    from simtheory.testing import assert_curves_close
+
+    W = np.zeros((4, 2, 2))
+    assert_curves_close(np.stack([W, W + 1e-14]), W)  # (E, T, d, d) against (T, d, d)
+    with pytest.raises(AssertionError, match="select one member"):
+        assert_curves_close(W, np.stack([W, W]))

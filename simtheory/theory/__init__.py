@@ -40,9 +40,11 @@ from .approx import (
 )
 from .flows import (
     DeepSolution as DeepSolution,
+    ParameterSolution as ParameterSolution,
     UntiedSolution as UntiedSolution,
     deep_flow as deep_flow,
     field_flow as field_flow,
+    parameter_flow as parameter_flow,
     untied_flow as untied_flow,
 )
 from .linear import linear_flow as linear_flow, linear_gd as linear_gd, linear_ood_loss as linear_ood_loss

@@ -14,7 +14,15 @@ from ._base import closed_form_stats, flat_batch, prepare
 
 
 def field_flow(
-    field, task_or_A, W0, t, *, method: str = "auto", rtol: float = 1e-10, atol: float = 1e-12
+    field,
+    task_or_A,
+    W0,
+    t,
+    *,
+    product=None,
+    method: str = "auto",
+    rtol: float = 1e-10,
+    atol: float = 1e-12,
 ) -> np.ndarray:
     """Integrate a user's matrix flow ``dW/dt = field(W, A)`` for a batch of settings.
 
@@ -22,7 +30,13 @@ def field_flow(
     derivation's field); it is integrated by the solvers of the built-in models (``method="auto"``: LSODA
     with a finite-difference Jacobian per setting, passed as a band; DOP853 past 400 states), any W0, and
     its cost is recorded in :func:`~simtheory.solver_log`. Returns ``(*batch, len(t), d, d)``.
+
+    With ``product`` the field is a flow of the model's *parameters* (:func:`parameter_flow`): ``W0`` is the
+    list of parameter arrays and ``product(params)`` the end-to-end matrix; W(t) is returned. Use it where W
+    does not determine the parameters (a diagonal network's ``u != v``).
     """
+    if product is not None:
+        return parameter_flow(field, product, task_or_A, W0, t, method=method, rtol=rtol, atol=atol).W
     if not callable(field):
         raise ValueError(f"field must be a function field(W, A) of batched (B, d, d) arrays, got {field!r}")
     A, W0, batch = prepare(task_or_A, W0)
@@ -48,6 +62,101 @@ def field_flow(
     )
     W = ys.reshape(t.size, B, d, d).transpose(1, 0, 2, 3)
     return W.reshape(batch + W.shape[1:])
+
+
+class ParameterSolution(NamedTuple):
+    """A parameter-space flow: every parameter ``(*batch, T, *shape)`` and ``W = product(params)``
+    ``(*batch, T, d, d)``."""
+
+    params: list
+    W: np.ndarray
+
+
+def _parameter_batch(params0, shapes, A: np.ndarray):
+    """``(A (B, d, d), the parameters flattened (B, P), the batch shape, the parameter shapes)``."""
+    if isinstance(params0, np.ndarray) or not isinstance(params0, (list, tuple)) or not params0:
+        raise ValueError("params must be a list of parameter arrays (one per parameter, first layer first)")
+    arrays = [
+        _checks.bounded(_checks.as_float_array(p, f"params[{k}]"), f"params[{k}]")
+        for k, p in enumerate(params0)
+    ]
+    shapes = [a.shape for a in arrays] if shapes is None else [tuple(int(n) for n in s) for s in shapes]
+    if len(shapes) != len(arrays):
+        raise ValueError(f"shapes must give one shape per parameter ({len(arrays)}), got {len(shapes)}")
+    batch = arrays[0].shape[: arrays[0].ndim - len(shapes[0])]
+    for k, (a, sh) in enumerate(zip(arrays, shapes)):
+        if a.shape != batch + sh:
+            raise ValueError(f"params[{k}] must have shape (*batch, *{sh}) = {batch + sh}, got {a.shape}")
+    batch = np.broadcast_shapes(batch, A.shape[:-2])
+    B, d = int(np.prod(batch, dtype=np.int64)), A.shape[-1]
+    flat = [np.broadcast_to(a, batch + sh).reshape(B, -1) for a, sh in zip(arrays, shapes)]
+    return np.broadcast_to(A, batch + (d, d)).reshape(B, d, d), np.concatenate(flat, axis=1), batch, shapes
+
+
+def parameter_flow(
+    field,
+    product,
+    task_or_A,
+    params0,
+    t,
+    *,
+    shapes=None,
+    method: str = "auto",
+    rtol: float = 1e-10,
+    atol: float = 1e-12,
+) -> ParameterSolution:
+    """Integrate a flow of a model's parameters, ``dp/dt = field(p, A)``, and map it to ``W = product(p)``.
+
+    ``params0``: one array per parameter, ``(*batch, *shape)`` (``shapes`` gives the parameter shapes, so
+    that a batch axis is told apart; default: the field's ``shapes`` attribute, else the arrays' own
+    shapes). ``field(params, A)`` maps the list of arrays (B, *shape) and A (B, d, d) to the list of their
+    time derivatives
+    (:func:`simtheory.symbolic.numeric_parameter_field` compiles one from SymPy); ``product(params)`` maps
+    the list (B, *shape) to W (B, d, d). Integrated by the built-in solvers (as :func:`field_flow`); any
+    start, so the starts where W does not determine the parameters are predicted too."""
+    if not callable(field) or not callable(product):
+        raise ValueError("field and product must be functions of the list of parameter arrays")
+    shapes = getattr(field, "shapes", None) if shapes is None else shapes
+    A, y0, batch, shapes = _parameter_batch(params0, shapes, second_moment(task_or_A))
+    method, rtol, atol = _checks.solver_options(method, rtol, atol)
+    t = _checks.times(t)
+    B, d = A.shape[0], A.shape[-1]
+    split = np.cumsum([int(np.prod(sh)) for sh in shapes])[:-1]
+
+    def unpack(y):  # (n, P) -> list of (n, *shape)
+        return [part.reshape(len(y), *sh) for part, sh in zip(np.split(y, split, axis=1), shapes)]
+
+    _check_parameter_field(field, product, unpack(y0[:1].copy()), A[:1].copy(), shapes, d)
+    rate = float(np.max(np.abs(np.linalg.eigvalsh(A)))) if B else 0.0
+    method, reason = _solvers.choose_method(
+        method, 4.0 * rate, float(t.max()), implicit_ok=y0.shape[1] <= _solvers.MAX_IMPLICIT_STATE
+    )
+
+    def fun(_, y):
+        dp = field(unpack(y.reshape(B, -1)), A)
+        return np.concatenate([np.asarray(x, dtype=np.float64).reshape(B, -1) for x in dp], axis=1).ravel()
+
+    ys = _solvers.integrate(
+        fun, y0.reshape(-1), t, method=method, rtol=rtol, atol=atol, n_systems=B, reason=reason
+    )
+    P = ys.reshape(t.size, B, -1).transpose(1, 0, 2)  # (B, T, P)
+    params = unpack(np.ascontiguousarray(P).reshape(B * t.size, -1))
+    W = np.asarray(product(params), dtype=np.float64).reshape(B, t.size, d, d)
+    out = [p.reshape(batch + (t.size,) + sh) for p, sh in zip(params, shapes)]
+    return ParameterSolution(out, W.reshape(batch + W.shape[1:]))
+
+
+def _check_parameter_field(field, product, p1, A1, shapes, d) -> None:
+    """The contract of a parameter flow, on one setting: the field keeps every parameter's shape and the
+    product is (B, d, d); a wrong shape names the function and the shapes."""
+    dp = field(p1, A1)
+    got = [np.shape(x) for x in dp]
+    want = [(1, *sh) for sh in shapes]
+    if got != want:
+        raise ValueError(f"field(params, A) must return the parameters' shapes {want}; got {got}")
+    W = np.shape(product(p1))
+    if W != (1, d, d):
+        raise ValueError(f"product(params) must return (B, d, d) = (1, {d}, {d}); got {W}")
 
 
 class UntiedSolution(NamedTuple):
