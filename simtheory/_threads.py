@@ -70,20 +70,28 @@ def _own_running() -> int:
     return max(n, 1)
 
 
-def free_cores() -> int:
+def free_cores(own: int = 0) -> int:
     """Cores not taken by other processes' running threads right now (Linux: ``/proc/loadavg``'s count of
-    running tasks, less this process's own); :func:`cores` where that count is not available."""
+    running tasks, less this process's own and ``own`` more of ours, e.g. worker processes this process
+    started); :func:`cores` where that count is not available."""
     n = cores()
     others = []
     for _ in range(3):  # the least of three looks a millisecond apart: short-lived processes come and go
-        try:
-            with open("/proc/loadavg") as fh:
-                running = int(fh.read().split()[3].split("/")[0])
-        except (OSError, ValueError, IndexError):
+        running = _running_tasks()
+        if running is None:
             return n
-        others.append(running - _own_running())
+        others.append(running - _own_running() - own)
         time.sleep(0.001)
-    return max(1, min(n, n - min(others)))
+    return max(1, min(n, n - max(0, min(others))))
+
+
+def _running_tasks() -> int | None:
+    """Tasks running on the machine now (``/proc/loadavg``'s fourth field), or None where unavailable."""
+    try:
+        with open("/proc/loadavg") as fh:
+            return int(fh.read().split()[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def for_work(flops: float) -> int:

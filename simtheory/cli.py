@@ -370,11 +370,14 @@ def _add_reproduce(sub) -> None:
     )
     r.add_argument(
         "--executor",
-        choices=["local", "dask"],
-        default="local",
-        help="run section 6's validation modules in this process or on a Dask cluster (one cell each)",
+        choices=["processes", "local", "dask"],
+        default="processes",
+        help="section 6's validation modules: in worker processes, one thread each, as many as cores are "
+        "free (default; re-checked between modules), in this process, or on a Dask cluster (one cell each)",
     )
-    r.add_argument("--workers", type=int, help="worker processes of the local Dask cluster (default: cores)")
+    r.add_argument(
+        "--workers", type=int, help="worker processes at most (processes, local Dask cluster; default: cores)"
+    )
     r.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler (tcp://host:8786)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=_cmd_reproduce)
@@ -399,9 +402,15 @@ def _add_sweep(sub) -> None:
         "the file's directory or the current one. A sweep file alone runs only the built-in cells",
     )
     w.add_argument("--out", help="run directory (default runs/sweep-CONFIG_STEM)")
-    w.add_argument("--executor", choices=["local", "dask"], default="local")
+    w.add_argument(
+        "--executor",
+        choices=["local", "processes", "dask"],
+        default="local",
+        help="cells in this process, in worker processes of this machine (as many as cores are free), or on "
+        "Dask",
+    )
     w.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler (tcp://host:8786)")
-    w.add_argument("--workers", type=int, help="worker processes of the local Dask cluster (default: cores)")
+    w.add_argument("--workers", type=int, help="worker processes at most (processes, local Dask cluster)")
     w.add_argument("--threads", type=int, default=1, help="BLAS/torch threads per cell (default 1)")
     w.add_argument("--netcdf", metavar="FILE", help="also write the results as one netCDF file (xarray)")
     w.add_argument("--csv", metavar="FILE", help="also write the results as one tidy CSV (pandas)")

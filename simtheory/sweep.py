@@ -49,7 +49,7 @@ from . import _checks
 from .curves import Curves
 from .files import HOST, atomic_write_bytes, atomic_write_text, provenance
 
-EXECUTORS = ("local", "dask")
+EXECUTORS = ("local", "processes", "dask")
 _MANIFEST = "manifest.json"
 _SCALARS = (bool, int, float, str, type(None))
 
@@ -364,18 +364,20 @@ def _manifest(run_dir: Path, function: str, fixed: dict, cells: list[Cell], axes
 
 def executor_options(executor: str = "local", workers=None, scheduler=None, threads=None) -> dict:
     """:func:`run`'s executor keywords from command-line style options, which may all be given:
-    ``workers`` counts only for a local Dask cluster, ``scheduler`` only with ``executor="dask"``, and
-    ``threads`` per cell defaults to every core in this process and one per Dask worker (for cells that
-    are whole programs: a validation module, a diffusion seed). Torch's reductions round differently on
-    another thread count, so under this default the two executors agree to rounding, not bit for bit."""
+    ``workers`` counts for a local Dask cluster and for ``"processes"`` (at most that many at once),
+    ``scheduler`` only with ``executor="dask"``, and ``threads`` per cell defaults to every core in this
+    process and one per worker process (for cells that are whole programs: a validation module, a diffusion
+    seed). Torch's reductions round differently on another thread count, so under this default the
+    in-process executor agrees with the others to rounding, not bit for bit (the same ``threads`` agree bit
+    for bit)."""
     from ._threads import cores
 
     dask = executor == "dask"
     if threads is None:
-        threads = 1 if dask else cores()
+        threads = cores() if executor == "local" else 1
     return {
         "executor": executor,
-        "workers": workers if dask and scheduler is None else None,
+        "workers": workers if (dask and scheduler is None) or executor == "processes" else None,
         "scheduler": scheduler if dask else None,
         "threads": threads,
     }
@@ -432,6 +434,8 @@ def run(
             mine, busy = _claim_cells(run_dir, pending, skipped, bar)
             if executor == "local":
                 _run_local(job, mine)
+            elif executor == "processes":
+                _run_processes(job, mine, workers)
             elif mine:
                 _run_dask(job, mine, scheduler, workers, client)
             if not busy or not wait:
@@ -527,8 +531,10 @@ def _to_stderr(message: str) -> None:
 
 def _executor(executor: str, scheduler, workers, client) -> tuple[str, int | None]:
     executor = _checks.choice(executor, "executor", EXECUTORS)
-    if executor == "local" and (scheduler is not None or client is not None or workers is not None):
-        raise ValueError("scheduler, workers and client apply to executor='dask' only")
+    if executor != "dask" and (scheduler is not None or client is not None):
+        raise ValueError("scheduler and client apply to executor='dask' only")
+    if executor == "local" and workers is not None:
+        raise ValueError("workers apply to executor='processes' or 'dask' only")
     if scheduler is not None and client is not None:
         raise ValueError("give a scheduler address or a client, not both")
     if workers is not None:
@@ -559,6 +565,42 @@ def _attempt(call, cell: Cell):
         raise RuntimeError(
             f"sweep cell {cell.key} {cell.params} failed: {type(exc).__name__}: {exc}"
         ) from exc
+
+
+def _run_processes(job: _Job, mine: list, workers: int | None) -> None:
+    """The claimed cells in worker processes of this machine, as many at once as cores are free: before each
+    cell starts, the cores other processes are running on are looked up again (:func:`_threads.free_cores`,
+    the workers running here not counted against it), so a sweep that shares the machine shrinks to what is
+    free and grows back. Each cell runs on ``job.threads`` threads; results come back here and are written
+    as they arrive (the same numbers as in this process on as many threads)."""
+    import concurrent.futures as cf
+    import multiprocessing
+
+    from ._threads import cores, free_cores
+
+    if not mine:
+        return
+    most = min(workers or cores(), len(mine))
+    queue, running = list(mine), {}
+    with cf.ProcessPoolExecutor(most, mp_context=multiprocessing.get_context("spawn")) as pool:
+        try:
+            while queue or running:
+                room = min(most, max(1, free_cores(own=len(running)) // job.threads))
+                while queue and len(running) < room:
+                    c, held = queue.pop(0)
+                    kwargs = {**job.fixed, **c.params}
+                    running[pool.submit(_call, job.fn, kwargs, job.threads)] = (c, held)
+                done, _ = cf.wait(running, timeout=2.0, return_when=cf.FIRST_COMPLETED)
+                for fut in done:
+                    c, held = running.pop(fut)
+                    value, seconds = _attempt(fut.result, c)
+                    job.write(c, value, seconds)
+                    held.release()
+        finally:
+            for fut in running:
+                fut.cancel()
+            for _, held in [*running.values(), *queue]:
+                held.release()
 
 
 def _run_dask(job: _Job, mine: list, scheduler, workers, client) -> None:

@@ -40,7 +40,9 @@ class Config:
         False  # section 7: the text-conditioned diffusion model (quick, or CPU full with `full`)
     )
     diffusion_run: Path | None = None  # analyse this existing diffusion run instead of training one
-    executor: str = "local"  # section 6's modules as sweep cells: "local" or "dask" (simtheory.sweep)
+    # section 6's modules as sweep cells (simtheory.sweep): one worker process per free core, one thread each,
+    # re-sized between cells ("processes"), in this process ("local") or on Dask ("dask")
+    executor: str = "processes"
     workers: int | None = None  # worker processes of the local Dask cluster (default: cores)
     scheduler: str | None = None  # an existing Dask scheduler's address instead of a local cluster
     progress: bool = False  # progress bars inside sections (set by reproduce)
@@ -592,7 +594,8 @@ def _section_gd(r: _Report):
         "",
         f"Each claim is checked by a module of `validation/` ({'full' if cfg.full else 'quick'} size; "
         "run one with `python -m validation.NAME [--full]`, all of them with `python -m validation.suite`, "
-        "on a Dask cluster with `--executor dask`). Predictions use the training set's exact second "
+        "on a Dask cluster with `--executor dask`; one worker process per free core by default). "
+        "Predictions use the training set's exact second "
         "moment A_n where the theory allows it.",
         "",
     )

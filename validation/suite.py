@@ -40,7 +40,7 @@ def run_all(
     *,
     run_dir=None,
     names=MODULES,
-    executor: str = "local",
+    executor: str = "processes",
     workers: int | None = None,
     scheduler: str | None = None,
     threads: int | None = None,
@@ -49,10 +49,11 @@ def run_all(
     """The reports of ``names`` (default all), computed as the cells of a sweep in ``run_dir`` (default
     ``out/validation-cells``, or ``runs/validation-quick|full`` without ``out``).
 
-    ``threads`` per module: default every core in this process (the modules' batched runs use them: one
-    thread makes the full versions 2-3 times slower on 2 cores), one per worker on Dask, where the workers
-    share the cores (:func:`simtheory.sweep.executor_options`); the two executors agree on every verdict but
-    not bit for bit."""
+    ``executor``: ``"processes"`` (default) runs the modules in worker processes of this machine with one
+    thread each, as many at once as cores are free (re-checked before each module: a machine someone else
+    is using gets fewer workers, never more threads than free cores); ``"local"`` in this process on
+    ``threads`` (default every core); ``"dask"`` one per worker. A module gives the same numbers in a worker
+    process as in this process on one thread (:func:`simtheory.sweep.executor_options`)."""
     if run_dir is None:
         run_dir = (
             Path(out) / "validation-cells"
@@ -61,9 +62,7 @@ def run_all(
         )
     from simtheory.simulate import progress_bars
 
-    with progress_bars(
-        progress and executor == "local"
-    ):  # in this process: a bar per GD run inside each module
+    with progress_bars(progress and executor == "local"):  # in this process: a bar per GD run in each module
         result = sweep.run(
             module_cell,
             [{"name": n} for n in names],
@@ -81,10 +80,12 @@ def main(argv=None) -> int:
     p.add_argument("--out", help="directory for figures and the reports' JSON")
     p.add_argument("--run-dir", help="the sweep's run directory (default OUT/validation-cells)")
     p.add_argument("--only", nargs="+", choices=MODULES, help="a subset of the modules")
-    p.add_argument("--executor", choices=sweep.EXECUTORS, default="local")
-    p.add_argument("--workers", type=int, help="worker processes of the local Dask cluster")
+    p.add_argument("--executor", choices=sweep.EXECUTORS, default="processes")
+    p.add_argument("--workers", type=int, help="worker processes at most (processes, local Dask cluster)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler")
-    p.add_argument("--threads", type=int, help="threads per module (default: all cores locally, 1 on Dask)")
+    p.add_argument(
+        "--threads", type=int, help="threads per module (default: 1 per worker, all cores locally)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     try:
