@@ -22,6 +22,7 @@ import numpy as np
 
 from .task import SIMTask
 
+#: the short words a caption uses for a model (its registry entry's ``description`` is the long form)
 _MODEL_WORDS = {
     "symmetric": "symmetric model U U^T",
     "linear": "one-layer linear model",

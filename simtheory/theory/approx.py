@@ -90,15 +90,11 @@ def symmetric_approx(
     * ``form="first-order"``: the diagonal logistics and every minor entry from its linearised equation
       (the cross-talk between minor entries neglected).
 
-    Validity (measured by ``simtheory reproduce``, section 5): all three are exact for commuting W0 and in
-    the linear phase. On random small inits (s = 2-4, d = 3-8, init scale < 0.1) the shape of the OOD loss
-    (monotone or not) agrees with the numerical flow's in 97.6-100% (composite), 85-97% (Riccati) and
-    78-100% (first order) of an init family's settings; where both are non-monotone the composite's bump
-    height is within 20% of the flow's in 79-100% of settings per family (median error 0-2%), the other
-    two forms' in 9-89% (they underestimate it). As the init scale shrinks from 0.1 to 1e-4 the largest
-    entry-wise error over the trajectory falls as scale^1.2 for the composite (5e-3 to 1e-6 for
-    a = (0.095, 1.25)) and scale^1.0 for Riccati (2e-2 to 2e-5); where two rates are close (0.85, 0.98) both
-    converge slowly (composite 5e-3 to 3e-4); the first-order error stays ~2.5e-2.
+    Validity: all three are exact for commuting W0 and in the linear phase. How often each gets the shape of
+    the OOD loss (monotone or not) and the bump height of the numerical flow on random small inits, and how
+    its error shrinks with the init scale, is measured by ``simtheory reproduce`` (section 5; the numbers in
+    ``docs/results.md``): the composite form is the one to use, the Riccati form underestimates bumps, the
+    first-order form does not converge.
     :func:`simtheory.swingby.predict_swingby` with ``criterion="approx"`` classifies the composite form.
     ``method`` is the old name of ``form`` (deprecated).
     """
