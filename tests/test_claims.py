@@ -69,3 +69,25 @@ def test_reversed_rates_swaps_the_concept_axes_only():
     np.testing.assert_array_equal(np.diag(R), [3.0, 2.0, 1.0, 0.5])
     assert R[2, 1] == R[1, 2] == 0.1 and R[0, 1] == 0.0
     np.testing.assert_array_equal(reversed_rates(R, 3), A)  # an involution
+
+
+def test_verdict_and_failed_read_as_they_say():
+    from simtheory.claims import verdict
+
+    assert (verdict(None), verdict(True), verdict(False)) == ("inconclusive", "pass", "fail")
+    c = Claim("x", "1", ">= 0", "fail")
+    assert c.failed and not Claim("x", "1", ">= 0", "pass").failed
+    assert not Claim("x", "1", ">= 0", "inconclusive").failed and not Claim("x", "1", "", "reported").failed
+
+
+def test_a_report_passes_on_a_pass_and_no_failure_never_on_reported_numbers_alone():
+    from validation._report import Report
+
+    def report(*verdicts):
+        r = Report("r", "claim")
+        r.claims.extend(Claim(f"c{k}", "1", "", v) for k, v in enumerate(verdicts))
+        return r.passed
+
+    assert report("pass") and report("pass", "reported") and report("pass", "inconclusive")
+    assert not report("reported") and not report("inconclusive") and not report()
+    assert not report("pass", "fail") and not report("reported", "fail")

@@ -208,3 +208,36 @@ def test_sim_fit_recovers_the_rate_ratio_of_a_sim_trajectory():
     fit = analysis.sim_fit(steps, C)
     assert fit["rms"] < 1e-8
     assert fit["a"][0] / fit["a"][1] == pytest.approx(3.0, rel=1e-6)  # noise-free data: the exact ratio
+
+
+def test_the_seed_mean_curves_smooth_each_members_trajectory_along_the_checkpoints():
+    """An independent computation from the raw records: per gated member, the OOD prompt's mean probe output
+    per checkpoint, Gaussian-smoothed (sigma 2) along the checkpoints, then the mean over members."""
+    from scipy.ndimage import gaussian_filter1d
+
+    rec = synthetic.synthetic_records(sweep_like(), synthetic.PARK, seed=11)
+    res = analysis.analyse(rec, fit=False)
+    for e in res.deltas:
+        ks = [k for k, m in enumerate(res.members) if m.delta == e.delta and m.competent] or [
+            k for k, m in enumerate(res.members) if m.delta == e.delta
+        ]
+        raw = rec.probs[:, ks, -1].mean(axis=2)  # (C, members, s)
+        want = gaussian_filter1d(raw.astype(np.float64), 2.0, axis=0, mode="nearest", truncate=4.0).mean(
+            axis=1
+        )
+        np.testing.assert_allclose(np.array(e.curves["C"]), want, rtol=1e-12, atol=1e-12)
+        mse = np.mean(
+            (gaussian_filter1d(raw.astype(np.float64), 2.0, axis=0, mode="nearest") - 1) ** 2, axis=2
+        )
+        np.testing.assert_allclose(np.array(e.curves["mse"]), mse.mean(axis=1), rtol=1e-12, atol=1e-12)
+
+
+def test_the_slowdown_window_runs_from_the_last_hump_to_twice_the_floor():
+    steps = np.arange(0, 2600, 100.0)  # the cut (5% of 2500) falls at checkpoint 2
+    mid = (steps[1:] + steps[:-1]) / 2
+    v = np.array([9.0, 1, 5, 2, 1, 3, 2.5, 1.2, 0.6, 0.3, 0.15, 0.08, 0.04, 0.02] + [0.01] * 11)
+    dec = analysis._decay(steps, np.zeros_like(steps), mid, v, floor=0.02)
+    # humps after the cut: 5 (index 2) and 3 (index 5, >= half of 5); the last one starts the window; it
+    # ends before the first speed below 2 x 0.02 = 0.04 (index 13: 0.04 itself is not below it)
+    assert (dec.start_step, dec.end_step, dec.n_points) == (mid[5], mid[12], 8)
+    assert dec.rate_per_1k > 0

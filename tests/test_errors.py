@@ -240,6 +240,15 @@ def test_inconsistent_contents_are_refused(saved):
         Curves.load(npz)
 
 
+def test_a_derived_array_of_the_right_rank_but_the_wrong_shape_is_refused(tmp_path):
+    c = sim.predict(TASK, W0, np.linspace(0, 1, 11))
+    npz, side = c.to_npz(tmp_path / "c.npz")
+    bad = np.asarray(c.composition_outputs)[:, :3]  # (T, 3, d): the rank of (T, 2^s, d), not its shape
+    _rewrite(npz, side, composition_outputs=bad)
+    with pytest.raises(ValueError, match=r"composition_outputs must have shape \(11, 4, 2\)"):
+        Curves.load(npz)
+
+
 def test_flow_limit_names_bad_members():
     from simtheory.simulate import Init, Model, flow_limit, train
 

@@ -1,0 +1,48 @@
+"""simtheory._checks at its boundaries: open and closed ends, ranges in the messages."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from simtheory import _checks
+
+
+@pytest.mark.parametrize(
+    "kwargs, ok, bad",
+    [
+        (dict(low=0.0), [0.0, 1.0], [-1e-300]),
+        (dict(low=0.0, low_open=True), [1e-300], [0.0, -1.0]),
+        (dict(high=1.0), [1.0, 0.5], [1.0 + 1e-15]),
+        (dict(high=1.0, high_open=True), [1.0 - 1e-15], [1.0]),
+        (dict(low=0.0, high=1.0, low_open=True, high_open=True), [0.5], [0.0, 1.0]),
+    ],
+)
+def test_real_number_takes_a_closed_end_and_refuses_an_open_one(kwargs, ok, bad):
+    for x in ok:
+        assert _checks.real_number(x, "x", **kwargs) == x
+    for x in bad:
+        with pytest.raises(ValueError, match="x must be a finite number"):
+            _checks.real_number(x, "x", **kwargs)
+
+
+def test_the_message_writes_the_interval_as_it_is():
+    with pytest.raises(ValueError, match=r"in \(0, 1\]"):
+        _checks.real_number(0.0, "x", low=0.0, high=1.0, low_open=True)
+    with pytest.raises(ValueError, match=r"in \[0, 1\)"):
+        _checks.real_number(1.0, "x", low=0.0, high=1.0, high_open=True)
+    with pytest.raises(ValueError, match=r"x must be a finite number >= 2"):
+        _checks.real_number(1.0, "x", low=2.0)
+    for bad in (np.nan, np.inf, True, "1", [1.0]):
+        with pytest.raises(ValueError, match="x must be"):
+            _checks.real_number(bad, "x")
+    assert _checks.real_number(np.array(2.5), "x") == 2.5  # a 0-d array is a number
+
+
+def test_positive_int_bounds():
+    assert _checks.positive_int(1, "n") == 1 and _checks.positive_int(0, "n", minimum=0) == 0
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="n"):
+            _checks.positive_int(bad, "n")
+    with pytest.raises(ValueError, match="n"):
+        _checks.positive_int(11, "n", maximum=10)
