@@ -1,7 +1,7 @@
 """A generated mutation pass over the core modules, with cosmic-ray's operators: how many realistic one-node
 mistakes the fast tests of each module kill.
 
-    python .ci/mutation_score.py [--per-module 40] [--seed 0] [--modules theory measures ...] [--out FILE]
+    python .ci/mutation_score.py [--per-module 40] [--seed 0] [--jobs 2] [--modules theory ...] [--out FILE]
 
 For every module below, cosmic-ray enumerates every mutation its operators can make (a changed arithmetic or
 comparison operator, a number, a boolean, an ``and``/``or``, a removed decorator, a zero-iteration loop,
@@ -95,24 +95,42 @@ def run_tests(clone: Path, tests: list[str], timeout: float) -> str:
     return "survived" if res.returncode == 0 else "killed"
 
 
-def score(name: str, paths, tests, n: int, seed: int, clone: Path, timeout: float) -> dict:
+_CLONE: list[Path] = []  # this worker process's clone (set by _init)
+
+
+def _init(clones, counter) -> None:
+    with counter.get_lock():
+        _CLONE.append(clones[counter.value])
+        counter.value += 1
+
+
+def _one(args) -> dict:
+    """Apply one mutation in this worker's clone, run the tests, restore the file."""
+    import cosmic_ray.plugins as plugins
     from cosmic_ray.mutating import use_mutation
 
+    rel, op_name, occurrence, line, tests, timeout = args
+    clone, start = _CLONE[0], time.perf_counter()
+    op = plugins.get_operator(op_name)()
+    with use_mutation(clone / rel, op, occurrence) as (before, after):
+        if after is None:
+            return {}
+        outcome = run_tests(clone, tests, timeout)
+        diff = _diff(before, after, rel)
+    seconds = round(time.perf_counter() - start, 1)
+    return {"module": rel, "operator": op_name, "occurrence": occurrence, "line": line, "outcome": outcome,
+            "seconds": seconds, "diff": diff if outcome == "survived" else ""}  # fmt: skip
+
+
+def score(name: str, paths, tests, n: int, seed: int, pool, clone: Path, timeout: float) -> dict:
     every = mutations(paths, clone)
     sample = random.Random(f"{seed}:{name}").sample(every, min(n, len(every)))
+    jobs = [(rel, op_name, occurrence, line, tests, timeout) for rel, op_name, _, occurrence, line in sample]
     results = []
-    for rel, op_name, op, occurrence, line in sample:
-        start = time.perf_counter()
-        with use_mutation(clone / rel, op, occurrence) as (before, after):
-            if after is None:
-                continue
-            outcome = run_tests(clone, tests, timeout)
-            diff = _diff(before, after, rel)
-        results.append(
-            {"module": rel, "operator": op_name, "occurrence": occurrence, "line": line, "outcome": outcome,
-             "seconds": round(time.perf_counter() - start, 1), "diff": diff if outcome == "survived" else ""}
-        )  # fmt: skip
-        print(f"  {name}: {op_name} at {rel}:{line} -> {outcome}", flush=True)
+    for r in pool.imap(_one, jobs):
+        if r:
+            results.append(r)
+            print(f"  {name}: {r['operator']} at {r['module']}:{r['line']} -> {r['outcome']}", flush=True)
     killed = sum(r["outcome"].startswith("killed") for r in results)
     lo, hi = wilson(killed, len(results))
     rate = killed / max(len(results), 1)
@@ -134,24 +152,31 @@ def main(argv=None) -> int:
     p.add_argument("--modules", nargs="+", choices=sorted(MODULES), default=sorted(MODULES))
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per mutant's test run")
     p.add_argument("--out", default=str(ROOT / ".ci" / "mutation_results.json"))
+    p.add_argument("--jobs", type=int, default=1, help="mutants tested at once, each in a clone of its own")
     a = p.parse_args(argv)
     commit = subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
     report = {"commit": commit, "date": time.strftime("%Y-%m-%d"), "seed": a.seed, "per_module": a.per_module,
               "modules": {}}  # fmt: skip
+    import multiprocessing
+
     with tempfile.TemporaryDirectory(prefix="simtheory-mutation-") as tmp:
-        clone = Path(tmp) / "repo"
-        subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
-        for name in a.modules:
-            paths, tests = MODULES[name]
-            print(f"{name}: {', '.join(paths)} against {', '.join(tests)}", flush=True)
-            report["modules"][name] = score(name, paths, tests, a.per_module, a.seed, clone, a.timeout)
-            m = report["modules"][name]
-            ci = f"{m['ci95'][0]:.0%}-{m['ci95'][1]:.0%}"
-            print(f"{name}: killed {m['killed']}/{m['sampled']} ({m['kill_rate']:.0%}, 95% CI {ci}) "
-                  f"of {m['mutants']} mutants", flush=True)  # fmt: skip
-            Path(a.out).write_text(json.dumps(report, indent=2))
+        clones = [Path(tmp) / f"repo{k}" for k in range(a.jobs)]
+        for clone in clones:
+            subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+        ctx = multiprocessing.get_context("spawn")
+        counter = ctx.Value("i", 0)
+        with ctx.Pool(a.jobs, initializer=_init, initargs=(clones, counter)) as pool:
+            for name in a.modules:
+                paths, tests = MODULES[name]
+                print(f"{name}: {', '.join(paths)} against {', '.join(tests)}", flush=True)
+                m = score(name, paths, tests, a.per_module, a.seed, pool, clones[0], a.timeout)
+                report["modules"][name] = m
+                ci = f"{m['ci95'][0]:.0%}-{m['ci95'][1]:.0%}"
+                print(f"{name}: killed {m['killed']}/{m['sampled']} ({m['kill_rate']:.0%}, 95% CI {ci}) "
+                      f"of {m['mutants']} mutants", flush=True)  # fmt: skip
+                Path(a.out).write_text(json.dumps(report, indent=2))
     return 0
 
 
