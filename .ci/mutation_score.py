@@ -43,7 +43,7 @@ MODULES = {
     "measures": (["simtheory/measures.py"], ["tests/test_measures.py", "tests/test_swingby.py"]),
     "claims": (["simtheory/claims.py"], ["tests/test_claims.py"]),
     "curves": (["simtheory/curves.py"], ["tests/test_curves.py", "tests/test_errors.py"]),
-    "_checks": (["simtheory/_checks.py"], ["tests/test_checks.py", "tests/test_errors.py", "tests/test_task.py"]),
+    "_checks": (["simtheory/_checks.py"], ["tests/test_checks.py", "tests/test_errors.py", "tests/test_task.py"]),  # noqa: E501
     "_threads": (["simtheory/_threads.py"], ["tests/test_threads.py", "tests/test_simulate.py"]),
     "sweep": (["simtheory/sweep.py"], ["tests/test_sweep.py", "tests/test_concurrency.py"]),
     "simulate": (["simtheory/simulate.py"], ["tests/test_simulate.py"]),

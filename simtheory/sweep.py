@@ -432,12 +432,7 @@ def run(
     try:
         while pending:
             mine, busy = _claim_cells(run_dir, pending, skipped, bar)
-            if executor == "local":
-                _run_local(job, mine)
-            elif executor == "processes":
-                _run_processes(job, mine, workers)
-            elif mine:
-                _run_dask(job, mine, scheduler, workers, client)
+            _execute(executor, job, mine, scheduler, workers, client)
             if not busy or not wait:
                 break
             pending = _wait_for(run_dir, busy, notify or _to_stderr)
@@ -540,6 +535,15 @@ def _executor(executor: str, scheduler, workers, client) -> tuple[str, int | Non
     if workers is not None:
         workers = _checks.positive_int(workers, "workers", maximum=4096)
     return executor, workers
+
+
+def _execute(executor: str, job: "_Job", mine: list, scheduler, workers, client) -> None:
+    if executor == "local":
+        _run_local(job, mine)
+    elif executor == "processes":
+        _run_processes(job, mine, workers)
+    elif mine:
+        _run_dask(job, mine, scheduler, workers, client)
 
 
 def _run_local(job: _Job, mine: list) -> None:

@@ -84,6 +84,22 @@ def _unpack(x):
     return np.asarray(x), None
 
 
+def _broadcast_desired(a: np.ndarray, d: np.ndarray, err_msg: str) -> np.ndarray:
+    """``desired`` over the leading (ensemble) axes of ``actual``, or an error saying how to compare."""
+    if a.shape == d.shape:
+        return d
+    try:
+        shape = np.broadcast_shapes(a.shape, d.shape)
+    except ValueError:
+        shape = None
+    if shape is None or shape != a.shape:
+        raise AssertionError(
+            f"shapes differ: actual {a.shape} vs desired {d.shape}; a desired curve broadcasts over the "
+            f"leading (ensemble) axes of actual, else select one member (curves.select(k)). {err_msg}"
+        )
+    return np.broadcast_to(d, shape)
+
+
 def assert_curves_close(
     actual, desired, rtol: float | None = None, atol: float | None = None, err_msg: str = ""
 ):
@@ -97,17 +113,7 @@ def assert_curves_close(
     """
     a, ta = _unpack(actual)
     d, td = _unpack(desired)
-    if a.shape != d.shape:
-        try:  # one prediction against every member of an ensemble (leading axes broadcast)
-            shape = np.broadcast_shapes(a.shape, d.shape)
-        except ValueError:
-            shape = None
-        if shape is None or shape != a.shape:
-            raise AssertionError(
-                f"shapes differ: actual {a.shape} vs desired {d.shape}; a desired curve broadcasts over the "
-                f"leading (ensemble) axes of actual, else select one member (curves.select(k)). {err_msg}"
-            )
-        d = np.broadcast_to(d, shape)
+    d = _broadcast_desired(a, d, err_msg)
     floats = [x for x in (a.dtype, d.dtype) if x.kind == "f"] or [np.dtype(np.float64)]
     least_precise = max(floats, key=lambda x: np.finfo(x).eps)
     default = TOLERANCES.get(least_precise, TOLERANCES[np.dtype(np.float64)])

@@ -131,7 +131,7 @@ def vector_config(**changes):
 
 
 @sweep.cell(torch=True)
-def seed_cell(config: dict, root: str, seed: int) -> sweep.Record:
+def seed_cell(config: dict, root: str, seed: int, budget_s: float | None = None) -> sweep.Record:
     """One cell of :func:`train_sweep`: seed ``seed``'s ensemble over the deltas, trained (or resumed from
     its checkpoint) in ``root/seed<k>``."""
     import shutil
@@ -144,7 +144,7 @@ def seed_cell(config: dict, root: str, seed: int) -> sweep.Record:
         if siblings:
             d.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(siblings[0], d / "probe.pt")
-    train(replace(cfg, seeds=(seed,)), d, progress=sys.stderr.isatty())
+    train(replace(cfg, seeds=(seed,)), d, progress=sys.stderr.isatty(), budget_s=budget_s)
     return sweep.Record({"run_dir": str(d), "seed": seed})
 
 
@@ -153,6 +153,7 @@ def train_sweep(
     root,
     *,
     seeds=None,
+    budget_s: float | None = None,
     progress: bool = False,
     executor: str = "local",
     workers: int | None = None,
@@ -174,7 +175,7 @@ def train_sweep(
         seed_cell,
         sweep.grid(seed=list(config.seeds if seeds is None else _subset(seeds, config.seeds))),
         root,
-        fixed={"config": config.to_dict(), "root": str(root)},
+        fixed={"config": config.to_dict(), "root": str(root), **({"budget_s": budget_s} if budget_s else {})},
         progress=progress,
         **sweep.executor_options(executor, workers, scheduler, threads),
     )
@@ -260,7 +261,9 @@ def report_run(rec, r: Report, out=None, *, fit: bool = True, title: str = ""):
     return result
 
 
-def _train_or_resume(cfg, run_dir, out, config, executor, workers, scheduler, seeds=None, threads=None):
+def _train_or_resume(
+    cfg, run_dir, out, config, executor, workers, scheduler, seeds=None, threads=None, budget_s=None
+):
     """Train (or resume) the run(s) of ``cfg`` and return their directories; a list of finished run
     directories is returned as it is (nothing trained)."""
     if isinstance(run_dir, (list, tuple)) and len(run_dir) == 1:
@@ -282,18 +285,20 @@ def _train_or_resume(cfg, run_dir, out, config, executor, workers, scheduler, se
     run_dir = Path(run_dir)
     if config is None and (run_dir / "config.json").exists():
         cfg = config_of(run_dir)  # an existing run is resumed (or just analysed) as it was configured
-    if len(cfg.seeds) > 1 and not (run_dir / "config.json").exists():
+    on_gpu = str(cfg.device).startswith("cuda")  # one ensemble of every member: the GPU is launch-bound
+    if len(cfg.seeds) > 1 and not on_gpu and not (run_dir / "config.json").exists():
         return train_sweep(
             cfg,
             run_dir,
             seeds=seeds,
+            budget_s=budget_s,
             progress=sys.stderr.isatty(),
             executor=executor,
             workers=workers,
             scheduler=scheduler,
             threads=threads,
         )
-    train(cfg, run_dir, progress=sys.stderr.isatty())
+    train(cfg, run_dir, progress=sys.stderr.isatty(), budget_s=budget_s)
     return [run_dir]
 
 
@@ -384,6 +389,7 @@ def run(
     scheduler: str | None = None,
     seeds=None,
     threads: int | None = None,
+    budget_s: float | None = None,
 ) -> Report:
     """Diffusion model in concept space: pipeline, composition, and the claims.
 
@@ -398,7 +404,7 @@ def run(
         "its OOD concept-space trajectory swings by and decelerates exponentially",
     )
     cfg = config if config is not None else quick_config() if quick else full_config()
-    dirs = _train_or_resume(cfg, run_dir, out, config, executor, workers, scheduler, seeds, threads)
+    dirs = _train_or_resume(cfg, run_dir, out, config, executor, workers, scheduler, seeds, threads, budget_s)
     rec = analysis.merge(analysis.load(d) for d in dirs)
     title = (
         f"{rec.config.prompt} prompt, {rec.config.resolution}x{rec.config.resolution}, {rec.steps[-1]} steps"
@@ -472,6 +478,7 @@ def cli(argv=None) -> int:
                 scheduler=a.scheduler,
                 seeds=a.seeds,
                 threads=a.threads,
+                budget_s=a.budget_s,
             ),
             ["--out", a.out] * bool(a.out) + ["--full"] * a.full,
         )
@@ -516,6 +523,12 @@ def _parser():
         help="with --sweep: train only these seeds (one process per seed: run several, each --threads 1)",
     )
     p.add_argument("--threads", type=int, help="torch/BLAS threads per seed (default: all cores in-process)")
+    p.add_argument(
+        "--budget-s",
+        type=float,
+        help="stop training after the first checkpoint past this many seconds (a rerun resumes): a GPU "
+        "session",
+    )
     p.add_argument(
         "--power",
         action="store_true",

@@ -558,9 +558,12 @@ class Run:
             return None
         return {k: v / (1 - d**step) for k, v in ema.items()}
 
-    def train(self, *, stop_at: int | None = None, progress: bool = True) -> Path:
+    def train(
+        self, *, stop_at: int | None = None, budget_s: float | None = None, progress: bool = True
+    ) -> Path:
         """Train (or resume) to ``config.steps``; ``stop_at`` ends early after the first checkpoint at
-        or past that step (as if the process were killed there). Returns the run directory.
+        or past that step (as if the process were killed there), ``budget_s`` after the first checkpoint
+        past that many seconds of this call (a later call resumes). Returns the run directory.
 
         The run directory is claimed while it trains (:func:`simtheory.files.claim`): a second process on
         it is refused with the first one's PID and host (the claim dies with its process, so a killed run
@@ -573,13 +576,14 @@ class Run:
                 f"{self.dir} is being trained by {held.holder()}; wait for it or use another directory"
             )
         try:
-            return self._train(stop_at, progress)
+            return self._train(stop_at, progress, budget_s)
         finally:
             held.release()
 
-    def _train(self, stop_at: int | None, progress: bool) -> Path:
+    def _train(self, stop_at: int | None, progress: bool, budget_s: float | None = None) -> Path:
         from tqdm.auto import tqdm
 
+        call_start = time.perf_counter()
         c = self.config
         probe = self.probe().require()
         images, tokens = self.data()
@@ -623,7 +627,8 @@ class Run:
             records["wall_s"].append(np.float64(time.perf_counter() - t_start))
             loss_sum, n_loss, last_ckpt = torch.zeros(K, device=c.device), 0, step
             self._save(ens, ema, opt, streams, step, records)
-            if stop_at is not None and step >= stop_at:
+            out_of_time = budget_s is not None and time.perf_counter() - call_start >= budget_s
+            if (stop_at is not None and step >= stop_at) or out_of_time:
                 break
         bar.close()
         return self.dir
