@@ -46,3 +46,41 @@ def test_positive_int_bounds():
             _checks.positive_int(bad, "n")
     with pytest.raises(ValueError, match="n"):
         _checks.positive_int(11, "n", maximum=10)
+
+
+def test_long_values_are_shortened_to_80_characters_in_messages():
+    with pytest.raises(ValueError) as err:
+        _checks.real_number("x" * 200, "v")
+    shown = str(err.value).split("got ")[-1]
+    assert len(shown) == 80 and shown.endswith("...")
+    with pytest.raises(ValueError) as err:
+        _checks.real_number("y" * 10, "v")
+    assert str(err.value).endswith("got 'yyyyyyyyyy'")
+
+
+def test_entries_are_bounded_at_1e8_by_default():
+    ok = np.array([1e8, -1e8])
+    assert _checks.bounded(ok, "W0") is ok
+    with pytest.raises(
+        ValueError, match=r"W0 must have entries of magnitude <= 1e\+08, got max \|W0\| = 1e\+08"
+    ):
+        _checks.bounded(np.array([1.000001e8]), "W0")
+    assert _checks.bounded(np.array([5.0]), "W0", limit=5.0)[0] == 5.0
+
+
+def test_allocations_past_the_limit_are_refused_with_their_size():
+    _checks.allocation(_checks.MAX_VALUES, "x")  # at the limit: allowed
+    n = _checks.MAX_VALUES + 1
+    with pytest.raises(ValueError) as err:
+        _checks.allocation(n, "the result")
+    gib, limit = n * 8 / 2**30, _checks.MAX_VALUES * 8 / 2**30
+    assert f"the result would hold {n:,} values ({gib:.1f} GiB), more than the {limit:.0f} GiB" in str(
+        err.value
+    )
+
+
+def test_seeds_are_below_2_to_the_32():
+    assert _checks.seed_value(2**32 - 1) == 2**32 - 1 and _checks.seed_value(0) == 0
+    for bad in (2**32, -1, 1.0, True):
+        with pytest.raises(ValueError, match="seed"):
+            _checks.seed_value(bad)
