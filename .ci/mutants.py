@@ -43,9 +43,9 @@ MUTANTS = (
     Mutant(
         "turning-point-at-detection",
         "a turning point reported when it is detected, not at the extremum",
-        "simtheory/swingby.py",
+        "simtheory/measures.py",
         (("float(t[i_min])", "float(t[k])"), ("float(t[i_max])", "float(t[k])")),
-        ("tests/test_swingby.py",),
+        ("tests/test_swingby.py", "tests/test_measures.py"),
     ),
     Mutant(
         "factor-field-sign",
@@ -95,7 +95,7 @@ MUTANTS = (
     Mutant(
         "gradient-flow-time",
         "the gradient-flow convention at the paper's speed (kappa = 1 instead of 2)",
-        "simtheory/theory.py",
+        "simtheory/theory/_base.py",
         (('"gradient-flow": (2.0, False)', '"gradient-flow": (1.0, False)'),),
         ("tests/test_theory.py",),
     ),
@@ -121,7 +121,7 @@ MUTANTS = (
     Mutant(
         "gd-off-by-one-step",
         "exact discrete GD one step ahead",
-        "simtheory/theory.py",
+        "simtheory/theory/linear.py",
         (("k=steps_arr[None, :, None], w0=0.0", "k=steps_arr[None, :, None] + 1, w0=0.0"),),
         ("tests/test_theory.py",),
     ),
@@ -188,6 +188,27 @@ MUTANTS = (
             ),
         ),
         ("tests/test_claims.py",),
+    ),
+    Mutant(
+        "swing-rise-over-global-minimum",
+        "a diffusion swing-by read as the rise above the curve's overall minimum, not its running minimum",
+        "simtheory/diffusion/analysis.py",
+        (("int(np.argmin(m[: i + 1]))", "int(np.argmin(m))"),),
+        ("tests/test_diffusion_analysis.py",),
+    ),
+    Mutant(
+        "competence-gate-open",
+        "every diffusion member admitted, competent at the end of its run or not",
+        "simtheory/diffusion/analysis.py",
+        (("bool(step <= GATE * steps[-1]),", "True,"),),
+        ("tests/test_diffusion_analysis.py",),
+    ),
+    Mutant(
+        "power-law-fit-on-linear-time",
+        "the power-law alternative fitted against time instead of log time (the same fit as the exponential)",
+        "simtheory/diffusion/analysis.py",
+        (("log_linear_fit(mid[window], v[window], log_x=True)", "log_linear_fit(mid[window], v[window])"),),
+        ("tests/test_diffusion_analysis.py",),
     ),
     Mutant(
         "claim-ignores-alternatives",

@@ -84,3 +84,36 @@ def test_seeds_are_below_2_to_the_32():
     for bad in (2**32, -1, 1.0, True):
         with pytest.raises(ValueError, match="seed"):
             _checks.seed_value(bad)
+
+
+def test_symmetry_is_checked_relative_to_the_largest_entry_and_tolerance_is_inclusive():
+    with pytest.raises(ValueError, match=r"A must be symmetric, max \|A - A\^T\| = 0.001"):
+        _checks.symmetric(np.array([[0.0, 1e-3], [0.0, 0.0]]), "A")
+    at_tolerance = np.array([[0.0, 1e-8], [0.0, 0.0]])  # |A - A^T| = rtol * 1 exactly: accepted
+    np.testing.assert_array_equal(_checks.symmetric(at_tolerance, "A"), [[0.0, 5e-9], [5e-9, 0.0]])
+    big = np.array([[1e6, 1e-3], [0.0, 1.0]])  # 1e-3 <= 1e-8 * 1e6: symmetric at that scale
+    assert _checks.symmetric(big, "A")[1, 0] == 5e-4
+    assert _checks.symmetric(np.zeros((0, 0)), "A").shape == (0, 0)
+
+
+def test_devices_that_this_machine_lacks_are_refused(monkeypatch):
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    for dev in ("cuda", "cuda:0"):
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            _checks.torch_device(dev)
+    with pytest.raises(ValueError, match="MPS is not available"):
+        _checks.torch_device("mps")
+    assert _checks.torch_device("cuda:3", here=False) == "cuda:3"
+    assert _checks.torch_device(torch.device("cpu")) == "cpu"
+
+
+def test_cuda_indices_are_checked_against_the_devices_present(monkeypatch):
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert [_checks.torch_device(d) for d in ("cuda", "cuda:0", "mps")] == ["cuda", "cuda:0", "mps"]
+    with pytest.raises(ValueError, match=r"'cuda:1': only 1 CUDA device\(s\) here"):
+        _checks.torch_device("cuda:1")
