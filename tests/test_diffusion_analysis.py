@@ -241,3 +241,21 @@ def test_the_slowdown_window_runs_from_the_last_hump_to_twice_the_floor():
     # ends before the first speed below 2 x 0.02 = 0.04 (index 13: 0.04 itself is not below it)
     assert (dec.start_step, dec.end_step, dec.n_points) == (mid[5], mid[12], 8)
     assert dec.rate_per_1k > 0
+
+
+def test_a_sweep_report_puts_each_claims_power_beside_its_verdict(tmp_path):
+    from validation._report import Report
+    from validation.diffusion import _check_sweep
+
+    rec = synthetic.synthetic_records(sweep_like(), synthetic.PARK, seed=11)
+    result = analysis.analyse(rec, fit=False)
+    r = Report("diffusion", "test")
+    _check_sweep(r, rec, result, power_reps=2, out=tmp_path)
+    rows = r.metrics["power"]
+    assert [p["null"] for p in rows][-1] == "power-law tail" and len(rows) == 6
+    assert {p["claim"] for p in rows} <= set(claims_by_prefix(result)) and all(p["reps"] == 2 for p in rows)
+    assert "power at this setting (2 synthetic sweeps per effect" in " ".join(r.notes)
+    assert "| (ii) swing-by |" in (tmp_path / "diffusion_power.md").read_text()
+    r2 = Report("diffusion", "test")
+    _check_sweep(r2, rec, result)  # power_reps 0: no power column
+    assert "power" not in r2.metrics

@@ -58,6 +58,17 @@ class Power:
     false_positive_ci: tuple
     reps: int
 
+    def to_dict(self) -> dict:
+        return {
+            "claim": self.claim,
+            "null": self.null,
+            "power": self.power,
+            "power_ci": list(self.power_ci),
+            "false_positive": self.false_positive,
+            "false_positive_ci": list(self.false_positive_ci),
+            "reps": self.reps,
+        }
+
     @property
     def adequate(self) -> bool:
         """Power >= 80% at <= 5% false positives (point estimates)."""
