@@ -1,6 +1,7 @@
 """A generated mutation pass over the core modules, with cosmic-ray's operators: how many realistic one-node
 mistakes the fast tests of each module kill.
 
+    pip install -e ".[mutation]"   # cosmic-ray
     python .ci/mutation_score.py [--per-module 40] [--seed 0] [--jobs 2] [--modules theory ...] [--out FILE]
 
 For every module below, cosmic-ray enumerates every mutation its operators can make (a changed arithmetic or
