@@ -72,3 +72,91 @@ def test_cores_is_the_affinity():
     import os
 
     assert _threads.cores() == len(os.sched_getaffinity(0)) >= 1
+
+
+def test_never_more_threads_than_free_cores_even_when_one_is_free(monkeypatch):
+    monkeypatch.setattr(_threads, "free_cores", lambda own=0: 1)
+    assert _threads.for_work(1e12) == 1 and _threads.for_work(_threads.PARALLEL_FLOPS) == 1
+
+
+def test_a_process_seen_in_one_look_only_does_not_take_a_core(monkeypatch):
+    """free_cores takes the least of three looks at the run queue: a short-lived process seen in two of them
+    is not counted; a fourth look is never taken."""
+    monkeypatch.setattr(_threads, "cores", lambda: 4)
+    monkeypatch.setattr(_threads, "_own_running", lambda: 1)
+    looks = iter([4, 4, 1])  # 3 other tasks, 3, then none
+    monkeypatch.setattr(_threads, "_running_tasks", lambda: next(looks))
+    assert _threads.free_cores() == 4
+
+
+def test_own_running_threads_count_running_not_sleeping_ones(monkeypatch):
+    import threading
+    import time
+
+    stop = threading.Event()
+    sleepers = [threading.Thread(target=stop.wait) for _ in range(_threads.cores() + 3)]
+    for t in sleepers:
+        t.start()
+    time.sleep(0.5)  # the sleepers block; pool workers of earlier tests stop spinning
+    try:
+        # this thread, perhaps a worker still spinning: fewer than the sleepers, which a count of the
+        # threads that are not running would include
+        assert 1 <= _threads._own_running() < len(sleepers)
+        real = _threads.glob.glob
+        monkeypatch.setattr(_threads.glob, "glob", lambda p: ["/nonexistent/task/1/stat", *real(p)])
+        assert _threads._own_running() >= 1  # a thread gone between listing and reading is skipped
+    finally:
+        stop.set()
+        for t in sleepers:
+            t.join()
+
+
+def test_an_unreadable_or_odd_loadavg_means_no_load_figure(monkeypatch):
+    import builtins
+    import io
+
+    real_open = builtins.open
+
+    def fake(content):
+        def opener(path, *args, **kwargs):
+            if path == "/proc/loadavg":
+                if content is None:
+                    raise PermissionError(path)
+                return io.StringIO(content)
+            return real_open(path, *args, **kwargs)
+
+        return opener
+
+    cases = [("0.1 0.2 0.3 3/400 12345", 3), (None, None), ("garbage", None), ("a b c x/y z", None)]
+    for content, want in cases:
+        monkeypatch.setattr(builtins, "open", fake(content))
+        assert _threads._running_tasks() == want, content
+
+
+@pytest.mark.parametrize("before, n", [(3, 1), (1, 2)])
+def test_limited_sets_torch_threads_up_or_down_and_restores_them(before, n):
+    saved = torch.get_num_threads()
+    torch.set_num_threads(before)
+    try:
+        with _threads.limited(n, torch=True):
+            assert torch.get_num_threads() == n
+        assert torch.get_num_threads() == before
+    finally:
+        torch.set_num_threads(saved)
+
+
+def test_limited_imports_torch_to_pin_it_when_asked():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from simtheory import _threads\n"
+        "assert 'torch' not in sys.modules\n"
+        "with _threads.limited(1, torch=True):\n"
+        "    import torch; assert torch.get_num_threads() == 1\n"
+        "with _threads.limited(1):\n"
+        "    pass\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "ok", out.stderr
