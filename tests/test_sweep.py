@@ -203,8 +203,12 @@ def test_bad_sweeps_are_clear_errors(tmp_path):
         sweep.run(sweep_cells.slow_cell, [{"x": 1.0}, {"x": 1.0}], tmp_path / "c")
     with pytest.raises(ValueError, match="executor must be one of"):
         sweep.run(sweep_cells.slow_cell, [{"x": 1.0}], tmp_path / "d", executor="ray")
-    with pytest.raises(ValueError, match="apply to executor='dask' only"):
+    with pytest.raises(ValueError, match="workers apply to executor='processes' or 'dask' only"):
         sweep.run(sweep_cells.slow_cell, [{"x": 1.0}], tmp_path / "e", workers=2)
+    with pytest.raises(ValueError, match="scheduler and client apply to executor='dask' only"):
+        sweep.run(
+            sweep_cells.slow_cell, [{"x": 1.0}], tmp_path / "e", executor="processes", scheduler="tcp://x:1"
+        )
     with pytest.raises(ValueError, match="unknown parameters \\['bogus'\\]"):
         sweep.run("predict", [{"bogus": 1}], tmp_path / "f", fixed={"mu": [1.0, 2.0]})
     with pytest.raises(ValueError, match="must be 'predict', 'train' or 'package.module:function'"):
