@@ -454,7 +454,9 @@ def predict(
     t = _checks.times(t)
     if t.size > 1 and np.any(np.diff(t) <= 0):  # curves are time series (the predictors take any order)
         k = int(np.flatnonzero(np.diff(t) <= 0)[0])
-        raise ValueError(f"t must be sorted and unique for curves, got t[{k}] = {t[k]!r} then {t[k + 1]!r}")
+        raise ValueError(
+            f"t must be sorted and unique for curves, got t[{k}] = {float(t[k])!r} then {float(t[k + 1])!r}"
+        )
     with _solvers.solver_log() as log:
         W = spec.flow(task, W0, t, convention=convention, **kwargs)
     W = _flow_output(spec, W, t, task.d)

@@ -1,5 +1,6 @@
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
@@ -124,3 +125,113 @@ def test_loss_at_agrees_with_composition_losses_for_every_model():
         mlp.loss_at([0.5, 0.5])
     lin = sim.predict(task, 0.1 * np.eye(2), [0.0, 1.0, 3.0], model="linear")
     np.testing.assert_allclose(lin.loss_at(comps), sim.ood_loss(task, lin.W, comps))
+
+
+@pytest.fixture
+def batched3():
+    """Curves on a task with three concepts in d = 4, over a (2, 2) batch of settings."""
+    task = sim.SIMTask([1.0, 1.5, 2.0], 0.1, d=4)
+    rng = np.random.default_rng(1)
+    W0 = np.stack([[sim.symmetric_init(rng.random((4, 4)) / 10) for _ in range(2)] for _ in range(2)])
+    return sim.predict(task, W0, np.linspace(0, 6, 13))
+
+
+def test_xarray_export_names_every_axis_with_its_coordinates_and_round_trips(batched3):
+    ds = batched3.to_xarray()
+    assert ds["W"].dims == ("setting_0", "setting_1", "time", "i", "j")
+    assert ds["ood_loss"].dims == ("setting_0", "setting_1", "time")
+    assert list(ds["i"].values) == [1, 2, 3, 4] and list(ds["j"].values) == [1, 2, 3, 4]
+    assert list(ds["composition"].values) == list(range(8)) and list(ds["concept"].values) == [1, 2, 3]
+    np.testing.assert_array_equal(ds["composition_v"].values, batched3.task.compositions())
+    back = sim.Curves.from_xarray(ds)
+    for name in ("W", "ood_loss", "train_loss", "ood_output", "composition_outputs"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(batched3, name))
+    assert back.task == batched3.task and back.batch_shape == (2, 2)
+    one = batched3.select((0, 1))
+    assert one.to_xarray()["ood_loss"].dims == ("time",)
+    np.testing.assert_array_equal(sim.Curves.from_xarray(one.to_xarray()).W, one.W)
+    with pytest.raises(ValueError, match="not a Dataset written by Curves.to_xarray"):
+        sim.Curves.from_xarray(ds.assign_attrs(simtheory_curves=0))
+    with pytest.raises(ValueError, match=r"ds\['ood_loss'\] must end in dimensions \('time',\)"):
+        sim.Curves.from_xarray(ds.assign(ood_loss=ds["ood_loss"].transpose("time", ...)))
+
+
+def test_pandas_export_has_one_column_per_batch_axis(batched3):
+    df = batched3.to_pandas()
+    assert list(df.columns) == ["setting_0", "setting_1", "t", "quantity", "value"]
+    row = df[(df.setting_0 == 1) & (df.setting_1 == 0) & (df.quantity == "ood_loss")]
+    np.testing.assert_array_equal(row["value"], batched3.ood_loss[1, 0])
+    single = batched3.select((1, 1)).to_pandas()
+    assert list(single.columns) == ["t", "quantity", "value"]
+    flat = sim.predict(batched3.task, batched3.W[0, :, 0], [0.0, 1.0])
+    assert list(flat.to_pandas().columns) == ["setting", "t", "quantity", "value"]
+
+
+def test_pgfplots_table_suffixes_columns_only_for_several_settings(batched3, tmp_path):
+    one = batched3.select((0, 0))
+    text = one.to_dat(tmp_path / "one.dat").read_text()
+    assert text.endswith("\n") and not text.endswith("\n\n")
+    lines = text.splitlines()
+    header = lines[0].split()
+    assert header[:3] == ["t", "train_loss", "ood_loss"] and len(lines) == 1 + one.times.size
+    assert float(lines[5].split()[header.index("ood_loss")]) == one.ood_loss[4]
+    pair = sim.predict(batched3.task, batched3.W[0, :, 0], [0.0, 1.0])  # two settings
+    header2 = pair.to_dat(tmp_path / "two.dat").read_text().splitlines()[0].split()
+    assert header2[:5] == ["t", "train_loss_s0", "train_loss_s1", "ood_loss_s0", "ood_loss_s1"]
+
+
+def test_learning_times_read_each_concepts_own_one_hot_composition(batched3):
+    """Concept p is learned when the output on its one-hot composition e_p (p-th coordinate) reaches
+    level * mu_p; computed here from W directly."""
+    flat = sim.predict(batched3.task, batched3.W[:, :, 0].reshape(4, 4, 4), np.linspace(0, 6, 61))
+    got = flat.learning_times(0.9)
+    mu = flat.task.mu
+    for p in range(3):
+        out = flat.W[..., p, p] * mu[p]  # f(mu_p e_p)_p = W_pp mu_p
+        for b in range(4):
+            above = np.flatnonzero(out[b] >= 0.9 * mu[p])
+            want = flat.times[above[0]] if above.size else np.inf
+            if np.isfinite(want) and above[0] > 0:  # interpolated between the two samples around it
+                assert flat.times[above[0] - 1] <= got[b, p] <= want
+            else:
+                assert got[b, p] == want
+
+
+def test_batched_curves_load_back_from_npz(batched3, tmp_path):
+    path, _ = batched3.to_npz(tmp_path / "b.npz")
+    back = sim.Curves.load(path)
+    assert back.batch_shape == (2, 2)
+    np.testing.assert_array_equal(back.composition_outputs, batched3.composition_outputs)
+
+
+def test_unsorted_times_name_the_first_step_out_of_order():
+    task = sim.SIMTask([1.0, 2.0], 0.1)
+    for t, where in (
+        ([0.0, 1.0, 2.0, 2.0, 3.0], "t[2] = 2.0 then 2.0"),
+        ([0.0, 2.0, 1.0], "t[1] = 2.0 then 1.0"),
+    ):
+        with pytest.raises(
+            ValueError, match=re.escape(f"t must be sorted and unique for curves, got {where}")
+        ):
+            sim.predict(task, np.eye(2) * 0.1, t)
+
+
+def test_a_models_penalty_is_added_to_the_training_loss_and_its_shape_checked(monkeypatch):
+    import dataclasses
+
+    from simtheory import models
+
+    monkeypatch.setattr(models, "_REGISTRY", dict(models._REGISTRY))
+    base = models.get("symmetric")
+    task = sim.SIMTask([1.0, 2.0], 0.1)
+    W0 = np.stack([np.eye(2) * 0.1, np.eye(2) * 0.2])
+    models.register(
+        dataclasses.replace(base, name="sym-l1", penalty_of_W=lambda W: np.abs(W).sum(axis=(-2, -1)))
+    )
+    c, plain = sim.predict(task, W0, [0.0, 1.0], model="sym-l1"), sim.predict(task, W0, [0.0, 1.0])
+    np.testing.assert_allclose(c.train_loss - plain.train_loss, np.abs(plain.W).sum(axis=(-2, -1)))
+    models.register(dataclasses.replace(base, name="sym-bad", penalty_of_W=lambda W: np.zeros(3)))
+    with pytest.raises(
+        ValueError, match=r"penalty_of_W must map W \(2, 2, 2, 2\) to shape \(2, 2\), got \(3,\)"
+    ):
+        sim.predict(task, W0, [0.0, 1.0], model="sym-bad")
