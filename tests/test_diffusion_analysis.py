@@ -259,3 +259,168 @@ def test_a_sweep_report_puts_each_claims_power_beside_its_verdict(tmp_path):
     r2 = Report("diffusion", "test")
     _check_sweep(r2, rec, result)  # power_reps 0: no power column
     assert "power" not in r2.metrics
+
+
+# --- the verdicts' inputs, each against an independent computation ----------------------------------
+
+
+def _smooth(y, axis):
+    from scipy.ndimage import gaussian_filter1d
+
+    return gaussian_filter1d(np.asarray(y, dtype=np.float64), 2.0, axis=axis, mode="nearest", truncate=4.0)
+
+
+def test_the_cnn_probe_is_read_unless_the_analytic_one_is_asked_for():
+    import dataclasses
+
+    rec = synthetic.synthetic_records(sweep_like(deltas=(0.1,), seeds=(0,)), EXACT)
+    rec = dataclasses.replace(rec, analytic=np.full(rec.probs.shape[:-1] + (2,), 0.25))
+    np.testing.assert_allclose(
+        analysis.ood_trajectory(rec), np.moveaxis(rec.probs[:, :, -1].mean(axis=2), 0, 1)
+    )
+    assert np.all(analysis.ood_trajectory(rec, probe="analytic") == 0.25)
+
+
+def test_multiplicative_accuracy_is_the_mean_over_generations_of_the_product_over_concepts():
+    rec = synthetic.synthetic_records(sweep_like(deltas=(0.1, 0.8), seeds=(0,)), synthetic.PARK, seed=2)
+    got = analysis.multiplicative_accuracy(rec)  # (K, C)
+    C, K, _, n, _ = rec.probs.shape
+    for k in range(K):
+        for c in (0, C // 2, C - 1):
+            want = np.mean([rec.probs[c, k, -1, g, 0] * rec.probs[c, k, -1, g, 1] for g in range(n)])
+            assert got[k, c] == pytest.approx(want, rel=1e-12)
+
+
+def test_the_over_prompt_reading_is_the_best_exaggeration_of_the_mean_over_generations():
+    import dataclasses
+
+    cfg = sweep_like(deltas=(0.1,), seeds=(0, 1))
+    rec = synthetic.synthetic_records(cfg, EXACT, seed=3)
+    C, K, _, n, s = rec.probs.shape
+    over = np.random.default_rng(0).random((C, K, 3, n, s))
+    rec = dataclasses.replace(rec, over_probs=over)
+    res = analysis.analyse(rec, fit=False)
+    e = res.deltas[0]
+    ks = [k for k, m in enumerate(res.members) if m.competent] or [0, 1]
+    best = over.prod(axis=-1).mean(axis=-1).max(axis=2)  # (C, K): mean over generations, best exaggeration
+    np.testing.assert_allclose(e.curves["mult_over_prompt"], _smooth(best[:, ks].mean(axis=1), 0), rtol=1e-12)
+
+
+def test_signals_within_the_tie_margin_predict_no_order():
+    t = analysis.TIE
+    assert analysis.predicted_first({"colour": 1.0 + 0.9 * t, "size": 1.0}) == "tie"
+    assert analysis.predicted_first({"colour": 1.0, "size": 1.0 + 0.9 * t}) == "tie"
+    assert analysis.predicted_first({"colour": 1.0 + 1.1 * t, "size": 1.0}) == "colour"
+    assert analysis.predicted_first({"colour": 1.0, "size": 1.0 + 1.1 * t}) == "size"
+
+
+def test_a_concept_learned_within_the_run_comes_before_one_that_never_is():
+    from simtheory.measures import Crossing
+
+    learned, never = Crossing(1000.0, 5, False), Crossing(6000.0, 41, True)
+    assert analysis.first_learned((never, learned)) == "size"
+    assert analysis.first_learned((learned, never)) == "colour"
+    assert analysis.first_learned((never, never)) == "none"
+    assert analysis.first_learned((learned, learned)) == "tie"
+
+
+def test_the_speed_floor_is_the_median_of_the_last_ten_training_prompt_speeds():
+    from simtheory.diffusion.data import training_rows
+
+    rec = synthetic.synthetic_records(sweep_like(deltas=(0.4,)), synthetic.PARK, seed=5)
+    res = analysis.analyse(rec, fit=False)
+    ks = [k for k, m in enumerate(res.members) if m.competent] or list(range(len(res.members)))
+    rows = training_rows(rec.probs.shape[-1])
+    traj = _smooth(rec.probs[:, ks].mean(axis=3), axis=0)  # (C, k, classes, s)
+    train = traj[:, :, rows].mean(axis=1)  # seed mean per training prompt: (C, rows, s)
+    dt = np.diff(rec.steps.astype(np.float64)) / 1000.0
+    v = np.linalg.norm(np.diff(train, axis=0), axis=-1) / dt[:, None]  # (C - 1, rows)
+    assert res.deltas[0].curves["speed_floor"] == pytest.approx(np.median(v.mean(axis=1)[-10:]), rel=1e-12)
+
+
+def test_the_sim_fit_reports_the_ratio_of_its_rates():
+    rec = synthetic.synthetic_records(sweep_like(deltas=(0.8,), seeds=(0, 1)), EXACT, seed=1)
+    sim = analysis.analyse(rec, fit=True).deltas[0].sim
+    assert sim["ratio"] == sim["a_colour"] / sim["a_size"] and sim["ratio"] > 1.5  # colour far the faster
+
+
+def _entry(delta, **fields):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(delta=delta, **fields)
+
+
+def test_the_sim_claim_needs_the_rate_ratio_to_rise_with_delta_at_spearman_0_8():
+    from simtheory.diffusion.claims import sim_claim
+
+    def claim(ratios):
+        return sim_claim(
+            [_entry(d, sim={"ratio": r, "rms": 0.01}) for d, r in zip((0.1, 0.2, 0.4, 0.8), ratios)]
+        )
+
+    assert claim([1, 2, 3, 4]).verdict == "pass"
+    assert claim([2, 1, 3, 4]).verdict == "pass"  # one swap: Spearman 0.8, the threshold
+    assert claim([3, 1, 2, 4]).verdict == "fail"  # Spearman 0.4
+    assert claim([4, 3, 2, 1]).verdict == "fail"
+
+
+def test_the_crossing_delta_is_interpolated_where_the_time_difference_changes_sign():
+    from simtheory.diffusion.claims import crossing_claim
+
+    def measured(diffs, deltas=(0.1, 0.2, 0.4, 0.8)):
+        per = [
+            _entry(d, times={"heldout": {"colour": 3000.0 + x, "size": 3000.0}})
+            for d, x in zip(deltas, diffs)
+        ]
+        return crossing_claim(per, 0.5).details["measured"]
+
+    assert measured([300, 100, -100, -300]) == pytest.approx(0.3)  # between 0.2 and 0.4
+    assert measured([-300, -100, 100, 300]) == pytest.approx(0.3)
+    assert measured([0, 100, -300, -300]) == pytest.approx(0.25)  # a zero difference does not start one
+    assert np.isnan(measured([300, 200, 100, 50]))
+
+
+def test_a_side_with_too_few_agreeing_but_enough_undecided_members_is_inconclusive():
+    from simtheory.diffusion.claims import order_claim
+
+    def side(firsts):
+        per = [
+            _entry(0.1, predicted_first="size", gated=True, firsts={"heldout": firsts}),
+            _entry(0.8, predicted_first="colour", gated=True, firsts={"heldout": ["colour"] * 3}),
+        ]
+        return order_claim(per, "heldout", "held-out prompt").details["size"]["verdict"]
+
+    # six members: 4 must agree (2/3)
+    assert side(["size"] * 4 + ["colour"] * 2) == "pass"
+    assert side(["size", "tie", "none", "tie", "colour", "colour"]) == "inconclusive"  # 1 + 3 undecided
+    assert side(["size", "size", "tie", "colour", "colour", "colour"]) == "fail"  # 2 + 1 < 4
+
+
+def test_the_swing_by_is_scored_with_two_gated_seeds_and_not_with_one():
+    from types import SimpleNamespace
+
+    from simtheory.diffusion.claims import swing_claim
+
+    swing = SimpleNamespace(rise=0.2, se=0.01, significant=True, near_stronger_corner=True)
+
+    def verdict(n):
+        return swing_claim(
+            [_entry(0.1, swing_scoring="clear", gated=n > 0, n_competent=n, swing=swing)]
+        ).verdict
+
+    assert verdict(2) == "pass" and verdict(3) == "pass"
+    assert verdict(1) == "inconclusive"
+
+
+def test_what_a_random_order_of_four_deltas_scores():
+    """The base rates quoted beside the rank claims, against scipy's Spearman over all 24 orders."""
+    import itertools
+
+    from scipy.stats import spearmanr
+
+    from simtheory.diffusion.claims import permutation_rate
+
+    rhos = [spearmanr(range(4), p)[0] for p in itertools.permutations(range(4))]
+    assert permutation_rate(4, -1.0, True) == pytest.approx(np.mean([r <= -1 + 1e-9 for r in rhos])) == 1 / 24
+    assert permutation_rate(4, 0.8, False) == pytest.approx(np.mean([r >= 0.8 - 1e-9 for r in rhos]))
+    assert permutation_rate(4, 0.8, False) == pytest.approx(4 / 24)
