@@ -117,3 +117,5 @@ def test_cuda_indices_are_checked_against_the_devices_present(monkeypatch):
     assert [_checks.torch_device(d) for d in ("cuda", "cuda:0", "mps")] == ["cuda", "cuda:0", "mps"]
     with pytest.raises(ValueError, match=r"'cuda:1': only 1 CUDA device\(s\) here"):
         _checks.torch_device("cuda:1")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    assert _checks.torch_device("mps:0") == "mps:0"  # an MPS index is not a CUDA index

@@ -91,3 +91,20 @@ def test_a_report_passes_on_a_pass_and_no_failure_never_on_reported_numbers_alon
     assert report("pass") and report("pass", "reported") and report("pass", "inconclusive")
     assert not report("reported") and not report("inconclusive") and not report()
     assert not report("pass", "fail") and not report("reported", "fail")
+
+
+def test_claims_are_immutable_and_keep_their_verdict_through_json():
+    import dataclasses
+    import json
+
+    c = Claim("x", "1", ">= 0", "fail")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.verdict = "pass"
+    back = Claim.from_dict(json.loads(json.dumps(c.to_dict())))  # verdict strings made anew by the decoder
+    assert back.failed and back == c
+
+
+def test_the_table_shows_a_claims_figure_and_a_dash_where_none():
+    rows = markdown_table([Claim("a", "1", ">= 0", "pass", figure="Fig. 5"), Claim("b", "1", ">= 0", "pass")])
+    lines = rows.splitlines()
+    assert lines[2].endswith("| Fig. 5 |") and lines[3].endswith("| - |")

@@ -424,3 +424,16 @@ def test_what_a_random_order_of_four_deltas_scores():
     assert permutation_rate(4, -1.0, True) == pytest.approx(np.mean([r <= -1 + 1e-9 for r in rhos])) == 1 / 24
     assert permutation_rate(4, 0.8, False) == pytest.approx(np.mean([r >= 0.8 - 1e-9 for r in rhos]))
     assert permutation_rate(4, 0.8, False) == pytest.approx(4 / 24)
+
+
+def test_the_sim_fit_works_for_long_runs_too():
+    """A 50k-step run (Park's GPU runs are 20k): the fit's starting rates scale with the run's length."""
+    from simtheory.theory import symmetric_flow
+
+    steps = np.linspace(0, 50_000, 60)
+    a = np.array([0.12, 0.04])  # per 1k steps
+    U0 = np.array([[0.2, 0.0], [0.05, 0.15]])
+    C = symmetric_flow(np.diag(a), U0 @ U0.T, steps / 1000).sum(axis=-1)
+    fit = analysis.sim_fit(steps, C)
+    assert fit["rms"] < 1e-6
+    assert fit["a"][0] / fit["a"][1] == pytest.approx(3.0, rel=1e-4)

@@ -80,3 +80,79 @@ def test_spearman_is_rank_correlation_and_nan_on_constants():
     assert measures.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
     assert measures.spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)
     assert np.isnan(measures.spearman([1, 2, 3], [5, 5, 5]))
+
+
+def test_a_level_only_reached_is_not_crossed():
+    t = np.arange(10.0)
+    assert measures.sustained_crossing(t, np.full(10, 0.9), 0.9, sigma=0.0).censored
+    assert not measures.sustained_crossing(t, np.full(10, 0.9 + 1e-12), 0.9, sigma=0.0).censored
+
+
+def test_a_curve_that_starts_by_rising_has_no_minimum_at_its_start():
+    t = np.arange(4.0)
+    tps = measures.turning_points(t, [0.0, 1.0, 0.5, 0.4])
+    assert [(p.kind, p.index) for p in tps] == [("max", 1)]
+    falls_first = measures.turning_points(t, [1.0, 0.0, 0.5, 0.4])
+    assert [(p.kind, p.index) for p in falls_first] == [("min", 1), ("max", 2)]
+
+
+def test_the_wiggle_threshold_is_relative_to_the_curves_range():
+    """rel_tol 1e-3 of a range of 2 (from 3 down to 1) is 0.002: a rise of 0.0025 is a turning point, one of
+    0.0015 is not."""
+    t = np.arange(7.0)
+    for rise, n in ((0.0025, 2), (0.0015, 0)):
+        loss = np.array([3.0, 2.5, 2.0, 2.0 + rise, 1.5, 1.2, 1.0])
+        assert len(measures.turning_points(t, loss, rel_tol=1e-3)) == n, rise
+
+
+def test_turning_point_gap_is_relative_to_the_reference():
+    t = np.linspace(0, 4, 41)
+    ref = measures.classify(t, np.exp(-t) + 0.5 * np.exp(-((t - 2.0) ** 2) / 0.1))
+    shifted = measures.classify(t, np.exp(-(t - 0.2)) + 0.5 * np.exp(-((t - 2.2) ** 2) / 0.1))
+    same, dt, dv = measures.turning_point_gap(shifted, ref)
+    want = max(abs(p.time - q.time) / q.time for p, q in zip(shifted.turning_points, ref.turning_points))
+    assert same and dt == pytest.approx(want) and 0.05 < dt < 0.2
+    assert measures.turning_point_gap(ref, ref) == (True, 0.0, 0.0)
+    mono = measures.classify(t, np.exp(-t))
+    assert measures.turning_point_gap(mono, mono) == (True, 0.0, 0.0)
+    assert measures.turning_point_gap(ref, mono)[0] is False
+
+
+def _shape_cases(t):
+    """Curves with known classify verdicts: swing-bys that end flat near zero, monotone ones, failures,
+    and one whose flatness is decided by the point at 90% of the grid."""
+    fall = np.exp(-t)
+    swing = fall + 0.3 * np.exp(-((t - t[-1] / 3) ** 2))
+    cases = [fall, swing, 0.5 + 0.5 * fall, 2 * swing, np.full_like(t, 0.7)]
+    late = swing.copy()
+    late[-2:] = [0.6, 0.5]  # the last two points differ: not flat from the 90% point on
+    return np.stack(cases + [late])
+
+
+@pytest.mark.parametrize("n", [10, 41])
+def test_vectorised_shape_agrees_with_classify_for_any_batch_shape(n):
+    t = np.linspace(0, 8, n)
+    curves = _shape_cases(t)
+    want = np.array([measures.classify(t, y).non_monotone for y in curves])
+    bumps = np.array([measures.classify(t, y).bump for y in curves])
+    nm, bump = measures.shape(t, curves)
+    assert list(nm) == list(want) and want.any() and not want.all()
+    np.testing.assert_allclose(bump, bumps, rtol=1e-12)
+    nm3, bump3 = measures.shape(t, np.stack([curves, curves[::-1]]))  # (2, 6, n)
+    assert nm3.shape == (2, 6) and list(nm3[1]) == list(want[::-1])
+    np.testing.assert_allclose(bump3[0], bumps, rtol=1e-12)
+    nm1, bump1 = measures.shape(t, curves[1])  # one curve
+    assert nm1.shape == () and bool(nm1) == want[1] and float(bump1) == pytest.approx(bumps[1])
+    with pytest.raises(ValueError, match="losses must have last axis"):
+        measures.shape(t, curves[:, :-1])
+
+
+def test_ood_non_monotone_ignores_the_first_record():
+    from types import SimpleNamespace
+
+    t = np.linspace(0, 4, 21)
+    jump = np.r_[0.1, 1.0 + np.exp(-t[1:])]  # low at t = 0 (an init artefact), then falls: monotone after
+    swing = 1 + np.exp(-t) + 0.5 * np.exp(-((t - 2) ** 2) / 0.1)
+    got = measures.ood_non_monotone(SimpleNamespace(times=t, ood_loss=np.stack([jump, swing])))
+    assert list(got) == [False, True]
+    assert measures.non_monotone(t, jump)  # with the first record it would count

@@ -153,6 +153,7 @@ def test_limited_imports_torch_to_pin_it_when_asked():
         "import sys; from simtheory import _threads\n"
         "assert 'torch' not in sys.modules\n"
         "with _threads.limited(1, torch=True):\n"
+        "    assert 'torch' in sys.modules  # imported by limited, so that its pool was pinned\n"
         "    import torch; assert torch.get_num_threads() == 1\n"
         "with _threads.limited(1):\n"
         "    pass\n"
@@ -160,3 +161,28 @@ def test_limited_imports_torch_to_pin_it_when_asked():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_cores_falls_back_to_the_cpu_count_where_there_is_no_affinity(monkeypatch):
+    import os
+
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    assert _threads.cores() == 6
+    monkeypatch.setattr(os, "cpu_count", lambda: None)  # unknown: one core
+    assert _threads.cores() == 1
+
+
+def test_thread_counts_are_bounded_and_limited_defaults_to_one():
+    with sim.threads(4096):
+        pass
+    with pytest.raises(ValueError, match="threads"):
+        with sim.threads(4097):
+            pass
+    saved = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with _threads.limited(torch=True):
+            assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(saved)
