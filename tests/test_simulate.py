@@ -352,3 +352,76 @@ def test_a_penalty_is_trained_recorded_and_not_predicted():
         sim.simulate.flow_limit(
             train(TASK, Model("symmetric"), Init("gaussian", 0.2), lr=0.05, steps=2, n=10, weight_decay=0.1)
         )
+
+
+def test_epoch_steps_is_epochs_times_the_batches_per_epoch():
+    from simtheory.simulate import epoch_steps
+
+    assert epoch_steps(100, 32, 3) == 12  # 4 batches an epoch (the last one short)
+    assert epoch_steps(64, 32, 1) == 2 and epoch_steps(64, 64, 5) == 5
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_default_init_is_pytorchs_uniform_within_one_over_root_fan_in(bias):
+    model = Model("mlp", (40,), bias=bias)
+    w, b = init_params(model, Init("default"), 30, list(range(8)))
+    for k, (out_, in_) in enumerate(model.shapes(30)):
+        bound = 1 / np.sqrt(in_)
+        for x in [w[k]] + ([b[k]] if bias else []):
+            x = x.numpy()
+            assert np.abs(x).max() <= bound and x.max() > 0.9 * bound and x.min() < -0.9 * bound
+            assert abs(x.mean()) < 0.05 * bound
+
+
+def test_uniform_init_draws_from_zero_to_the_scale():
+    w, _ = init_params(Model("untied", (20,)), Init("uniform", 0.3), 20, [0, 1, 2])
+    for x in w:
+        x = x.numpy()
+        assert x.min() >= 0 and x.max() < 0.3 and x.max() > 0.29 and x.mean() == pytest.approx(0.15, rel=0.05)
+
+
+def _registered_copy(monkeypatch, base: str, name: str, **network_changes):
+    import dataclasses
+
+    from simtheory import models
+
+    monkeypatch.setattr(models, "_REGISTRY", dict(models._REGISTRY))
+    spec = models.get(base)
+    net = dataclasses.replace(spec.network, **network_changes)
+    models.register(dataclasses.replace(spec, name=name, network=net))
+    return Model(name, (5,))
+
+
+def test_a_network_without_a_jacobian_gets_it_by_autograd(monkeypatch):
+    plain = Model("untied", (5,))
+    bare = _registered_copy(monkeypatch, "untied", "untied-no-jacobian", jacobian=None)
+    w, b = init_params(plain, Init("gaussian", 0.5), 3, [0, 1])
+    x = torch.tensor([[1.0, 1.5, 0.0], [0.3, -0.2, 0.1]], dtype=torch.float64)
+    torch.testing.assert_close(jacobian(bare, w, b, x), jacobian(plain, w, b, x))
+    run = train(TASK, bare, Init("gaussian", 0.1), lr=0.05, steps=5, seeds=[0], n=10)
+    assert np.all(np.isfinite(run.curves.W))
+
+
+def test_a_jacobian_of_the_wrong_shape_is_refused_before_training(monkeypatch):
+    bad = _registered_copy(monkeypatch, "untied", "untied-bad-jacobian", jacobian=lambda w, b, x: w[0])
+    with pytest.raises(ValueError, match=r"network's jacobian .* returned shape \(1, 5, 3\); it must return"):
+        train(TASK, bad, Init("gaussian", 0.1), lr=0.05, steps=5, seeds=[0], n=10)
+
+
+def test_training_inputs_need_at_least_one_point():
+    with pytest.raises(ValueError, match="inputs must have shape"):
+        train(
+            TASK, Model("linear"), Init("gaussian", 0.1), lr=0.1, steps=5, seeds=[0], inputs=np.zeros((0, 3))
+        )
+
+
+def test_progress_bars_show_where_asked_and_by_default_only_when_switched_on(capsys):
+    from simtheory.simulate import progress_bars
+
+    def shown(**kw):
+        train(TASK, Model("linear"), Init("gaussian", 0.1), lr=0.1, steps=3, seeds=[0], n=5, **kw)
+        return "train linear x1" in capsys.readouterr().err
+
+    assert shown(progress=True) and not shown(progress=False) and not shown()
+    with progress_bars():
+        assert shown() and not shown(progress=False)
