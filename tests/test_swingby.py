@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -123,3 +125,75 @@ def test_non_monotone_classifies_every_curve_of_a_batch():
     assert got.shape == (2, 2)
     assert got.tolist() == [[False, True], [True, True]]
     assert got[0, 1] == sb.classify(t, bump).non_monotone
+
+
+# --- predict_swingby: each criterion's parameters, paths and record ---------------------------------
+
+TASK2 = sim.SIMTask([1.0, 2.5], 0.05, d=2)  # a = (0.5025, 3.1275): a_2 / a_1 = 6.22
+SMALL = np.array([[0.01, 0.005], [0.005, 0.01]])
+
+
+def test_the_rule_states_each_pair_with_its_numbers():
+    p = sb.predict_swingby(TASK2, SMALL)
+    a = TASK2.a
+    assert p.reasons == (
+        f"pair (weak 1, strong 2): w_ij(0) > 0: True; a_j/a_i = {a[1] / a[0]:.3g} > 3.0: True; "
+        "small init: True",
+    )
+    assert p.method == p.criterion == "rule" and p.decided_by == "rule" and p.bump is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.nonmonotone = False
+
+
+def test_a_minor_entry_of_zero_does_not_help():
+    p = sb.predict_swingby(TASK2, np.diag([0.01, 0.01]))
+    assert not p.nonmonotone and "w_ij(0) > 0: False" in p.reasons[0]
+
+
+def test_each_criterions_parameters_are_checked():
+    with pytest.raises(ValueError, match="init_scale must be a finite number > 0"):
+        sb.predict_swingby(TASK2, SMALL, init_scale=0.0)
+    with pytest.raises(ValueError, match="rel_tol"):
+        sb.predict_swingby(TASK2, SMALL, criterion="approx", rel_tol=0.0)
+    with pytest.raises(ValueError, match="rel_tol"):
+        sb.predict_swingby(TASK2, SMALL, criterion="flow", rel_tol=1.5)
+
+
+def test_the_closed_form_criterion_decides_alone_by_default_and_checks_itself_when_asked():
+    alone = sb.predict_swingby(TASK2, SMALL, criterion="approx")
+    assert alone.decided_by == "closed form" and alone.nonmonotone and alone.turning_points
+    assert alone.reasons == ("composite form: non-monotone", "decided by the closed form")
+    checked = sb.predict_swingby(TASK2, SMALL, criterion="approx", fallback=True)
+    assert checked.reasons[:2] == ("composite form: non-monotone", "first-order form: non-monotone")
+    assert checked.decided_by == "closed form"  # the two forms agree: no ODE
+    assert checked.bump == alone.bump
+
+
+def test_the_flow_criterion_reads_the_predicted_flow_up_to_t_max():
+    flow = sb.predict_swingby(TASK2, SMALL, criterion="flow")
+    assert flow.nonmonotone and flow.decided_by == "flow" and flow.criterion == "flow"
+    bump_at = flow.turning_points[-1].time
+    early = sb.predict_swingby(TASK2, SMALL, criterion="flow", t_max=0.5 * flow.turning_points[0].time)
+    assert not early.nonmonotone and bump_at > 0  # the horizon ends before the loss turns
+
+
+@pytest.mark.parametrize(
+    "model, W0", [("linear", SMALL), ("untied", (SMALL, SMALL)), ("deep", [SMALL, SMALL])]
+)
+def test_models_other_than_the_symmetric_one_are_read_by_their_flow(model, W0):
+    p = sb.predict_swingby(TASK2, W0, model=model)
+    assert p.criterion == "flow" and p.decided_by == "flow"
+    with pytest.raises(ValueError, match="is the symmetric model's"):
+        sb.predict_swingby(TASK2, W0, model=model, criterion="rule")
+    assert not sb.predict_swingby(TASK2, SMALL, model="linear").nonmonotone  # Theorem 4.1: never
+
+
+def test_the_model_name_is_compared_by_value():
+    name = "".join(["sym", "metric"])  # equal to "symmetric", another object (as read from a file)
+    assert sb.predict_swingby(TASK2, SMALL, model=name).criterion == "rule"
+
+
+def test_the_method_keyword_warns_at_the_callers_line():
+    with pytest.warns(DeprecationWarning, match="now criterion") as rec:
+        p = sb.predict_swingby(TASK2, SMALL, method="rule")
+    assert rec[0].filename == __file__ and p.criterion == "rule"
