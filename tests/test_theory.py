@@ -572,3 +572,79 @@ def test_a_big_batch_is_solved_in_chunks_that_agree_with_separate_solves(monkeyp
     assert [s.systems for s in log] == [2, 2, 1]
     alone = np.stack([sim.symmetric_flow(A[k], W0[k], t) for k in range(5)])
     np.testing.assert_allclose(W, alone, rtol=1e-7, atol=1e-9)
+
+
+# --- user fields, parameter flows, allocation guards, the closed-form path -------------------------------
+
+
+def _untied_field(ps, A):
+    """dW1/dt = W2^T (A - W A), dW2/dt = (A - W A) W1^T with W = W2 W1: the untied model's gradient flow."""
+    W1, W2 = ps
+    G = A - (W2 @ W1) @ A
+    return [np.swapaxes(W2, -1, -2) @ G, G @ np.swapaxes(W1, -1, -2)]
+
+
+def test_a_parameter_flow_is_the_models_own_flow_and_keeps_its_shapes():
+    task = sim.SIMTask([1.0, 2.0], 0.1, d=2)
+    rng = np.random.default_rng(0)
+    W1, W2 = rng.normal(size=(2, 3, 2)) * 0.1, rng.normal(size=(2, 2, 3)) * 0.1  # a batch of two
+    t = np.linspace(0, 5, 11)
+    with sim.solver_log() as log:
+        sol = sim.theory.parameter_flow(
+            _untied_field, lambda ps: ps[1] @ ps[0], task, [W1, W2], t, shapes=[(3, 2), (2, 3)]
+        )
+    assert [s.method for s in log] == ["LSODA"]  # a small state: the implicit-capable method
+    assert sol.params[0].shape == (2, 11, 3, 2) and sol.params[1].shape == (2, 11, 2, 3)
+    for b in range(2):
+        ref = sim.theory.untied_flow(task, W1[b], W2[b], t)
+        np.testing.assert_allclose(sol.params[0][b], ref.W1, atol=1e-9)
+        np.testing.assert_allclose(sol.params[1][b], ref.W2, atol=1e-9)
+        np.testing.assert_allclose(sol.W[b], ref.W2 @ ref.W1, atol=1e-9)
+    np.testing.assert_array_equal(sol.W, sol.params[1] @ sol.params[0])
+
+
+def test_a_parameter_field_of_the_wrong_shape_is_refused():
+    task = sim.SIMTask([1.0, 2.0], 0.1, d=2)
+    W1, W2 = np.full((3, 2), 0.1), np.full((2, 3), 0.1)
+    transposed = lambda ps, A: [np.swapaxes(x, -1, -2) for x in _untied_field(ps, A)]  # noqa: E731
+    with pytest.raises(ValueError, match=r"field\(params, A\) must return the parameters' shapes"):
+        sim.theory.parameter_flow(transposed, lambda ps: ps[1] @ ps[0], task, [W1, W2], [0.0, 1.0])
+    with pytest.raises(ValueError, match=r"params\[1\] must have shape"):
+        sim.theory.parameter_flow(_untied_field, lambda ps: ps[1] @ ps[0], task, [W1, W2.T], [0.0, 1.0],
+                                  shapes=[(3, 2), (2, 3)])  # fmt: skip
+
+
+def test_a_small_user_field_is_integrated_by_the_implicit_capable_method():
+    task = sim.SIMTask([1.0, 2.0], 0.1, d=2)
+    with sim.solver_log() as log:
+        W = sim.theory.field_flow(lambda W, A: A - W @ A, task, np.zeros((2, 2)), [0.0, 1.0])
+    assert [s.method for s in log] == ["LSODA"] and W.shape == (2, 2, 2)
+
+
+def test_flows_refuse_results_past_the_allocation_limit_before_solving(monkeypatch):
+    from simtheory import _checks
+
+    monkeypatch.setattr(_checks, "MAX_VALUES", 1000)
+    task = sim.SIMTask([1.0, 2.0], 0.1, d=2)
+    t = np.linspace(0, 1, 50)
+    F = np.full((2, 2, 2), 0.1)  # a batch of two 2 x 2 factors
+    # deep: 2 settings x 50 times x (4 + 4 + 4) values = 1200 > 1000
+    with pytest.raises(ValueError, match=r"the result \(batch x len\(t\) x layers\) would hold 1,200 values"):
+        sim.theory.deep_flow(task, [F, F], t)
+    # untied, h = 2: 2 x 50 x (2 h d + d d = 12) = 1200
+    with pytest.raises(ValueError, match=r"would hold 1,200 values"):
+        sim.theory.untied_flow(task, F, F, t)
+    assert sim.theory.deep_flow(task, [F[0], F[0]], t[:40]).W.shape == (40, 2, 2)  # 480: allowed
+
+
+def test_a_start_that_commutes_with_a_degenerate_A_takes_the_closed_form():
+    """A = a I on the concepts' plane (equal concepts): every W0 in that plane commutes with it, and the
+    joint basis must still be found (A's own eigenvectors are arbitrary there)."""
+    task = sim.SIMTask([1.0, 1.0], 0.1, d=2)
+    W0 = np.array([[0.02, 0.01], [0.01, 0.03]])
+    t = np.linspace(0, 5, 6)
+    with sim.solver_log() as log:
+        W = sim.symmetric_flow(task, W0, t)
+    assert [s.method for s in log] == ["closed-form"]
+    ref = sim.symmetric_flow(task, W0, t, method="Radau", rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(W, ref, atol=1e-9)
