@@ -156,3 +156,14 @@ def test_ood_non_monotone_ignores_the_first_record():
     got = measures.ood_non_monotone(SimpleNamespace(times=t, ood_loss=np.stack([jump, swing])))
     assert list(got) == [False, True]
     assert measures.non_monotone(t, jump)  # with the first record it would count
+
+
+def test_converged_is_relative_to_the_curves_range():
+    """A curve from 3 down to about 1 (range 2): its last 10% moving by 0.0015 < 1e-3 x 2 has converged -- at
+    a loss above 5% of its start, a failure; moving by 0.0025 it has not."""
+    t = np.linspace(0, 10, 101)
+    for move, converged in ((0.0015, True), (0.0025, False)):
+        loss = 1.0 + 2.0 * np.exp(-t)
+        loss[90:] = 1.0 + move * np.linspace(1, 0, 11)
+        res = measures.classify(t, loss)
+        assert res.converged is converged and (res.kind == "failure") is converged, move
