@@ -39,6 +39,9 @@ def figure6(result, path, *, title: str = "") -> list[Path]:
     if per and per[0].sim is not None:
         ax[1, 2].semilogy(deltas, [e.sim["ratio"] for e in per], "o-")
         ax[1, 2].axhline(1, color="0.5", lw=1)
+    else:  # a quick analysis does not fit (the fit takes seconds per delta)
+        ax[1, 2].text(0.5, 0.5, "not fitted\n(quick analysis; --sweep fits)", ha="center", va="center",
+                      transform=ax[1, 2].transAxes, color="0.4")  # fmt: skip
     ax[1, 2].set(xlabel="delta", ylabel="a_colour / a_size", title="SIM fit: rate ratio")
     if title:
         fig.suptitle(title, fontsize=10)
