@@ -409,8 +409,9 @@ def run(
     a rerun resumes from them.
 
     Several processes may run the same sweep on one directory (two terminals, a resubmitted job, array
-    tasks): each cell is claimed before it is computed (:func:`simtheory.files.claim`), so the processes
-    split the work and compute each missing cell once; a claim dies with its process (also a SIGKILL), and a
+    tasks): each cell is claimed just before it is computed (:func:`simtheory.files.claim`; on a Dask cluster
+    when the cells are sent), so processes that start at different times split the work and compute each
+    missing cell once; a claim dies with its process (also a SIGKILL), and a
     cell whose claimant died is computed by the next process that finds it. With ``wait`` a process with
     nothing left to claim waits for the cells others are computing (``notify``, default standard error, is
     told "cell K is being computed by PID N on HOST") and returns the whole sweep.
@@ -431,11 +432,11 @@ def run(
     job = _Job(fn, fixed, threads, run_dir, function, bar, computed)
     try:
         while pending:
-            mine, busy = _claim_cells(run_dir, pending, skipped, bar)
-            _execute(executor, job, mine, scheduler, workers, client)
-            if not busy or not wait:
+            claims = _Claims(run_dir, pending, skipped, bar)
+            _execute(executor, job, claims, scheduler, workers, client)
+            if not claims.busy or not wait:
                 break
-            pending = _wait_for(run_dir, busy, notify or _to_stderr)
+            pending = _wait_for(run_dir, claims.busy, notify or _to_stderr)
     finally:
         if bar is not None:
             bar.close()
@@ -475,29 +476,48 @@ def _bar(fn, total: int, done: int):
     return tqdm(total=total, initial=done, desc=f"sweep {fn.__name__}", unit="cell")
 
 
-def _claim_cells(run_dir: Path, pending: list, skipped: list, bar) -> tuple[list, list]:
-    """Claim what can be claimed of ``pending``: ``(mine: [(cell, claim)], busy: [(cell, claim)])``; cells
-    another process finished in the meantime join ``skipped``."""
-    from .files import claim
+class _Claims:
+    """The pending cells of one pass, claimed one at a time as they are about to run, so that a process that
+    starts later still finds cells to take; the cells other processes hold are collected in ``busy``, and the
+    ones finished meanwhile join ``skipped``."""
 
-    mine, busy = [], []
-    for c in pending:
-        if _done(run_dir, c.key):
-            skipped.append(c.key)
-            if bar is not None:
-                bar.update()
-            continue
-        held = claim(run_dir / "cells" / c.key)
-        if not held.acquire():
-            busy.append((c, held))
-        elif _done(run_dir, c.key):  # finished between our listing and our claim
-            held.release()
-            skipped.append(c.key)
-            if bar is not None:
-                bar.update()
-        else:
-            mine.append((c, held))
-    return mine, busy
+    def __init__(self, run_dir: Path, pending: list, skipped: list, bar):
+        self.run_dir, self.queue, self.skipped, self.bar = run_dir, list(pending), skipped, bar
+        self.busy: list = []
+
+    def __len__(self) -> int:
+        return len(self.queue)
+
+    def _skip(self, c) -> None:
+        self.skipped.append(c.key)
+        if self.bar is not None:
+            self.bar.update()
+
+    def next(self):
+        """``(cell, claim)`` of the next cell this process now holds, or None when none is left to claim."""
+        from .files import claim
+
+        while self.queue:
+            c = self.queue.pop(0)
+            if _done(self.run_dir, c.key):
+                self._skip(c)
+                continue
+            held = claim(self.run_dir / "cells" / c.key)
+            if not held.acquire():
+                self.busy.append((c, held))
+            elif _done(self.run_dir, c.key):  # finished between our listing and our claim
+                held.release()
+                self._skip(c)
+            else:
+                return c, held
+        return None
+
+    def all(self) -> list:
+        """Claim every cell that can be claimed now (for executors that dispatch them all at once)."""
+        mine = []
+        while (nxt := self.next()) is not None:
+            mine.append(nxt)
+        return mine
 
 
 def _wait_for(run_dir: Path, busy: list, notify) -> list:
@@ -537,25 +557,26 @@ def _executor(executor: str, scheduler, workers, client) -> tuple[str, int | Non
     return executor, workers
 
 
-def _execute(executor: str, job: "_Job", mine: list, scheduler, workers, client) -> None:
+def _execute(executor: str, job: "_Job", claims: _Claims, scheduler, workers, client) -> None:
     if executor == "local":
-        _run_local(job, mine)
+        _run_local(job, claims)
     elif executor == "processes":
-        _run_processes(job, mine, workers)
-    elif mine:
-        _run_dask(job, mine, scheduler, workers, client)
+        _run_processes(job, claims, workers)
+    else:  # a cluster gets every cell at once: they are claimed up front
+        mine = claims.all()
+        if mine:
+            _run_dask(job, mine, scheduler, workers, client)
 
 
-def _run_local(job: _Job, mine: list) -> None:
-    """The claimed cells one after another in this process, each written as soon as it is computed and its
-    claim released then."""
-    try:
-        for c, held in mine:
+def _run_local(job: _Job, claims: _Claims) -> None:
+    """The cells one after another in this process, each claimed just before it is computed, written as soon
+    as it is, and its claim released then."""
+    while (nxt := claims.next()) is not None:
+        c, held = nxt
+        try:
             value, seconds = _attempt(lambda: _call(job.fn, {**job.fixed, **c.params}, job.threads), c)
             job.write(c, value, seconds)
-            held.release()
-    finally:
-        for _, held in mine:
+        finally:
             held.release()
 
 
@@ -571,29 +592,35 @@ def _attempt(call, cell: Cell):
         ) from exc
 
 
-def _run_processes(job: _Job, mine: list, workers: int | None) -> None:
-    """The claimed cells in worker processes of this machine, as many at once as cores are free: before each
-    cell starts, the cores other processes are running on are looked up again (:func:`_threads.free_cores`,
-    the workers running here not counted against it), so a sweep that shares the machine shrinks to what is
-    free and grows back. Each cell runs on ``job.threads`` threads; results come back here and are written
-    as they arrive (the same numbers as in this process on as many threads)."""
+def _run_processes(job: _Job, claims: _Claims, workers: int | None) -> None:
+    """The cells in worker processes of this machine, as many at once as cores are free: before each cell
+    starts (and is claimed), the cores other processes are running on are looked up again
+    (:func:`_threads.free_cores`, the workers running here not counted against it), so a sweep that shares
+    the machine shrinks to what is free and grows back. Each cell runs on ``job.threads`` threads; results
+    come back here and are written as they arrive (the same numbers as in this process on as many
+    threads)."""
     import concurrent.futures as cf
     import multiprocessing
 
     from ._threads import cores, free_cores
 
-    if not mine:
+    if not len(claims):
         return
-    most = min(workers or cores(), len(mine))
-    queue, running = list(mine), {}
+    most = min(workers or cores(), len(claims))
+    running, exhausted = {}, False
     with cf.ProcessPoolExecutor(most, mp_context=multiprocessing.get_context("spawn")) as pool:
         try:
-            while queue or running:
+            while True:
                 room = min(most, max(1, free_cores(own=len(running)) // job.threads))
-                while queue and len(running) < room:
-                    c, held = queue.pop(0)
-                    kwargs = {**job.fixed, **c.params}
-                    running[pool.submit(_call, job.fn, kwargs, job.threads)] = (c, held)
+                while not exhausted and len(running) < room:
+                    nxt = claims.next()  # claimed only when a worker is free for it
+                    if nxt is None:
+                        exhausted = True
+                    else:
+                        c = nxt[0]
+                        running[pool.submit(_call, job.fn, {**job.fixed, **c.params}, job.threads)] = nxt
+                if not running:
+                    break
                 done, _ = cf.wait(running, timeout=2.0, return_when=cf.FIRST_COMPLETED)
                 for fut in done:
                     c, held = running.pop(fut)
@@ -603,7 +630,7 @@ def _run_processes(job: _Job, mine: list, workers: int | None) -> None:
         finally:
             for fut in running:
                 fut.cancel()
-            for _, held in [*running.values(), *queue]:
+            for _, held in running.values():
                 held.release()
 
 

@@ -46,12 +46,19 @@ def unmarked(x: float) -> dict:
 
 
 @sweep.cell(torch=False)
-def counted_cell(x: float, log: str, delay: float = 0.2) -> dict:
-    """Appends "start <x> <pid>" to ``log`` when it starts (after its claim), then works ``delay`` seconds:
-    a concurrency test counts who computed what."""
+def counted_cell(x: float, log: str, delay: float = 0.2, barrier: str = "") -> dict:
+    """Appends "start <x> <pid>" to ``log`` when it starts (after its claim), waits for the file ``barrier``
+    (if given: a test opens it once every process holds a cell), then works ``delay`` seconds: a concurrency
+    test counts who computed what."""
     import os
+    from pathlib import Path
 
     with open(log, "a") as fh:
         fh.write(f"start {x} {os.getpid()}\n")
+    deadline = time.time() + 120
+    while barrier and not Path(barrier).exists():
+        if time.time() > deadline:
+            raise TimeoutError(f"barrier {barrier} never opened")
+        time.sleep(0.01)
     time.sleep(delay)
     return {"y": np.arange(3) * x}

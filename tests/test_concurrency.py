@@ -29,18 +29,11 @@ def _env():
     return {**os.environ, "PYTHONPATH": TESTS + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
-def _config(tmp_path: Path, delay: float = 0.15) -> tuple[Path, Path]:
+def _config(tmp_path: Path, delay: float = 0.15, barrier: str = "") -> tuple[Path, Path]:
     log = tmp_path / "starts.log"
     cfg = tmp_path / "sweep.json"
-    cfg.write_text(
-        json.dumps(
-            {
-                "function": "sweep_cells:counted_cell",
-                "grid": {"x": XS},
-                "fixed": {"log": str(log), "delay": delay},
-            }
-        )
-    )
+    fixed = {"log": str(log), "delay": delay, **({"barrier": barrier} if barrier else {})}
+    cfg.write_text(json.dumps({"function": "sweep_cells:counted_cell", "grid": {"x": XS}, "fixed": fixed}))
     return cfg, log
 
 
@@ -91,14 +84,22 @@ def _same_arrays(a, b) -> None:
 
 @pytest.mark.parametrize("n", [2, 4])
 def test_concurrent_processes_split_the_cells_and_compute_each_once(tmp_path, n):
-    cfg, log = _config(tmp_path)
+    barrier = tmp_path / "go"
+    cfg, log = _config(tmp_path, barrier=str(barrier))
     out = tmp_path / "run"
     procs = [_start(cfg, out) for _ in range(n)]
+    # every process claims a cell and waits in it: then all of them are working on the directory at once,
+    # however long each took to start (a loaded machine starts Python slowly)
+    deadline = time.time() + 120
+    while not log.exists() or len({pid for _, pid in _starts(log)}) < n:
+        assert time.time() < deadline and all(p.poll() is None for p in procs), "not every process started"
+        time.sleep(0.02)
+    barrier.touch()
     results = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0] * n, [r[1][-2000:] for r in results]
     starts = Counter(x for x, _ in _starts(log))
     assert sorted(starts) == XS and set(starts.values()) == {1}  # every cell computed exactly once in total
-    assert len({pid for _, pid in _starts(log)}) >= 2  # the work was split
+    assert len({pid for _, pid in _starts(log)}) == n  # the work was split
     _same_arrays(sweep.open_run(out), _reference(tmp_path))
     side = json.loads(next((out / "cells").glob("*.json")).read_text())
     assert side["sweep"]["computed_by"]["pid"] in {p.pid for p in procs}

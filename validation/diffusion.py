@@ -572,6 +572,12 @@ def _parser():
         help="the vector-prompt ablation (delta 0.1, 0.8 x 2 seeds) with the over-prompting test",
     )
     p.add_argument("--gpu", action="store_true", help="with --sweep: the paper-sized sweep on CUDA")
+    _where_arguments(p)
+    return p
+
+
+def _where_arguments(p) -> None:
+    """Where the runs train and where they are written."""
     p.add_argument(
         "--executor",
         choices=sweep.EXECUTORS,
@@ -587,7 +593,6 @@ def _parser():
         "temporary one); several finished runs that differ in seeds are merged",
     )
     p.add_argument("--out", help="directory for figures and diffusion.json")
-    return p
 
 
 if __name__ == "__main__":
