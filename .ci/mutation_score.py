@@ -192,12 +192,33 @@ def _diff(before: str, after: str, rel: str) -> str:
 
 
 def summary_line(name: str, m: dict) -> str:
-    if m["baseline"] == "fails":
+    if m.get("baseline") == "fails":
         return f"{name}: NOT SCORED -- its tests fail on the unmutated code ({', '.join(m['tests'])})"
     ci = f"{m['ci95'][0]:.0%}-{m['ci95'][1]:.0%}"
     scored = m["sampled"] - m["equivalent"]
     return (f"{name}: killed {m['killed']}/{scored} ({m['kill_rate']:.0%}, 95% CI {ci}; {m['equivalent']} "
             f"equivalent; raw {m['raw_kill_rate']:.0%}) of {m['mutants']} mutants")  # fmt: skip
+
+
+def markdown_table(report: dict) -> str:
+    """Per module: the kill rate (killed / non-equivalent sampled) with its interval, the raw rate, the
+    equivalents and the module's mutants; the README and docs/testing.md quote it."""
+    rows = [
+        "| module | killed | kill rate (95% CI) | equivalent | raw rate | mutants |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, m in report["modules"].items():
+        if m.get("baseline") == "fails":
+            rows.append(f"| {name} | not scored: its tests fail unmutated | | | | |")
+            continue
+        lo, hi = m["ci95"]
+        scored = m["sampled"] - m["equivalent"]
+        rate = f"{m['kill_rate']:.0%} ({lo:.0%}-{hi:.0%})"
+        rows.append(
+            f"| `{name}` | {m['killed']}/{scored} | {rate} | {m['equivalent']} | {m['raw_kill_rate']:.0%} "
+            f"| {m['mutants']} |"
+        )
+    return "\n".join(rows)
 
 
 def survivors_markdown(report: dict) -> str:
@@ -233,6 +254,7 @@ def rescore(report: dict) -> dict:
         killed, equiv = m["killed"], sum(bool(r.get("equivalent")) for r in m["results"])
         scored = m["sampled"] - equiv
         m.update(equivalent=equiv, kill_rate=killed / max(scored, 1), ci95=list(wilson(killed, scored)))
+        m["raw_kill_rate"] = killed / max(m["sampled"], 1)
     return report
 
 
@@ -300,8 +322,7 @@ def main(argv=None) -> int:
         Path(a.rescore).write_text(json.dumps(report, indent=2))
         if a.survivors:
             Path(a.survivors).write_text(survivors_markdown(report))
-        for name, m in report["modules"].items():
-            print(summary_line(name, m))
+        print(markdown_table(report))
         return 0
     import multiprocessing
 
