@@ -62,3 +62,16 @@ def counted_cell(x: float, log: str, delay: float = 0.2, barrier: str = "") -> d
         time.sleep(0.01)
     time.sleep(delay)
     return {"y": np.arange(3) * x}
+
+
+@sweep.cell(torch=False)
+def shaped_cell(x: float, kind: str = "arrays"):
+    """Results of several kinds for the sweep's checks: ``int(x)`` values, an empty dict, a list, or a record
+    holding a NaN."""
+    if kind == "empty":
+        return {}
+    if kind == "list":
+        return [x]
+    if kind == "nan":
+        return sweep.Record({"x": x, "v": float("nan")})
+    return {"y": np.arange(int(x), dtype=float)}

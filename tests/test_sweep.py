@@ -334,3 +334,40 @@ def test_a_cells_thread_count_is_also_the_policys(tmp_path):
     res = sweep.run(sweep_cells.threads_cell, [{"x": 1.0}], tmp_path, threads=1)
     value = res.load(res.cells[0])
     assert value["policy"].tolist() == [1] and value["torch"].tolist() == [1]
+
+
+def test_a_cell_must_return_a_non_empty_mapping_of_arrays(tmp_path):
+    for kind in ("empty", "list"):
+        with pytest.raises(ValueError, match="must return Curves, sweep.Record or a non-empty dict"):
+            sweep.run(sweep_cells.shaped_cell, [{"x": 1.0}], tmp_path / kind, fixed={"kind": kind})
+
+
+def test_records_keep_nan(tmp_path):
+    res = sweep.run(sweep_cells.shaped_cell, [{"x": 1.0}], tmp_path / "r", fixed={"kind": "nan"})
+    ((_, rec),) = list(sweep.open_run(res.run_dir))
+    assert rec["x"] == 1.0 and np.isnan(rec["v"])
+
+
+def test_a_cell_whose_arrays_are_gone_is_missing_not_an_error(tmp_path):
+    res = sweep.run(sweep_cells.slow_cell, [{"x": 0.1}, {"x": 0.2}], tmp_path / "run")
+    key = res.cells[1].key
+    next((res.run_dir / "cells").glob(f"{key}*.npz")).unlink()  # the sidecar stays
+    assert [c.key for c in sweep.open_run(res.run_dir).missing()] == [key]
+    again = sweep.run(sweep_cells.slow_cell, [{"x": 0.1}, {"x": 0.2}], tmp_path / "run")
+    assert again.computed == [key]
+
+
+def test_stacking_cells_of_other_shapes_names_the_cell(tmp_path):
+    settings = [{"x": 2.0}, {"x": 2.0 + 1e-9}, {"x": 3.0}]  # the third has three values, the others two
+    res = sweep.run(sweep_cells.shaped_cell, settings, tmp_path / "s")
+    with pytest.raises(
+        ValueError, match=r"cell \{'x': 3.0\} has other variables or shapes than \{'x': 2.0\}"
+    ):
+        res.to_xarray()
+
+
+def test_worker_processes_may_be_bounded(tmp_path):
+    res = sweep.run(
+        sweep_cells.slow_cell, [{"x": 0.1}, {"x": 0.2}], tmp_path / "p", executor="processes", workers=1
+    )
+    assert len(res.computed) == 2
