@@ -66,12 +66,13 @@ def counted_cell(x: float, log: str, delay: float = 0.2, barrier: str = "") -> d
 
 @sweep.cell(torch=False)
 def shaped_cell(x: float, kind: str = "arrays"):
-    """Results of several kinds for the sweep's checks: ``int(x)`` values, an empty dict, a list, or a record
-    holding a NaN."""
+    """Results of several kinds for the sweep's checks: ``int(x)`` values (with ``kind="extra"`` a second
+    variable), an empty dict, a list, or a record holding a NaN."""
     if kind == "empty":
         return {}
     if kind == "list":
         return [x]
     if kind == "nan":
         return sweep.Record({"x": x, "v": float("nan")})
-    return {"y": np.arange(int(x), dtype=float)}
+    y = np.arange(int(x), dtype=float)
+    return {"y": y, "z": -y} if kind == "extra" else {"y": y}

@@ -364,6 +364,10 @@ def test_stacking_cells_of_other_shapes_names_the_cell(tmp_path):
         ValueError, match=r"cell \{'x': 3.0\} has other variables or shapes than \{'x': 2.0\}"
     ):
         res.to_xarray()
+    extra = [{"x": 2.0, "kind": "arrays"}, {"x": 2.0, "kind": "extra"}]  # the second has one more variable
+    res = sweep.run(sweep_cells.shaped_cell, extra, tmp_path / "e")
+    with pytest.raises(ValueError, match=r"cell \{'x': 2.0, 'kind': 'extra'\} has other variables or shapes"):
+        res.to_xarray()
 
 
 def test_worker_processes_may_be_bounded(tmp_path):
