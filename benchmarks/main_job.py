@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -41,6 +42,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--loads", type=int, nargs="+", default=[0, 1, 2], help="busy processes per run")
     p.add_argument("--repeat", type=int, default=1, help="runs per load (the best is kept)")
+    p.add_argument("--keep", metavar="FILE", help="copy the first run's summary.json here")
     p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for simtheory reproduce (after --)")
     a = p.parse_args(argv)
     extra = [x for x in a.rest if x != "--"]
@@ -72,6 +74,8 @@ def main(argv=None) -> int:
             == 0
             for s in summaries[1:]
         ]
+        if a.keep:
+            shutil.copyfile(summaries[0], a.keep)
     print(json.dumps({"seconds": times, "ratios": {k: v / times[a.loads[0]] for k, v in times.items()},
                       "numbers_identical": all(same)}))  # fmt: skip
     return 0 if all(same) else 1
