@@ -119,3 +119,30 @@ def test_cuda_indices_are_checked_against_the_devices_present(monkeypatch):
         _checks.torch_device("cuda:1")
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     assert _checks.torch_device("mps:0") == "mps:0"  # an MPS index is not a CUDA index
+
+
+def test_the_allocation_limit_is_the_documented_2_gib():
+    _checks.allocation(2**28, "x")  # 2**28 float64 values = 2 GiB: allowed
+    with pytest.raises(ValueError, match=r"more than the 2 GiB one call may allocate"):
+        _checks.allocation(2**28 + 1, "x")
+
+
+def test_a_batch_of_the_wrong_size_names_the_matrix_shape_and_is_symmetrised_per_matrix():
+    with pytest.raises(ValueError, match=r"W0 must be 2 x 2 to match the task, got \(3, 3\)$"):
+        _checks.square_batch(np.zeros((5, 3, 3)), "W0", d=2)
+    rng = np.random.default_rng(0)
+    batch = rng.normal(size=(4, 3, 3))
+    batch = batch + np.swapaxes(batch, -1, -2)
+    batch[:, 0, 1] += 1e-10  # within the tolerance: accepted and symmetrised matrix by matrix
+    out = _checks.symmetric(batch, "W0")
+    np.testing.assert_array_equal(out, np.swapaxes(out, -1, -2))
+    np.testing.assert_allclose(out, batch, atol=1e-10)
+
+
+def test_cuda_indices_past_the_last_device_are_refused(monkeypatch):
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    for dev in ("cuda:1", "cuda:2", "cuda:7"):
+        with pytest.raises(ValueError, match=rf"'{dev}': only 1 CUDA device"):
+            _checks.torch_device(dev)

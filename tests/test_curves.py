@@ -235,3 +235,35 @@ def test_a_models_penalty_is_added_to_the_training_loss_and_its_shape_checked(mo
         ValueError, match=r"penalty_of_W must map W \(2, 2, 2, 2\) to shape \(2, 2\), got \(3,\)"
     ):
         sim.predict(task, W0, [0.0, 1.0], model="sym-bad")
+
+
+def test_csv_columns_are_named_from_1_as_in_the_paper(curves, tmp_path):
+    header = next(csv.reader(curves.to_csv(tmp_path / "c.csv").open()))
+    d = curves.task.d
+    want = ["setting", "t", "train_loss", "ood_loss", *[f"ood_output_{k}" for k in range(1, d + 1)]]
+    want += [f"w_{i}{j}" for i in range(1, d + 1) for j in range(1, d + 1)]
+    assert header == want
+
+
+def test_curves_at_one_time_save_and_load(curves, tmp_path):
+    task = curves.task
+    one = sim.predict(task, curves.W[0], [2.0], convention="paper-code")
+    path, _ = one.to_npz(tmp_path / "one.npz")
+    back = sim.Curves.load(path)
+    assert back.times.tolist() == [2.0]
+    np.testing.assert_array_equal(back.W, one.W)
+
+
+def test_a_loaded_gradient_flow_curve_keeps_its_time_unit(tmp_path):
+    task = sim.SIMTask([1.0, 1.5], 0.05, d=2)
+    c = sim.predict(task, np.eye(2) * 0.1, np.linspace(0, 2, 5), convention="gradient-flow")
+    path, _ = c.to_npz(tmp_path / "gf.npz")
+    back = sim.Curves.load(path)  # the convention string comes from JSON: equal, not the same object
+    assert back.sidecar()["time_unit"] == "gradient-flow time (lr x steps)"
+    assert sim.Curves.from_xarray(c.to_xarray()).sidecar()["time_unit"] == "gradient-flow time (lr x steps)"
+
+
+def test_from_xarray_refuses_weights_with_their_last_two_axes_swapped(batched3):
+    ds = batched3.to_xarray()
+    with pytest.raises(ValueError, match=r"ds\['W'\] must end in dimensions \('time', 'i', 'j'\)"):
+        sim.Curves.from_xarray(ds.assign(W=ds["W"].transpose(..., "j", "i")))

@@ -186,3 +186,49 @@ def test_thread_counts_are_bounded_and_limited_defaults_to_one():
             assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(saved)
+
+
+def test_own_running_reads_the_state_after_the_last_parenthesis_of_each_task(monkeypatch, tmp_path):
+    # /proc/self/task/*/stat: "tid (comm) STATE ..."; comm may itself hold ") S (": the state is the
+    # first field after the last ")"
+    stats = {"1": "11 (python) R 1 2", "2": "12 (py) S (worker) R 1 2", "3": "13 (python) S 1 2",
+             "4": "14 (pool) R 0", "5": "15 (odd) D 0"}  # fmt: skip
+    paths = []
+    for tid, text in stats.items():
+        (tmp_path / tid).write_text(text)
+        paths.append(str(tmp_path / tid))
+    monkeypatch.setattr(_threads.glob, "glob", lambda pattern: paths)
+    assert _threads._own_running() == 3  # tasks 1, 2 and 4
+    monkeypatch.setattr(_threads.glob, "glob", lambda pattern: paths[2:3])  # only a sleeper
+    assert _threads._own_running() == 1  # this thread runs, whatever the listing says
+
+
+def test_limited_leaves_torch_unimported_unless_asked():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from simtheory import _threads\n"
+        "with _threads.limited(1):\n"
+        "    pass\n"
+        "with _threads.limited(2, torch=False):\n"
+        "    pass\n"
+        "with _threads.for_size(1.0):\n"
+        "    pass\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+def test_the_documented_threshold_is_3e5_flops_per_matmul(four_free):
+    # docs/performance.md: "threads by size (from 3e5 flops per matmul)"
+    assert _threads.for_work(3e5 - 1) == 1 and _threads.for_work(3e5) == 2
+
+
+def test_limited_takes_up_to_4096_threads():
+    with _threads.limited(4096, torch=False):
+        pass
+    with pytest.raises(ValueError, match="threads"):
+        with _threads.limited(4097, torch=False):
+            pass
