@@ -437,3 +437,85 @@ def test_the_sim_fit_works_for_long_runs_too():
     fit = analysis.sim_fit(steps, C)
     assert fit["rms"] < 1e-6
     assert fit["a"][0] / fit["a"][1] == pytest.approx(3.0, rel=1e-4)
+
+
+def _decay(law):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(law=law, rate_per_1k=1.0, r2=0.9, power_r2=0.5, n_points=8)
+
+
+def test_the_slowdown_fails_once_too_few_deltas_are_left_that_could_be_exponential():
+    from simtheory.diffusion.claims import slowdown_claim
+
+    def verdict(laws):
+        return slowdown_claim([_entry(d, decay=_decay(x)) for d, x in zip((0.1, 0.2, 0.4, 0.8), laws)]).verdict
+
+    ind, exp_, pw, nd = "indistinguishable", "exponential", "power law", "no decay"
+    assert verdict([exp_, exp_, exp_, pw]) == "pass"
+    assert verdict([exp_, ind, ind, pw]) == "inconclusive"  # three deltas could still be exponential
+    assert verdict([exp_, ind, pw, nd]) == "fail"  # at most two could
+    assert verdict([pw, pw, pw, pw]) == "fail"
+
+
+def test_the_over_prompt_details_mark_censored_times_only():
+    from simtheory.diffusion.claims import over_prompt_claim
+
+    o = {"best_time": 1200.0, "best_censored": False, "plain_time": 6000.0, "plain_censored": True,
+         "mean_gain": 0.25}  # fmt: skip
+    c = over_prompt_claim([_entry(0.1, over_prompt=o)])
+    assert "best 1200 vs plain 6000 (censored)" in c.measured
+
+
+def test_probe_agreement_is_the_fraction_of_equal_hard_labels():
+    import dataclasses
+
+    rec = synthetic.synthetic_records(sweep_like(deltas=(0.1,), seeds=(0,)), EXACT, seed=1)
+    probs = np.full_like(rec.probs, 0.9)
+    analytic = np.full_like(rec.analytic, 0.8)
+    analytic[-1, ..., 0] = 0.2  # the last checkpoint disagrees on colour
+    got = analysis.probe_agreement(dataclasses.replace(rec, probs=probs, analytic=analytic), last=5)
+    np.testing.assert_allclose(got, [[0.8, 1.0]])
+
+
+def test_a_members_measures_read_the_end_of_the_run():
+    import dataclasses
+
+    rec = synthetic.synthetic_records(sweep_like(deltas=(0.1,), seeds=(0,)), EXACT, seed=1)
+    res = analysis.analyse(rec, fit=False)
+    assert res.run_length == float(rec.steps[-1]) and res.run_length > float(rec.steps[1])
+    mult = analysis.multiplicative_accuracy(rec)
+    m = res.members[0]
+    assert m.mult_accuracy_last5 == pytest.approx(mult[0, -5:].mean(), rel=1e-12)
+    assert m.mult_accuracy_last5 != pytest.approx(mult[0, 5:].mean(), rel=1e-6)
+    d = m.to_dict()
+    assert "times" not in d and d["delta"] == 0.1 and d["seed"] == 0 and "first_training" in d
+    assert dataclasses.is_dataclass(m)
+
+
+def test_competence_needs_colour_and_size_only():
+    from simtheory.measures import Crossing
+
+    never = Crossing(9000.0, 30, True)
+    assert analysis._competent_step([Crossing(100.0, 2, False), Crossing(300.0, 5, False), never]) == 300.0
+    assert analysis._competent_step([Crossing(100.0, 2, False), never]) == float("inf")
+
+
+@pytest.mark.parametrize("peak, near", [((0.3, 0.2), True), ((0.2, 0.3), False), ((0.9, 0.1), True)])
+def test_the_swing_peak_is_near_the_corner_it_is_nearer_to(peak, near):
+    steps = np.arange(10.0) * 100
+    mse = np.array([5, 4, 3, 2, 1, 2, 3, 1, 0.5, 0.4])  # a rise at index 6 from the minimum at 4
+    C = np.zeros((10, 2))
+    C[6] = peak
+    sw = analysis._rise(steps, mse, np.zeros(10), C, "colour")
+    assert sw.step == 600.0 and sw.peak_point == peak
+    assert sw.near_stronger_corner is near  # colour: the blue-large corner (1, 0), against (0, 1)
+    C[6] = peak[::-1]
+    assert analysis._rise(steps, mse, np.zeros(10), C, "size").near_stronger_corner is near
+
+
+def test_the_signal_crossing_is_nan_where_the_interval_does_not_hold_it():
+    cross = analysis.signal_crossing(16)
+    assert 0.137 < cross < 0.8
+    assert np.isnan(analysis.signal_crossing(16, lo=0.05, hi=0.1))  # colour below size throughout
+    assert np.isnan(analysis.signal_crossing(16, lo=0.75, hi=0.8))  # colour above size throughout
