@@ -449,7 +449,8 @@ def test_the_slowdown_fails_once_too_few_deltas_are_left_that_could_be_exponenti
     from simtheory.diffusion.claims import slowdown_claim
 
     def verdict(laws):
-        return slowdown_claim([_entry(d, decay=_decay(x)) for d, x in zip((0.1, 0.2, 0.4, 0.8), laws)]).verdict
+        entries = [_entry(d, decay=_decay(x)) for d, x in zip((0.1, 0.2, 0.4, 0.8), laws)]
+        return slowdown_claim(entries).verdict
 
     ind, exp_, pw, nd = "indistinguishable", "exponential", "power law", "no decay"
     assert verdict([exp_, exp_, exp_, pw]) == "pass"

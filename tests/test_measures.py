@@ -167,3 +167,99 @@ def test_converged_is_relative_to_the_curves_range():
         loss[90:] = 1.0 + move * np.linspace(1, 0, 11)
         res = measures.classify(t, loss)
         assert res.converged is converged and (res.kind == "failure") is converged, move
+
+
+@pytest.mark.parametrize(
+    "loss, rel_tol, want",
+    [
+        # a first rise smaller than the threshold, then a fall larger: its top is a maximum
+        ([0.5, 0.7, 0.2], 0.4, [("max", 1)]),
+        ([0.15, 0.25, 0.22, 0.13, 0.56, 0.68], 0.2, [("max", 1), ("min", 3)]),
+        # a first dip smaller than the threshold, then a small rise and a large fall
+        ([0.68, 0.65, 0.69, 0.39, 0.13, 0.72, 0.52], 0.2, [("max", 2), ("min", 4), ("max", 5)]),
+    ],
+)
+def test_a_turn_counts_by_how_far_the_curve_moves_back_not_how_far_it_came(loss, rel_tol, want):
+    tps = measures.turning_points(np.arange(float(len(loss))), loss, rel_tol)
+    assert [(p.kind, p.index) for p in tps] == want
+
+
+def test_a_rise_of_exactly_the_threshold_is_not_a_turn_in_classify_or_shape():
+    t = np.arange(4.0)
+    loss = np.array([1.0, 0.5, 0.75, 0.0])  # range 1, rel_tol 0.25: the rise from 0.5 to 0.75 is exactly h
+    assert measures.classify(t, loss, rel_tol=0.25).kind == "monotone"
+    nm, bump = measures.shape(t, loss, rel_tol=0.25)
+    assert not nm and bump == 0.0
+    nm, bump = measures.shape(t, np.array([1.0, 0.5, 0.76, 0.0]), rel_tol=0.25)
+    assert nm and bump == pytest.approx(0.26)
+
+
+def test_a_curve_that_rises_to_its_end_has_no_interior_maximum_in_shape():
+    t = np.arange(5.0)
+    loss = np.array([1.0, 0.2, 0.5, 0.8, 1.1])  # falls, then rises to the end: no maximum to come down from
+    assert measures.classify(t, loss).kind == "monotone"
+    nm, bump = measures.shape(t, loss)
+    assert not nm and bump == 0.0
+
+
+def test_one_sample_above_is_enough_with_run_1():
+    t = np.arange(5.0)
+    c = measures.sustained_crossing(t, [0, 0, 1, 0, 0], 0.5, sigma=0, run=1)
+    assert (c.time, c.index, c.censored) == (2.0, 2, False)
+
+
+def test_the_smoothing_kernel_is_a_gaussian_out_to_4_sigma_along_the_last_axis():
+    sigma, n = 2.0, 41
+    impulse = np.zeros(n)
+    impulse[20] = 1.0
+    k = np.arange(-8, 9)  # 4 sigma either side
+    w = np.exp(-(k**2) / (2 * sigma**2))
+    want = np.zeros(n)
+    want[12:29] = w / w.sum()
+    np.testing.assert_allclose(measures.gaussian_smooth(impulse, sigma), want, rtol=1e-9, atol=1e-15)
+    rows = np.stack([impulse, 2 * impulse, np.roll(impulse, 5)])
+    np.testing.assert_allclose(measures.gaussian_smooth(rows, sigma)[2], np.roll(want, 5), atol=1e-15)
+    np.testing.assert_allclose(measures.gaussian_smooth(rows, sigma)[1], 2 * want, atol=1e-15)
+
+
+def test_never_rises_per_curve_of_a_batch_with_either_tolerance():
+    ys = np.array([[10.0, 9.0, 9.5, 8.0], [10.0, 9.0, 8.0, 7.0], [10.0, 9.0, 10.5, 8.0]])
+    np.testing.assert_array_equal(measures.never_rises(ys, rel_step=0.0), [False, True, False])
+    # steps may rise by 10% of the previous value: 9 -> 9.5 passes, 9 -> 10.5 does not
+    np.testing.assert_array_equal(measures.never_rises(ys, rel_step=0.1), [True, True, False])
+    # rises of up to 10% of the first value (1.0): 0.5 passes, 1.5 does not
+    np.testing.assert_array_equal(measures.never_rises(ys, rel_initial=0.1), [True, True, False])
+    assert measures.never_rises(ys[0], rel_initial=0.1) and not measures.never_rises(ys[2], rel_initial=0.1)
+
+
+def test_three_points_make_a_fit_and_points_at_x_0_leave_a_power_law():
+    f = measures.log_linear_fit([1.0, 2.0, 3.0], np.exp([-1.0, -2.0, -3.0]))
+    assert f.n == 3 and f.slope == pytest.approx(-1.0)
+    p = measures.log_linear_fit([0.0, 1.0, 2.0, 4.0], [5.0, 1.0, 0.25, 0.0625], log_x=True)
+    assert p.n == 3 and p.slope == pytest.approx(-2.0) and p.r2 == pytest.approx(1.0)
+
+
+def test_spearman_of_constant_samples_is_nan_without_a_warning():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(measures.spearman([2.0, 2.0, 2.0], [1.0, 2.0, 3.0]))
+        assert np.isnan(measures.spearman([1.0], [1.0]))
+
+
+def test_failure_frac_must_be_in_0_1():
+    t = np.arange(5.0)
+    with pytest.raises(ValueError, match="failure_frac"):
+        measures.classify(t, np.linspace(1, 0, 5), failure_frac=-0.1)
+    assert measures.classify(t, np.linspace(1, 0, 5), failure_frac=0.0).kind == "monotone"
+
+
+def test_turning_point_gap_is_relative_whichever_side_the_actual_value_is():
+    from simtheory.measures import Analysis, TurningPoint
+
+    ref = Analysis("swing-by", (TurningPoint("max", 5, 2.0, 1.0),), 1.0, 0.1, True, 0.5)
+    for value, time in ((0.9, 1.8), (1.1, 2.2)):
+        act = Analysis("swing-by", (TurningPoint("max", 5, time, value),), 1.0, 0.1, True, 0.5)
+        same, dt, dv = measures.turning_point_gap(act, ref)
+        assert same and dt == pytest.approx(0.1) and dv == pytest.approx(0.1)
