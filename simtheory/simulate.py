@@ -130,7 +130,7 @@ def init_params(model: Model, init: Init, d: int, seeds, dtype=torch.float64, de
         for k, (arr, shp) in enumerate(zip(init.arrays, shapes)):
             a = _checks.as_float_array(arr, f"init.arrays[{k}]")
             if a.shape[-2:] != shp or a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[0] != E):
-                raise ValueError(f"init.arrays[{k}] must have shape {shp} or ({E}, *{shp}), got {a.shape}")
+                raise ValueError(f"init.arrays[{k}] must have shape {shp} or {(E, *shp)}, got {a.shape}")
             weights.append(torch.as_tensor(np.broadcast_to(a, (E, *shp)).copy(), dtype=dtype, device=device))
     else:
         per_member = []

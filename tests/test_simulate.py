@@ -425,3 +425,49 @@ def test_progress_bars_show_where_asked_and_by_default_only_when_switched_on(cap
     assert shown(progress=True) and not shown(progress=False) and not shown()
     with progress_bars():
         assert shown() and not shown(progress=False)
+
+
+def test_given_starts_may_differ_per_member_and_must_match_the_ensemble():
+    W0 = np.stack([np.eye(3) * 0.1, np.eye(3) * 0.2])  # (E, d, d): one start per member
+    run = train(TASK, Model("linear"), Init("given", arrays=(W0,)), lr=0.01, steps=2, seeds=[0, 1], n=5)
+    np.testing.assert_allclose(run.curves.W[:, 0], W0, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"init.arrays\[0\] must have shape \(3, 3\) or \(3, 3, 3\)"):
+        train(TASK, Model("linear"), Init("given", arrays=(W0,)), lr=0.01, steps=2, seeds=[0, 1, 2], n=5)
+
+
+def test_data_seeds_must_be_one_per_member():
+    with pytest.raises(ValueError, match="data_seeds must hold 2 seeds, got 1"):
+        train(TASK, Model("linear"), Init("gaussian", 0.1), lr=0.1, steps=2, seeds=[0, 1], n=5, data_seeds=[7])
+
+
+def test_inputs_of_one_axis_are_refused_by_name():
+    with pytest.raises(ValueError, match="inputs must have shape"):
+        train(TASK, Model("linear"), Init("gaussian", 0.1), lr=0.1, steps=2, seeds=[0], inputs=np.ones(3))
+
+
+def test_a_run_diverging_between_guards_is_caught_at_its_last_step():
+    # 20 steps: the guard looks at step 0 and at the last step; lr = 2.5 > 2 / a_max (a_max = 1.5^2 / 2 +
+    # 0.05^2) multiplies the error along e_2 by ~1.8 a step: the loss grows ~1e10-fold, finite
+    with pytest.raises(RuntimeError, match="training diverged: member 0 .* at step 19"):
+        train(TASK, Model("linear"), Init("gaussian", 0.1), lr=2.5, steps=20, seeds=[0], n=10, max_growth=10.0)
+
+
+def test_a_jacobian_of_too_few_columns_and_a_forward_on_one_point_are_named(monkeypatch):
+    narrow = _registered_copy(monkeypatch, "untied", "untied-narrow", jacobian=lambda w, b, x: w[1][..., :2])
+    with pytest.raises(ValueError, match=r"jacobian .* returned shape \(1, 3, 2\); it must return"):
+        train(TASK, narrow, Init("gaussian", 0.1), lr=0.05, steps=5, seeds=[0], n=10)
+    cut = _registered_copy(monkeypatch, "untied", "untied-cut", forward=lambda w, b, x: x[..., :2])
+    with pytest.raises(ValueError, match=r"it must return \(E, N, d\) = \(1, 1, 3\)"):
+        train(TASK, cut, Init("gaussian", 0.1), lr=0.05, steps=5, seeds=[0], inputs=np.ones((1, 3)))
+
+
+def test_flow_limit_members_are_checked_on_both_sides_and_by_type():
+    from simtheory.simulate import flow_limit
+
+    run = train(TASK, Model("linear"), Init("gaussian", 0.1), lr=0.1, steps=3, seeds=[0, 1], n=5)
+    assert flow_limit(run, members=[-2]).shape[0] == 1
+    for bad in ([2], [-3], []):
+        with pytest.raises(ValueError, match="members must index the 2 ensemble members"):
+            flow_limit(run, members=bad)
+    with pytest.raises(ValueError, match="members must be integer indices of the 2 ensemble members"):
+        flow_limit(run, members=["a"])
