@@ -437,7 +437,8 @@ def test_given_starts_may_differ_per_member_and_must_match_the_ensemble():
 
 def test_data_seeds_must_be_one_per_member():
     with pytest.raises(ValueError, match="data_seeds must hold 2 seeds, got 1"):
-        train(TASK, Model("linear"), Init("gaussian", 0.1), lr=0.1, steps=2, seeds=[0, 1], n=5, data_seeds=[7])
+        lin, start = Model("linear"), Init("gaussian", 0.1)
+        train(TASK, lin, start, lr=0.1, steps=2, seeds=[0, 1], n=5, data_seeds=[7])
 
 
 def test_inputs_of_one_axis_are_refused_by_name():
@@ -449,7 +450,8 @@ def test_a_run_diverging_between_guards_is_caught_at_its_last_step():
     # 20 steps: the guard looks at step 0 and at the last step; lr = 2.5 > 2 / a_max (a_max = 1.5^2 / 2 +
     # 0.05^2) multiplies the error along e_2 by ~1.8 a step: the loss grows ~1e10-fold, finite
     with pytest.raises(RuntimeError, match="training diverged: member 0 .* at step 19"):
-        train(TASK, Model("linear"), Init("gaussian", 0.1), lr=2.5, steps=20, seeds=[0], n=10, max_growth=10.0)
+        lin, start = Model("linear"), Init("gaussian", 0.1)
+        train(TASK, lin, start, lr=2.5, steps=20, seeds=[0], n=10, max_growth=10.0)
 
 
 def test_a_jacobian_of_too_few_columns_and_a_forward_on_one_point_are_named(monkeypatch):
