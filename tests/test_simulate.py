@@ -452,6 +452,9 @@ def test_a_run_diverging_between_guards_is_caught_at_its_last_step():
     with pytest.raises(RuntimeError, match="training diverged: member 0 .* at step 19"):
         lin, start = Model("linear"), Init("gaussian", 0.1)
         train(TASK, lin, start, lr=2.5, steps=20, seeds=[0], n=10, max_growth=10.0)
+    # a longer run is caught at the first look past the blow-up (every 32 steps), not at its end
+    with pytest.raises(RuntimeError, match="training diverged: member 0 .* at step 32 "):
+        train(TASK, lin, start, lr=2.5, steps=100, seeds=[0], n=10, max_growth=10.0)
 
 
 def test_a_jacobian_of_too_few_columns_and_a_forward_on_one_point_are_named(monkeypatch):
