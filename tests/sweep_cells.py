@@ -76,3 +76,19 @@ def shaped_cell(x: float, kind: str = "arrays"):
         return sweep.Record({"x": x, "v": float("nan")})
     y = np.arange(int(x), dtype=float)
     return {"y": y, "z": -y} if kind == "extra" else {"y": y}
+
+
+@sweep.cell(torch=False)
+def rendezvous_cell(x: float, folder: str) -> dict:
+    """Writes ``<folder>/<x>`` and waits (up to 60 s) until two such files exist: it completes only where two
+    cells run at the same time. Returns its process id."""
+    import os
+    from pathlib import Path
+
+    Path(folder, str(x)).write_text(str(os.getpid()))
+    deadline = time.time() + 60
+    while len(list(Path(folder).iterdir())) < 2:
+        if time.time() > deadline:
+            raise TimeoutError("the other cell never started: cells ran one at a time")
+        time.sleep(0.01)
+    return {"pid": np.array([os.getpid()])}

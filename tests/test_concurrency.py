@@ -260,3 +260,53 @@ def test_a_diffusion_run_directory_is_trained_by_one_process_at_a_time(tmp_path)
     again = files.claim(tmp_path / "run")
     assert again.acquire()  # released: the next one takes it
     again.release()
+
+
+def test_processes_run_as_many_cells_at_once_as_cores_are_free_in_other_processes(tmp_path, monkeypatch):
+    from sweep_cells import rendezvous_cell
+
+    from simtheory import _threads
+
+    monkeypatch.setattr(_threads, "free_cores", lambda own=0: 2)
+    folder = tmp_path / "met"
+    folder.mkdir()
+    res = sweep.run(
+        rendezvous_cell, sweep.grid(x=[1.0, 2.0]), tmp_path / "run", fixed={"folder": str(folder)},
+        executor="processes", workers=2,
+    )  # fmt: skip
+    pids = {int(y["pid"][0]) for _, y in res}
+    assert len(pids) == 2 and os.getpid() not in pids  # two worker processes, at once, not this one
+
+
+def test_a_process_waits_for_the_cell_another_is_computing_and_returns_it(tmp_path):
+    import threading
+
+    from sweep_cells import counted_cell
+
+    barrier = tmp_path / "go"
+    log = tmp_path / "starts.log"
+    cfg = tmp_path / "sweep.json"
+    fixed = {"log": str(log), "delay": 0.0, "barrier": str(barrier)}
+    cfg.write_text(json.dumps({"function": "sweep_cells:counted_cell", "grid": {"x": [0.5]}, "fixed": fixed}))
+    out = tmp_path / "run"
+    other = _start(cfg, out)  # holds the only cell, waiting at the barrier
+    deadline = time.time() + 120
+    while not log.exists() or not _starts(log):
+        assert time.time() < deadline and other.poll() is None, "the other process never started its cell"
+        time.sleep(0.02)
+    got, notes = [], []
+    here = threading.Thread(
+        target=lambda: got.append(
+            sweep.run(counted_cell, sweep.grid(x=[0.5]), out, fixed=fixed, notify=notes.append)
+        )
+    )
+    here.start()
+    here.join(timeout=1.5)
+    assert here.is_alive(), "returned while the other process was still computing the cell"
+    barrier.touch()
+    here.join(timeout=120)
+    assert other.wait(timeout=120) == 0
+    assert [x for x, _ in _starts(log)] == [0.5]  # computed once, by the other process
+    ((params, y),) = list(got[0])
+    assert params == {"x": 0.5} and np.array_equal(y["y"], np.arange(3) * 0.5)
+    assert any("is being computed by PID" in n for n in notes)

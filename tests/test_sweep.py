@@ -375,3 +375,27 @@ def test_worker_processes_may_be_bounded(tmp_path):
         sweep_cells.slow_cell, [{"x": 0.1}, {"x": 0.2}], tmp_path / "p", executor="processes", workers=1
     )
     assert len(res.computed) == 2
+
+
+def test_each_cells_seconds_are_its_own_wall_time(tmp_path):
+    start = time.perf_counter()
+    res = sweep.run(sweep_cells.slow_cell, [{"x": 0.1, "delay": 0.3}], tmp_path / "s")
+    wall = time.perf_counter() - start
+    side = json.loads(next((tmp_path / "s" / "cells").glob("*.json")).read_text())
+    assert 0.3 <= side["sweep"]["seconds"] <= wall and len(res.computed) == 1
+
+
+def test_threads_per_cell_default_to_every_core_in_process_and_one_per_worker():
+    from simtheory._threads import cores
+
+    assert sweep.executor_options("local")["threads"] == cores()
+    assert sweep.executor_options("processes")["threads"] == 1
+    assert sweep.executor_options("dask")["threads"] == 1
+    assert sweep.executor_options("dask", threads=3)["threads"] == 3
+
+
+def test_a_module_that_cannot_be_imported_is_named():
+    with pytest.raises(
+        ValueError, match=r"function 'no_such_module_xyz:f': cannot import 'no_such_module_xyz'"
+    ):
+        sweep.resolve("no_such_module_xyz:f")
