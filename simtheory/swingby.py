@@ -161,10 +161,9 @@ def _by_model_flow(task, init, convention: str, model: str, criterion, parameter
         )
     if not isinstance(task, SIMTask):
         raise ValueError(f"task must be a SIMTask, got {type(task).__name__}")
-    rel_tol = _checks.real_number(
-        parameters.get("rel_tol", 1e-3), "rel_tol", low=0.0, high=1.0, low_open=True
-    )
-    t_max = parameters.get("t_max")
+    kw = {**_PARAMETERS["flow"], **parameters}
+    rel_tol = _checks.real_number(kw["rel_tol"], "rel_tol", low=0.0, high=1.0, low_open=True)
+    t_max = kw["t_max"]
     if t_max is None:
         W0 = predict(task, init, [0.0], model=model, convention=convention).W[0]
         t_max = horizon(task, W0, convention)

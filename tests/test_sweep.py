@@ -399,3 +399,10 @@ def test_a_module_that_cannot_be_imported_is_named():
         ValueError, match=r"function 'no_such_module_xyz:f': cannot import 'no_such_module_xyz'"
     ):
         sweep.resolve("no_such_module_xyz:f")
+
+
+def test_threads_per_cell_go_up_to_4096(tmp_path):
+    res = sweep.run(sweep_cells.shaped_cell, [{"x": 2.0}], tmp_path / "t", threads=4096)
+    assert len(res.computed) == 1
+    with pytest.raises(ValueError, match="threads"):
+        sweep.run(sweep_cells.shaped_cell, [{"x": 2.0}], tmp_path / "u", threads=4097)

@@ -197,3 +197,33 @@ def test_the_method_keyword_warns_at_the_callers_line():
     with pytest.warns(DeprecationWarning, match="now criterion") as rec:
         p = sb.predict_swingby(TASK2, SMALL, method="rule")
     assert rec[0].filename == __file__ and p.criterion == "rule"
+
+
+def test_where_the_closed_forms_disagree_the_flow_decides():
+    # the composite form calls this curve non-monotone, the first-order form monotone
+    task = sim.SIMTask([1.86, 2.84], 0.41, d=2)
+    W0 = np.array([[0.05, 0.0267], [0.0267, 0.0148]])
+    p = sb.predict_swingby(task, W0, criterion="approx", fallback=True)
+    assert p.reasons[:2] == ("composite form: non-monotone", "first-order form: monotone")
+    assert p.decided_by == "ODE" and p.turning_points == ()
+    assert p.nonmonotone == sb.predict_swingby(task, W0, criterion="flow").nonmonotone
+
+
+def test_the_flow_criterion_uses_its_documented_defaults_and_refuses_a_horizon_of_0():
+    task = sim.SIMTask([1.0, 3.0], 0.05, d=2)
+    W0 = np.array([[0.01, 0.004], [0.004, 0.01]])
+    default = sb.predict_swingby(task, W0, criterion="flow")
+    explicit = sb.predict_swingby(task, W0, criterion="flow", rel_tol=1e-3)
+    assert default.nonmonotone == explicit.nonmonotone and default.bump == explicit.bump
+    for bad in (0.0, -1.0):
+        with pytest.raises(ValueError, match="t_max must be"):
+            sb.predict_swingby(task, W0, criterion="flow", t_max=bad)
+
+
+def test_the_rules_small_init_is_strictly_below_init_scale():
+    task = sim.SIMTask([1.0, 3.0], 0.05, d=2)
+    W0 = np.array([[0.01, 0.004], [0.004, 0.01]])
+    top = float(np.linalg.eigvalsh(W0).max())
+    assert sb.predict_swingby(task, W0, criterion="rule", init_scale=np.nextafter(top, 1)).nonmonotone
+    at = sb.predict_swingby(task, W0, criterion="rule", init_scale=top)
+    assert not at.nonmonotone and any("small init: False" in r for r in at.reasons)
