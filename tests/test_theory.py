@@ -648,3 +648,65 @@ def test_a_start_that_commutes_with_a_degenerate_A_takes_the_closed_form():
     assert [s.method for s in log] == ["closed-form"]
     ref = sim.symmetric_flow(task, W0, t, method="Radau", rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(W, ref, atol=1e-9)
+
+
+def test_weight_decay_flow_solves_its_ode_for_a_batch_of_starts():
+    task = sim.SIMTask([1.0, 2.0], 0.1, d=3)
+    A, lam = task.A, 0.3
+    rng = np.random.default_rng(4)
+    W0 = rng.normal(size=(2, 3, 3)) * 0.2
+    t = np.linspace(0, 4, 9)
+    W = sim.theory.linear_flow(task, W0, t, weight_decay=lam)
+    assert W.shape == (2, 9, 3, 3)
+    for b in range(2):  # dW/dt = (I - W) A - lambda W: the gradient flow of the loss plus lambda/2 ||W||^2
+        sol = solve_ivp(lambda _, y: ((np.eye(3) - y.reshape(3, 3)) @ A - lam * y.reshape(3, 3)).ravel(),
+                        (0, 4), W0[b].ravel(), t_eval=t, method="DOP853", rtol=1e-12, atol=1e-14)  # fmt: skip
+        np.testing.assert_allclose(W[b], sol.y.T.reshape(9, 3, 3), atol=1e-9)
+    np.testing.assert_allclose(W[0, -1] @ (A + lam * np.eye(3)), A, atol=0.05)  # towards the ridge solution
+
+
+def test_a_parameter_flow_takes_one_second_moment_per_setting():
+    tasks = [sim.SIMTask([1.0, m], 0.1, d=2) for m in (1.5, 2.0, 3.0)]  # three settings, d = 2
+    A = np.stack([tk.A for tk in tasks])
+    W1, W2 = np.full((3, 2), 0.1), np.full((2, 3), 0.1)
+    t = np.linspace(0, 2, 5)
+    sol = sim.theory.parameter_flow(_untied_field, lambda ps: ps[1] @ ps[0], A, [W1, W2], t)
+    assert sol.W.shape == (3, 5, 2, 2)
+    for b, tk in enumerate(tasks):
+        np.testing.assert_allclose(sol.W[b], sim.theory.untied_flow(tk, W1, W2, t).W, atol=1e-8)
+
+
+def test_the_untied_closed_form_records_the_state_of_two_factors():
+    task = sim.SIMTask([1.0, 2.0], 0.1, d=3)
+    W1 = np.eye(3) * 0.1
+    with sim.solver_log() as log:
+        sim.theory.untied_flow(task, W1, W1, np.linspace(0, 1, 3))
+    (stats,) = log
+    assert stats.method == "closed-form" and stats.state == 2 * 3 * 3  # two 3 x 3 factors per setting
+
+
+def test_an_explicit_method_is_refused_where_it_needs_too_many_steps():
+    task = sim.SIMTask([10.0, 20.0], 0.1, d=2)  # fastest rate ~ 200: 4 x 200 x 200 = 1.6e5 e-folds
+    with pytest.raises(ValueError, match="e-folds of the fastest mode: the explicit method DOP853"):
+        sim.theory.field_flow(lambda W, A: A - W @ A, task, np.zeros((2, 2)), [0.0, 200.0], method="DOP853")
+
+
+def test_the_log_denominator_continues_past_700_by_its_slope():
+    from simtheory.theory._kernels import _log_denominator
+
+    w = np.array([0.5, 1e-3])
+    for x in (699.5, 700.5, 701.0, 750.0):
+        want = np.log(w) + x + np.log1p((1 - w) / w * np.exp(-x))  # log(1 - w + w e^x), written stably
+        np.testing.assert_allclose(_log_denominator(np.full(2, x), w), want, rtol=1e-12)
+
+
+def test_a_tiny_start_commuting_with_a_degenerate_A_takes_the_closed_form():
+    task = sim.SIMTask([1.0, 2.0], 0.1, d=4)  # A has a two-dimensional null space
+    W0 = 1e-9 * np.array([[1, 0, 0, 0], [0, 2, 0, 0], [0, 0, 1, 1], [0, 0, 1, 3.0]])  # commutes with A
+    with sim.solver_log() as log:
+        W = sim.symmetric_flow(task, W0, np.linspace(0, 3, 4))
+    assert [s.method for s in log] == ["closed-form"]
+    # in A's degenerate eigenspace each eigen-direction of the start grows on its own: W keeps them
+    _, P = np.linalg.eigh(W0[2:, 2:])
+    R = np.swapaxes(P, -1, -2) @ W[:, 2:, 2:] @ P
+    assert np.abs(R[:, 0, 1]).max() < 1e-12 * np.abs(R).max() and np.all(np.diff(R[:, 1, 1]) > 0)
