@@ -222,6 +222,27 @@ MUTANTS = (
         ),
         ("tests/test_claims.py",),
     ),
+    Mutant(
+        "sweep-does-not-wait",
+        "a sweep process returns while another process is still computing one of its cells",
+        "simtheory/sweep.py",
+        (("    while True:\n        time.sleep(delay)", "    while False:\n        time.sleep(delay)"),),
+        ("tests/test_concurrency.py",),
+    ),
+    Mutant(
+        "processes-one-at-a-time",
+        "the processes executor runs one cell at a time whatever the free cores",
+        "simtheory/sweep.py",
+        (("free_cores(own=len(running)) // job.threads", "free_cores(own=len(running)) - job.threads"),),
+        ("tests/test_concurrency.py",),
+    ),
+    Mutant(
+        "zigzag-first-turn-down-missed",
+        "a curve's first turn down is missed when it rose by less than the threshold before it",
+        "simtheory/measures.py",
+        (("if trend >= 0 and loss[k] > loss[i_max]:", "if trend != 0 and loss[k] > loss[i_max]:"),),
+        ("tests/test_measures.py",),
+    ),
 )
 
 
