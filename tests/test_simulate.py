@@ -443,7 +443,9 @@ def test_data_seeds_must_be_one_per_member():
 
 def test_inputs_of_one_axis_are_refused_by_name():
     with pytest.raises(ValueError, match="inputs must have shape"):
-        train(TASK, Model("linear"), Init("gaussian", 0.1), lr=0.1, steps=2, seeds=[0], inputs=np.ones(3))
+        # three members and three values: the leading axis alone matches the ensemble
+        train(TASK, Model("linear"), Init("gaussian", 0.1), lr=0.1, steps=2, seeds=[0, 1, 2],
+              inputs=np.ones(3))  # fmt: skip
 
 
 def test_a_run_diverging_between_guards_is_caught_at_its_last_step():
