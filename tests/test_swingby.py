@@ -227,3 +227,13 @@ def test_the_rules_small_init_is_strictly_below_init_scale():
     assert sb.predict_swingby(task, W0, criterion="rule", init_scale=np.nextafter(top, 1)).nonmonotone
     at = sb.predict_swingby(task, W0, criterion="rule", init_scale=top)
     assert not at.nonmonotone and any("small init: False" in r for r in at.reasons)
+
+
+def test_a_model_without_a_flow_is_refused_naming_those_with_one():
+    from simtheory import models
+
+    task = sim.SIMTask([1.0, 3.0], 0.05, d=2)
+    with pytest.raises(ValueError, match="has no flow to predict its OOD loss from") as err:
+        sb.predict_swingby(task, np.eye(2) * 0.01, criterion="flow", model="mlp")
+    listed = str(err.value).split("covers the models with one: ")[1]
+    assert listed == str(models.names(predictable=True)) and "mlp" not in listed
