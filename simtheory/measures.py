@@ -135,6 +135,16 @@ def spearman(x, y) -> float:
     return float(spearmanr(x, y).statistic)
 
 
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a binomial proportion ``k / n`` (``(0, 1)`` for ``n = 0``)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * float(np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
 # -- the shape of a loss curve -------------------------------------------------------------------
 
 KINDS = ("monotone", "swing-by", "multiple descent", "failure")

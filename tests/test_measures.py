@@ -263,3 +263,9 @@ def test_turning_point_gap_is_relative_whichever_side_the_actual_value_is():
         act = Analysis("swing-by", (TurningPoint("max", 5, time, value),), 1.0, 0.1, True, 0.5)
         same, dt, dv = measures.turning_point_gap(act, ref)
         assert same and dt == pytest.approx(0.1) and dv == pytest.approx(0.1)
+
+
+def test_wilson_interval_matches_the_textbook_values():
+    lo, hi = measures.wilson(5, 10)  # 5 of 10: (0.2366, 0.7634) at 95%
+    assert lo == pytest.approx(0.23659, abs=1e-5) and hi == pytest.approx(0.76341, abs=1e-5)
+    assert measures.wilson(0, 0) == (0.0, 1.0) and measures.wilson(0, 20)[0] == 0.0

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import numpy as np
+from simtheory.measures import wilson
 
 from . import analysis
 from .synthetic import NO_SWING, PARK, POWER_TAIL, Effect, synthetic_records
@@ -73,16 +73,6 @@ class Power:
     def adequate(self) -> bool:
         """Power >= 80% at <= 5% false positives (point estimates)."""
         return self.power >= 0.8 and self.false_positive <= 0.05
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval of a binomial proportion ``k / n``."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (float(max(0.0, centre - half)), float(min(1.0, centre + half)))
 
 
 def pass_counts(config: RunConfig, effect: Effect, reps: int, seed: int = 0) -> dict[str, int]:
