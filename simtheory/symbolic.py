@@ -291,6 +291,18 @@ def at(expr, params: sp.Matrix, values: sp.Matrix):
     return expr.subs(dict(zip(list(params), list(values))), simultaneous=True)
 
 
+def _parameter_values(free, params) -> dict:
+    """``{symbol: value}`` for each free symbol of a field, from ``params`` by name (all of them, no more)."""
+    params = dict(params or {})
+    missing = sorted(s.name for s in free if s.name not in params)
+    extra = sorted(set(params) - {s.name for s in free})
+    if missing or extra:
+        raise ValueError(
+            f"params must give every parameter of the field by name: missing {missing}, unexpected {extra}"
+        )
+    return {s: float(params[s.name]) for s in free}
+
+
 def numeric_field(flow, d: int, *, params: dict | None = None):
     """A derivation's matrix vector field ``flow(W, A) -> dW/dt`` (SymPy) as a batched NumPy function.
 
@@ -310,14 +322,7 @@ def numeric_field(flow, d: int, *, params: dict | None = None):
     index = [(i, j) for i in range(d) for j in range(i, d)]  # the upper triangle of the symmetric A
     a_syms = [A[i, j] for i, j in index]
     free = rhs.free_symbols - set(W) - set(a_syms)
-    params = dict(params or {})
-    missing = sorted(s.name for s in free if s.name not in params)
-    extra = sorted(set(params) - {s.name for s in free})
-    if missing or extra:
-        raise ValueError(
-            f"params must give every parameter of the field by name: missing {missing}, unexpected {extra}"
-        )
-    values = {s: float(params[s.name]) for s in free}
+    values = _parameter_values(free, params)
     fn = sp.lambdify([list(W), a_syms], list(rhs.subs(values)), modules="numpy", cse=True)
 
     def field(Wb: np.ndarray, Ab: np.ndarray) -> np.ndarray:
@@ -353,14 +358,7 @@ def numeric_parameter_field(field, shapes, d: int, *, params: dict | None = None
     a_syms = [A[i, j] for i, j in index]
     p_syms = [s for P in Ps for s in P]
     free = set().union(*(r.free_symbols for r in rhs)) - set(p_syms) - set(a_syms)
-    params = dict(params or {})
-    missing = sorted(s.name for s in free if s.name not in params)
-    extra = sorted(set(params) - {s.name for s in free})
-    if missing or extra:
-        raise ValueError(
-            f"params must give every parameter of the field by name: missing {missing}, unexpected {extra}"
-        )
-    values = {s: float(params[s.name]) for s in free}
+    values = _parameter_values(free, params)
     flat = [e.subs(values) for r in rhs for e in r]
     fn = sp.lambdify([p_syms, a_syms], flat, modules="numpy", cse=True)
     sizes = [int(np.prod(sh)) for sh in shapes]
