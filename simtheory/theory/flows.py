@@ -49,10 +49,7 @@ def field_flow(
         raise ValueError(
             f"field(W, A) must return an array of shape (B, {d}, {d}); got {probe.shape} for B = 1"
         )
-    rate = float(np.max(np.abs(np.linalg.eigvalsh(A)))) if B else 0.0  # a scale for the explicit-method guard
-    method, reason = _solvers.choose_method(
-        method, 4.0 * rate, float(t.max()), implicit_ok=d * d <= _solvers.MAX_IMPLICIT_STATE
-    )
+    method, reason = _method_for(method, A, t, state=d * d)
 
     def fun(_, y):
         return np.asarray(field(y.reshape(B, d, d), A), dtype=np.float64).reshape(-1)
@@ -70,6 +67,16 @@ class ParameterSolution(NamedTuple):
 
     params: list
     W: np.ndarray
+
+
+def _method_for(method: str, A: np.ndarray, t: np.ndarray, *, state: int) -> tuple[str, str]:
+    """:func:`_solvers.choose_method` for a user's flow over second moments ``A`` (B, d, d) with ``state``
+    numbers per setting; 4 x A's largest eigenvalue is the scale of its fastest mode (the explicit-method
+    guard)."""
+    rate = float(np.max(np.abs(np.linalg.eigvalsh(A)))) if A.shape[0] else 0.0
+    return _solvers.choose_method(
+        method, 4.0 * rate, float(t.max()), implicit_ok=state <= _solvers.MAX_IMPLICIT_STATE
+    )
 
 
 def _parameter_batch(params0, shapes, A: np.ndarray):
@@ -127,10 +134,7 @@ def parameter_flow(
         return [part.reshape(len(y), *sh) for part, sh in zip(np.split(y, split, axis=1), shapes)]
 
     _check_parameter_field(field, product, unpack(y0[:1].copy()), A[:1].copy(), shapes, d)
-    rate = float(np.max(np.abs(np.linalg.eigvalsh(A)))) if B else 0.0
-    method, reason = _solvers.choose_method(
-        method, 4.0 * rate, float(t.max()), implicit_ok=y0.shape[1] <= _solvers.MAX_IMPLICIT_STATE
-    )
+    method, reason = _method_for(method, A, t, state=y0.shape[1])
 
     def fun(_, y):
         dp = field(unpack(y.reshape(B, -1)), A)
