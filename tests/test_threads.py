@@ -145,10 +145,19 @@ def test_limited_sets_torch_threads_up_or_down_and_restores_them(before, n):
         torch.set_num_threads(saved)
 
 
-def test_limited_imports_torch_to_pin_it_when_asked():
+def _fresh_interpreter(code: str) -> str:
+    """What ``code`` prints in a new Python process (one that has imported nothing yet); fails with its
+    standard error if it raised."""
     import subprocess
     import sys
 
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    if out.returncode != 0:
+        pytest.fail(f"the fresh interpreter failed:\n{out.stderr}")
+    return out.stdout.strip()
+
+
+def test_limited_imports_torch_to_pin_it_when_asked():
     code = (
         "import sys; from simtheory import _threads\n"
         "assert 'torch' not in sys.modules\n"
@@ -159,8 +168,7 @@ def test_limited_imports_torch_to_pin_it_when_asked():
         "    pass\n"
         "print('ok')\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.stdout.strip() == "ok", out.stderr
+    assert _fresh_interpreter(code) == "ok"
 
 
 def test_cores_falls_back_to_the_cpu_count_where_there_is_no_affinity(monkeypatch):
@@ -204,9 +212,6 @@ def test_own_running_reads_the_state_after_the_last_parenthesis_of_each_task(mon
 
 
 def test_limited_leaves_torch_unimported_unless_asked():
-    import subprocess
-    import sys
-
     code = (
         "import sys; from simtheory import _threads\n"
         "with _threads.limited(1):\n"
@@ -217,8 +222,7 @@ def test_limited_leaves_torch_unimported_unless_asked():
         "    pass\n"
         "print('torch' in sys.modules)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.stdout.strip() == "False", out.stderr
+    assert _fresh_interpreter(code) == "False"
 
 
 def test_the_documented_threshold_is_3e5_flops_per_matmul(four_free):
