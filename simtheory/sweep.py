@@ -624,9 +624,11 @@ def _run_processes(job: _Job, claims: _Claims, workers: int | None) -> None:
                 done, _ = cf.wait(running, timeout=2.0, return_when=cf.FIRST_COMPLETED)
                 for fut in done:
                     c, held = running.pop(fut)
-                    value, seconds = _attempt(fut.result, c)
-                    job.write(c, value, seconds)
-                    held.release()
+                    try:
+                        value, seconds = _attempt(fut.result, c)
+                        job.write(c, value, seconds)
+                    finally:  # given back also when the cell failed (it is no longer in running)
+                        held.release()
         finally:
             for fut in running:
                 fut.cancel()

@@ -310,3 +310,16 @@ def test_a_process_waits_for_the_cell_another_is_computing_and_returns_it(tmp_pa
     ((params, y),) = list(got[0])
     assert params == {"x": 0.5} and np.array_equal(y["y"], np.arange(3) * 0.5)
     assert any("is being computed by PID" in n for n in notes)
+
+
+def test_a_failing_cell_in_a_worker_process_gives_its_claim_back(tmp_path):
+    from sweep_cells import failing_cell
+
+    out = tmp_path / "run"
+    # ``err`` keeps the traceback, and every frame in it, alive: a claim left held in a frame stays held
+    with pytest.raises(ValueError, match="x must be <= 1") as err:  # noqa: F841
+        sweep.run(failing_cell, sweep.grid(x=[2.0]), out, executor="processes", workers=1)
+    (claim_file,) = (out / "cells").glob("*.lock")
+    held = files.claim(claim_file.with_suffix(""))
+    assert not claim_file.with_suffix(".owner").exists() and held.acquire()
+    held.release()
