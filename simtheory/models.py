@@ -395,6 +395,4 @@ def initial_state(
         U0 = draw(rng, init, scale, (d, d))
         n = 2 if spec.name == "untied" else _checks.positive_int(layers, "layers", minimum=2, maximum=64)
         return spec.init_from_factors([U0 if k % 2 == 0 else U0.T.copy() for k in range(n)])
-    if shapes == [(d, d)]:
-        return spec.init_from_factors([draw(rng, init, scale, (d, d))])
     return spec.init_from_factors([draw(rng, init, scale, shape) for shape in shapes])
