@@ -81,6 +81,7 @@ def user_module(monkeypatch):
     yield module
     for name in ("cli-linear-wd", "symmetric-wd"):
         models._REGISTRY.pop(name, None)
+    sys.modules.pop("user_models", None)  # imported again registers them again (a later test may need them)
 
 
 def test_the_command_line_predicts_a_model_registered_by_a_users_module(user_module, tmp_path, capsys):
